@@ -1,0 +1,104 @@
+// Package persist is the durable webhook queue on Badger, shared by the relay (one queue per
+// endpoint) and the agent (one queue per route endpoint). Append returns only after an fsync;
+// concurrent appends share one (group commit). Leases live in memory, so after a crash every
+// leased-but-unfinished record is simply ready again.
+package persist
+
+import (
+	"errors"
+	"log/slog"
+	"time"
+)
+
+// State is where a record stands. Leased is in memory only: on disk it is still Ready.
+type State uint8
+
+const (
+	StateReady     State = 1 // waiting to be leased once NextAttempt is due
+	StateLeased    State = 2 // handed out by Lease, until Ack/Nack/Complete/Release or lease expiry
+	StateAcked     State = 3 // relay only: the agent holds it; waiting for the agent's report
+	StateDelivered State = 4
+	StateDead      State = 5
+)
+
+// Header is one header line; a list keeps order and repeated names.
+type Header struct {
+	Name, Value string
+}
+
+// Delivery is one attempt's outcome, kept with the record (the last MaxDeliveries of them).
+type Delivery struct {
+	At     time.Time
+	Status int    // HTTP status, 0 when there was none
+	Millis int64  // attempt duration
+	Error  string // "" on success
+}
+
+// Record is one stored webhook.
+type Record struct {
+	ID          string // assigned by Append when empty (ULID); kept when set (the agent uses the relay's)
+	Queue       string // endpoint name
+	ReceivedAt  time.Time
+	Method      string
+	Path        string
+	Query       string
+	Headers     []Header
+	Body        []byte
+	Replay      bool // the next delivery is a replay (hookrelay-replay: 1)
+	State       State
+	Attempts    int
+	NextAttempt time.Time
+	Deliveries  []Delivery
+	Reported    bool   // agent only: the final outcome was reported to the relay
+	DeadReason  string // why it is dead ("max attempts", "max age", "retention", a status…)
+	Size        int64  // stored bytes counted against the quota (body + headers)
+}
+
+// Options configures a Store. Zero values mean the defaults given.
+type Options struct {
+	Dir    string
+	Logger *slog.Logger // nil = slog.Default()
+	// Small selects the small-memory Badger profile (agent): ~8 MiB memtables ×2, 16 MiB
+	// value-log files, small caches. Otherwise a larger profile (relay).
+	Small bool
+	// Quota returns the stored-bytes limit of a queue (0 = none). Nil = no quotas. Counted over
+	// records not yet finished (Ready, Leased, Acked).
+	Quota func(queue string) int64
+	// KeepDone is how long Delivered and Dead records stay listable before they are deleted;
+	// default 24h. KeepDoneMax bounds their count; default 10000.
+	KeepDone    time.Duration
+	KeepDoneMax int
+	// GCInterval is how often value-log GC and the retention sweep run; default 1m.
+	GCInterval time.Duration
+	// OnCommit, when set, is called after each group commit with the number of records written
+	// in it and how long the synced write took (for metrics).
+	OnCommit func(records int, took time.Duration)
+}
+
+// Sentinel errors; match them with errors.Is.
+var (
+	ErrNotFound = errors.New("persist: not found")
+	ErrExists   = errors.New("persist: id already stored")
+	ErrQuota    = errors.New("persist: queue quota exceeded")
+	ErrDiskFull = errors.New("persist: disk full")
+	ErrClosed   = errors.New("persist: store closed")
+	ErrFormat   = errors.New("persist: unsupported store format")
+	ErrState    = errors.New("persist: record is not in a state for that")
+)
+
+// Filter selects records for List. Zero fields select everything.
+type Filter struct {
+	Queue string
+	State State
+	Since time.Time // received at or after
+	Limit int       // default 100
+}
+
+// QueueStats describes one queue.
+type QueueStats struct {
+	Queue   string
+	Pending int       // Ready + Leased + Acked
+	Bytes   int64     // stored bytes of pending records
+	Oldest  time.Time // ReceivedAt of the oldest pending record; zero when none
+	Dead    int
+}

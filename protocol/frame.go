@@ -1,0 +1,218 @@
+// Package protocol is the wire between a hookrelay relay and its agents: the frame types, one
+// codec for them, and the Tunnel interface with its transports (WebSocket, QUIC). It knows
+// nothing of endpoints, routes or storage; it only moves typed frames.
+//
+// Protocol flow (one session):
+//
+//	agent                                   relay
+//	  -- dial /v1/tunnel (subprotocol hookrelay.v1) or QUIC (ALPN hookrelay.v1) -->
+//	  Hello{version, agent id, token, endpoints, caps} ->
+//	                                        <- Welcome{session, granted endpoints, window, max frame, time}
+//	                                           (or Error{unauthorized} and close)
+//	                                        <- Webhook{id, …, first body part} [Chunk…]   (≤ window unacked)
+//	  Ack{ids…} ->                             (stored and fsynced by the agent)
+//	  Nack{id, reason, retry after} ->         (agent cannot store now; relay offers it again later)
+//	  Credit{window} ->                        (agent resizes its window; 0 pauses the relay)
+//	  Report{id, delivered|dead, status, attempts} ->   (final local outcome)
+//	  Ping / Pong either way
+//	                                        <- GoAway{reason, reconnect after}   (relay stopping)
+//
+// Every frame on the wire is:
+//
+//	length uint32 big-endian   (bytes that follow: type byte + payload)
+//	type   uint8               (FrameType)
+//	payload                    (layout per type below)
+//
+// Payload primitives: u8, u16, u32, u64 big-endian; str = uvarint length + bytes;
+// bytes = uvarint length + bytes; time = i64 Unix nanoseconds; dur = i64 nanoseconds;
+// list<T> = uvarint count + count×T. A reader rejects a length over its maximum frame size before
+// allocating, and skips frame types it does not know, so new frame types need no version bump.
+//
+// Version changelog:
+//
+//	1 — first version.
+package protocol
+
+import (
+	"errors"
+	"time"
+)
+
+// Version is the protocol version this package speaks.
+const Version = 1
+
+// Subprotocol names the protocol version on the wire: the WebSocket subprotocol and QUIC ALPN.
+const Subprotocol = "hookrelay.v1"
+
+const (
+	// DefaultMaxFrame bounds one encoded frame (length prefix excluded) unless configured.
+	DefaultMaxFrame = 1 << 20
+	// DefaultChunk is how many body bytes a Webhook or Chunk frame carries at most.
+	DefaultChunk = 256 << 10
+)
+
+// FrameType identifies a frame on the wire. Values are never reused.
+type FrameType uint8
+
+const (
+	// FrameHello: u16 version, str agent id, str token, list<str> endpoints, list<str> caps.
+	FrameHello FrameType = 1
+	// FrameWelcome: str session id, list<str> endpoints, u32 window, u32 max frame, time server time.
+	FrameWelcome FrameType = 2
+	// FrameWebhook: str id, str endpoint, time received, u8 flags (bit0 replay), str method,
+	// str path, str query, list<(str name, str value)> headers, u64 body length, bytes first part.
+	FrameWebhook FrameType = 3
+	// FrameChunk: str id, u64 offset, bytes data. Follows its Webhook on the same stream.
+	FrameChunk FrameType = 4
+	// FrameAck: list<str> ids.
+	FrameAck FrameType = 5
+	// FrameNack: str id, str reason, dur retry after.
+	FrameNack FrameType = 6
+	// FrameReport: str id, u8 outcome, u16 status, u32 attempts, str error, time at.
+	FrameReport FrameType = 7
+	// FrameCredit: u32 window.
+	FrameCredit FrameType = 8
+	// FramePing: u64 nonce.
+	FramePing FrameType = 9
+	// FramePong: u64 nonce.
+	FramePong FrameType = 10
+	// FrameGoAway: str reason, dur reconnect after.
+	FrameGoAway FrameType = 11
+	// FrameError: u16 code, str reason.
+	FrameError FrameType = 12
+)
+
+// Frame is one decoded frame. The concrete types are the pointer types below.
+type Frame interface {
+	Type() FrameType
+}
+
+// Header is one header line; a list of them keeps order and repeated names.
+type Header struct {
+	Name, Value string
+}
+
+// Hello is the agent's first frame.
+type Hello struct {
+	Version      uint16
+	AgentID      string
+	Token        string
+	Endpoints    []string
+	Capabilities []string
+}
+
+// Welcome is the relay's answer to a good Hello.
+type Welcome struct {
+	SessionID  string
+	Endpoints  []string // granted: the requested ones the token allows
+	Window     uint32   // webhooks the relay may have unacked on this session at once
+	MaxFrame   uint32   // the largest frame either side may send
+	ServerTime time.Time
+}
+
+// Webhook carries one webhook and the first part of its body. When len(Body) < BodyLen, the
+// rest follows in Chunk frames (in order, on the same stream).
+type Webhook struct {
+	ID         string
+	Endpoint   string
+	ReceivedAt time.Time
+	Replay     bool
+	Method     string
+	Path       string // suffix after /h/{endpoint}: "" or starting with "/"
+	Query      string // raw query, without '?'
+	Headers    []Header
+	BodyLen    int64
+	Body       []byte
+}
+
+// Chunk continues the body of the Webhook with the same ID.
+type Chunk struct {
+	ID     string
+	Offset int64
+	Data   []byte
+}
+
+// Ack tells the relay the agent holds these webhooks durably.
+type Ack struct {
+	IDs []string
+}
+
+// Nack tells the relay the agent cannot store a webhook now; offer it again after RetryAfter.
+type Nack struct {
+	ID         string
+	Reason     string
+	RetryAfter time.Duration
+}
+
+// Outcome is the final result of a local delivery.
+type Outcome uint8
+
+const (
+	OutcomeDelivered Outcome = 1
+	OutcomeDead      Outcome = 2
+)
+
+// Report tells the relay the final outcome of one webhook at the agent.
+type Report struct {
+	ID       string
+	Outcome  Outcome
+	Status   int // the target's last HTTP status, 0 if none
+	Attempts int
+	Error    string
+	At       time.Time
+}
+
+// Credit sets the number of webhooks the relay may have unacked on this session.
+type Credit struct {
+	Window uint32
+}
+
+// Ping asks for a Pong with the same nonce.
+type Ping struct{ Nonce uint64 }
+
+// Pong answers a Ping.
+type Pong struct{ Nonce uint64 }
+
+// GoAway says the relay is closing this session; reconnect after the given time.
+type GoAway struct {
+	Reason         string
+	ReconnectAfter time.Duration
+}
+
+// ErrorCode classifies an Error frame.
+type ErrorCode uint16
+
+const (
+	CodeUnauthorized ErrorCode = 1 // bad token, or no endpoint granted
+	CodeVersion      ErrorCode = 2 // unsupported protocol version
+	CodeProtocol     ErrorCode = 3 // malformed or unexpected frame
+	CodeReplaced     ErrorCode = 4 // the same agent id connected again
+	CodeInternal     ErrorCode = 5
+	CodeLimit        ErrorCode = 6 // a limit was hit (frame size, agents per token…)
+)
+
+// Error is sent before closing a session for a reason the peer should show.
+type Error struct {
+	Code   ErrorCode
+	Reason string
+}
+
+func (*Hello) Type() FrameType   { return FrameHello }
+func (*Welcome) Type() FrameType { return FrameWelcome }
+func (*Webhook) Type() FrameType { return FrameWebhook }
+func (*Chunk) Type() FrameType   { return FrameChunk }
+func (*Ack) Type() FrameType     { return FrameAck }
+func (*Nack) Type() FrameType    { return FrameNack }
+func (*Report) Type() FrameType  { return FrameReport }
+func (*Credit) Type() FrameType  { return FrameCredit }
+func (*Ping) Type() FrameType    { return FramePing }
+func (*Pong) Type() FrameType    { return FramePong }
+func (*GoAway) Type() FrameType  { return FrameGoAway }
+func (*Error) Type() FrameType   { return FrameError }
+
+// Sentinel errors of the codec and transports.
+var (
+	ErrFrameTooLarge = errors.New("protocol: frame too large")
+	ErrMalformed     = errors.New("protocol: malformed frame")
+	ErrClosed        = errors.New("protocol: tunnel closed")
+)
