@@ -1,7 +1,3 @@
-// Package persist is the durable webhook queue on Badger, shared by the relay (one queue per
-// endpoint) and the agent (one queue per route endpoint). Append returns only after an fsync;
-// concurrent appends share one (group commit). Leases live in memory, so after a crash every
-// leased-but-unfinished record is simply ready again.
 package persist
 
 import (
@@ -26,6 +22,9 @@ type Header struct {
 	Name, Value string
 }
 
+// MaxDeliveries is how many attempt outcomes a record keeps (the newest).
+const MaxDeliveries = 10
+
 // Delivery is one attempt's outcome, kept with the record (the last MaxDeliveries of them).
 type Delivery struct {
 	At     time.Time
@@ -49,9 +48,10 @@ type Record struct {
 	Attempts    int
 	NextAttempt time.Time
 	Deliveries  []Delivery
-	Reported    bool   // agent only: the final outcome was reported to the relay
-	DeadReason  string // why it is dead ("max attempts", "max age", "retention", a status…)
-	Size        int64  // stored bytes counted against the quota (body + headers)
+	Reported    bool      // agent only: the final outcome was reported to the relay
+	DeadReason  string    // why it is dead ("max attempts", "max age", "retention", a status…)
+	Size        int64     // stored bytes counted against the quota (body + headers)
+	FinishedAt  time.Time // when it became Delivered or Dead; zero otherwise
 }
 
 // Options configures a Store. Zero values mean the defaults given.
@@ -68,8 +68,15 @@ type Options struct {
 	// default 24h. KeepDoneMax bounds their count; default 10000.
 	KeepDone    time.Duration
 	KeepDoneMax int
+	// HoldUnreported (agent) keeps finished records whose outcome was not reported yet
+	// (MarkReported) past KeepDone; KeepDoneMax still bounds them. Default false (relay).
+	HoldUnreported bool
 	// GCInterval is how often value-log GC and the retention sweep run; default 1m.
 	GCInterval time.Duration
+	// MinFree is the free space the filesystem must keep: below it Append answers ErrDiskFull
+	// (Badger writes through mmap, so a really full disk would crash it rather than fail a
+	// write). Default 64 MiB with Small, else 256 MiB; negative disables the check.
+	MinFree int64
 	// OnCommit, when set, is called after each group commit with the number of records written
 	// in it and how long the synced write took (for metrics).
 	OnCommit func(records int, took time.Duration)
@@ -84,12 +91,13 @@ var (
 	ErrClosed   = errors.New("persist: store closed")
 	ErrFormat   = errors.New("persist: unsupported store format")
 	ErrState    = errors.New("persist: record is not in a state for that")
+	ErrInvalid  = errors.New("persist: invalid record") // empty queue, bad id characters
 )
 
 // Filter selects records for List. Zero fields select everything.
 type Filter struct {
 	Queue string
-	State State
+	State State     // StateLeased selects leased records, StateReady the ready ones not leased
 	Since time.Time // received at or after
 	Limit int       // default 100
 }
@@ -101,4 +109,21 @@ type QueueStats struct {
 	Bytes   int64     // stored bytes of pending records
 	Oldest  time.Time // ReceivedAt of the oldest pending record; zero when none
 	Dead    int
+}
+
+// String names the state: ready, leased, acked, delivered, dead.
+func (s State) String() string {
+	switch s {
+	case StateReady:
+		return "ready"
+	case StateLeased:
+		return "leased"
+	case StateAcked:
+		return "acked"
+	case StateDelivered:
+		return "delivered"
+	case StateDead:
+		return "dead"
+	}
+	return "unknown"
 }

@@ -1,80 +1,260 @@
 package persist
 
 import (
-	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	mrand "math/rand/v2"
+	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/oklog/ulid/v2"
 )
 
-// Store is the durable queue. It owns its Badger handle and a committer goroutine; Close waits
-// for them. All methods are safe for concurrent use.
-type Store struct{}
+// Store is the durable queue. It owns its Badger handle and three goroutines (committer, lease
+// reaper, GC loop); Close waits for them. All methods are safe for concurrent use.
+type Store struct {
+	// Static after Open.
+	opts    Options
+	log     *slog.Logger
+	db      *badger.DB
+	minFree int64
+	ids     idGen
+	reqs    chan *request // to the committer
+	stop    chan struct{} // closed by Close
+	kick    chan struct{} // wakes the reaper to re-arm its timer
+	wg      sync.WaitGroup
+
+	// Owned by the committer.
+	expect int           // requests the next batch may expect (see collect)
+	linger time.Duration // how long collect may wait for them
+
+	// life is write-locked by Close only; holding it for reading keeps db open and lets a
+	// request into reqs.
+	life      sync.RWMutex
+	closed    bool
+	down      atomic.Bool // closed, readable without life
+	closeOnce sync.Once
+	closeErr  error
+
+	gcMu         sync.Mutex   // one GC at a time
+	txns         atomic.Int64 // Badger transactions committed (tests look)
+	freed        atomic.Int64 // bytes of records deleted since GC last flattened the LSM tree
+	flattenAfter int64
+
+	mu  sync.Mutex // guards idx and everything reachable from it
+	idx *index
+}
 
 // Open opens (creating if needed) the store in opts.Dir, checks the store format version, and
-// makes every record that was leased when the process died ready again.
-func Open(opts Options) (*Store, error) { panic("not implemented") }
-
-// Close stops the committer (finishing what is queued) and closes Badger. Idempotent.
-func (s *Store) Close() error { panic("not implemented") }
-
-// Append stores r durably (fsynced, group commit) and returns only then. It assigns r.ID when
-// empty, r.ReceivedAt when zero, and sets r.State = StateReady, r.Size. Errors: ErrExists when
-// r.ID is already stored, ErrQuota over the queue's quota, ErrDiskFull, ErrClosed.
-func (s *Store) Append(ctx context.Context, r *Record) error { panic("not implemented") }
-
-// Has reports whether a record with this id is stored (in any state).
-func (s *Store) Has(id string) (bool, error) { panic("not implemented") }
-
-// Get returns the record with its body, or ErrNotFound.
-func (s *Store) Get(id string) (*Record, error) { panic("not implemented") }
-
-// Lease hands out up to max Ready records of queue whose NextAttempt is due, oldest first,
-// with bodies, marking them Leased until ttl passes (then they are Ready again).
-func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, error) {
-	panic("not implemented")
+// makes every record that was leased when the process died ready again (leases are not stored).
+func Open(opts Options) (*Store, error) {
+	if opts.Dir == "" {
+		return nil, fmt.Errorf("open store: %w: empty dir", ErrInvalid)
+	}
+	opts = withDefaults(opts)
+	s := &Store{
+		opts: opts, log: opts.Logger, minFree: opts.MinFree,
+		reqs: make(chan *request, maxBatchRequests),
+		stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		idx: newIndex(),
+	}
+	s.ids.seed()
+	bo := badgerOptions(opts, s.log)
+	s.flattenAfter = bo.ValueLogFileSize / 2
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, mapErr(err))
+	}
+	s.db = db
+	if err := checkFormat(db, opts.Dir); err != nil {
+		db.Close()
+		return nil, err
+	}
+	if err := s.load(); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
+	s.start(s.commitLoop)
+	s.start(s.reapLoop)
+	s.start(s.gcLoop)
+	return s, nil
 }
 
-// Wait returns a channel closed when a record of queue may have become ready (append, release,
-// nack, replay). Take a new one after each wake-up.
-func (s *Store) Wait(queue string) <-chan struct{} { panic("not implemented") }
-
-// NextDue returns the earliest NextAttempt among the Ready records of queue.
-func (s *Store) NextDue(queue string) (time.Time, bool) { panic("not implemented") }
-
-// Release returns leased records to Ready, due now, without counting an attempt.
-func (s *Store) Release(ids ...string) { panic("not implemented") }
-
-// Ack marks records Acked (relay: the agent holds them).
-func (s *Store) Ack(ids ...string) error { panic("not implemented") }
-
-// Nack returns a leased record to Ready, due at next. A non-nil d counts an attempt and is
-// kept in Deliveries.
-func (s *Store) Nack(id string, next time.Time, d *Delivery) error { panic("not implemented") }
-
-// Complete finishes a record as StateDelivered or StateDead (with reason), recording d if set.
-func (s *Store) Complete(id string, st State, d *Delivery, reason string) error {
-	panic("not implemented")
+func withDefaults(o Options) Options {
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.KeepDone <= 0 {
+		o.KeepDone = 24 * time.Hour
+	}
+	if o.KeepDoneMax <= 0 {
+		o.KeepDoneMax = 10000
+	}
+	if o.GCInterval <= 0 {
+		o.GCInterval = time.Minute
+	}
+	if o.MinFree == 0 {
+		o.MinFree = 256 << 20
+		if o.Small {
+			o.MinFree = 64 << 20
+		}
+	}
+	return o
 }
 
-// Replay makes a finished or acked record Ready again, due now, with Replay set.
-func (s *Store) Replay(id string) error { panic("not implemented") }
+// start runs fn in a goroutine that Close waits for.
+func (s *Store) start(fn func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		fn()
+	}()
+}
 
-// ReplayDead replays every dead record (of queue, or all when queue is ""); returns the count.
-func (s *Store) ReplayDead(queue string) (int, error) { panic("not implemented") }
+// load builds the index from the stored metadata and removes body segments whose metadata
+// never committed (a crash between the transactions of one batch).
+func (s *Store) load() error {
+	now := time.Now()
+	var orphans [][]byte
+	err := s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: metaPrefix})
+		defer it.Close()
+		for it.Rewind(); it.Valid(); it.Next() {
+			item := it.Item()
+			id := string(item.Key()[len(metaPrefix):])
+			err := item.Value(func(v []byte) error {
+				sum, _, err := decodeSummary(v)
+				if err != nil {
+					s.log.Error("persist: skipping unreadable record", "id", id, "err", err)
+					return nil
+				}
+				s.idx.addLocked(id, sum, now)
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("read record %s: %w", id, err)
+			}
+		}
+		bt := txn.NewIterator(badger.IteratorOptions{Prefix: bodyPrefix})
+		defer bt.Close()
+		for bt.Rewind(); bt.Valid(); bt.Next() {
+			k := bt.Item().Key()
+			if _, ok := s.idx.byID[bodyKeyID(k)]; !ok {
+				orphans = append(orphans, bt.Item().KeyCopy(nil))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("load index: %w", err)
+	}
+	if len(orphans) > 0 {
+		s.log.Info("persist: removing unfinished bodies", "keys", len(orphans))
+		if err := s.deleteKeys(orphans); err != nil {
+			return fmt.Errorf("remove unfinished bodies: %w", err)
+		}
+	}
+	return nil
+}
 
-// Delete removes a record and its body.
-func (s *Store) Delete(id string) error { panic("not implemented") }
+// deleteKeys deletes keys outside the committer (Open only), in as few transactions as fit.
+func (s *Store) deleteKeys(keys [][]byte) error {
+	txn := s.db.NewTransaction(true)
+	defer func() { txn.Discard() }()
+	for _, k := range keys {
+		err := txn.Delete(k)
+		if errors.Is(err, badger.ErrTxnTooBig) {
+			if err := txn.Commit(); err != nil {
+				return mapErr(err)
+			}
+			txn = s.db.NewTransaction(true)
+			err = txn.Delete(k)
+		}
+		if err != nil {
+			return mapErr(err)
+		}
+	}
+	return mapErr(txn.Commit())
+}
 
-// MarkReported records that a finished record's outcome reached the relay (agent).
-func (s *Store) MarkReported(ids ...string) error { panic("not implemented") }
+// Close stops the committer (finishing what is queued) and the other goroutines, then closes
+// Badger. Idempotent; later calls wait for the first and return its result.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.life.Lock()
+		s.closed = true
+		s.down.Store(true)
+		s.life.Unlock()
+		close(s.stop)
+		s.wg.Wait()
+		s.mu.Lock()
+		for _, q := range s.idx.queues {
+			q.broadcastLocked()
+		}
+		s.mu.Unlock()
+		if err := s.db.Close(); err != nil {
+			s.closeErr = fmt.Errorf("close store: %w", err)
+		}
+	})
+	return s.closeErr
+}
 
-// Unreported returns up to max finished records whose outcome was not reported yet, without bodies.
-func (s *Store) Unreported(max int) ([]*Record, error) { panic("not implemented") }
+// reapLoop returns expired leases to Ready (waking their queues) as they expire.
+func (s *Store) reapLoop() {
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		now := time.Now()
+		s.mu.Lock()
+		s.idx.expireLeasesLocked(now)
+		next := time.Hour
+		if len(s.idx.leases) > 0 {
+			next = s.idx.leases[0].leaseExp.Sub(now)
+		}
+		s.mu.Unlock()
+		t.Reset(next)
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		case <-s.kick:
+		}
+	}
+}
 
-// List returns records matching f, newest first, without bodies.
-func (s *Store) List(f Filter) ([]*Record, error) { panic("not implemented") }
+func (s *Store) kickReaper() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
 
-// Stats returns one entry per queue that has records.
-func (s *Store) Stats() []QueueStats { panic("not implemented") }
+// idGen makes ULIDs: monotonic within a millisecond, so ids sort by arrival. Entropy comes
+// from ChaCha8 seeded by crypto/rand: unpredictable enough for ids, without a syscall each.
+type idGen struct {
+	mu  sync.Mutex
+	ent *ulid.MonotonicEntropy
+}
 
-// Expire moves Ready records of queue received before now-maxAge to Dead ("retention expired").
-func (s *Store) Expire(queue string, maxAge time.Duration) (int, error) { panic("not implemented") }
+func (g *idGen) seed() {
+	var seed [32]byte
+	rand.Read(seed[:])
+	g.ent = ulid.Monotonic(mrand.NewChaCha8(seed), 0)
+}
+
+func (g *idGen) next(t time.Time) string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	ms := ulid.Timestamp(t)
+	for {
+		id, err := ulid.New(ms, g.ent)
+		if err == nil {
+			return id.String()
+		}
+		ms++ // entropy ran out within this millisecond
+	}
+}

@@ -1,0 +1,113 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"syscall"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// badgerOptions returns the Badger profile: small (agent, edge boxes) or the relay's.
+//
+// SyncWrites is on: every commit fsyncs the value log and the memtable WAL, and the committer
+// makes one commit serve a whole batch (see doc.go for why not SyncWrites=false plus db.Sync).
+// Conflict detection is off: the committer is the only writer.
+func badgerOptions(o Options, log *slog.Logger) badger.Options {
+	bo := badger.DefaultOptions(o.Dir).
+		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithSyncWrites(true).
+		WithDetectConflicts(false).
+		WithMetricsEnabled(false).
+		WithNumCompactors(2)
+	if o.Small {
+		// About 30 MiB of memory: 2×8 MiB memtables, 8+4 MiB caches. Bodies up to 8 KiB
+		// live in the LSM tree (compaction reclaims them); bigger ones in the value log.
+		return bo.WithMemTableSize(8 << 20).
+			WithNumMemtables(2).
+			WithValueLogFileSize(16 << 20).
+			WithBlockCacheSize(8 << 20).
+			WithIndexCacheSize(4 << 20).
+			WithNumLevelZeroTables(2).
+			WithNumLevelZeroTablesStall(8).
+			WithBaseTableSize(2 << 20).
+			WithValueThreshold(8 << 10)
+	}
+	// Relay: ~200 MiB of memtables and caches. Bodies up to 4 KiB stay in the LSM tree (one
+	// synced write per commit); bigger ones go to the value log, out of compaction's way.
+	return bo.WithMemTableSize(64 << 20).
+		WithNumMemtables(3).
+		WithValueLogFileSize(64 << 20).
+		WithBlockCacheSize(64 << 20).
+		WithIndexCacheSize(32 << 20).
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(12).
+		WithValueThreshold(4 << 10)
+}
+
+// badgerLogger sends Badger's warnings and errors to slog and drops its info and debug chatter.
+type badgerLogger struct{ l *slog.Logger }
+
+func (b badgerLogger) Errorf(f string, a ...any) {
+	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (b badgerLogger) Warningf(f string, a ...any) {
+	b.l.Warn(strings.TrimSpace(fmt.Sprintf(f, a...)))
+}
+
+func (badgerLogger) Infof(string, ...any)  {}
+func (badgerLogger) Debugf(string, ...any) {}
+
+// mapErr turns a Badger or OS error into our sentinels where one applies.
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, syscall.ENOSPC):
+		return fmt.Errorf("%w: %w", ErrDiskFull, err)
+	case errors.Is(err, badger.ErrDBClosed):
+		return fmt.Errorf("%w: %w", ErrClosed, err)
+	}
+	return err
+}
+
+// checkFormat writes the format key into a new store and refuses a store with another one.
+func checkFormat(db *badger.DB, dir string) error {
+	var found []byte
+	empty := true
+	err := db.View(func(txn *badger.Txn) error {
+		item, err := txn.Get(formatKey)
+		if err == nil {
+			found, err = item.ValueCopy(nil)
+			return err
+		}
+		if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		it := txn.NewIterator(badger.IteratorOptions{})
+		defer it.Close()
+		it.Rewind()
+		empty = !it.Valid()
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("read store format: %w", err)
+	}
+	switch {
+	case found != nil && string(found) == formatVersion:
+		return nil
+	case found != nil:
+		return fmt.Errorf("%w: %s holds format %q, this build reads format %q", ErrFormat, dir, found, formatVersion)
+	case !empty:
+		return fmt.Errorf("%w: %s holds data without a format key (not a hookrelay store?)", ErrFormat, dir)
+	}
+	if err := db.Update(func(txn *badger.Txn) error {
+		return txn.Set(formatKey, []byte(formatVersion))
+	}); err != nil {
+		return fmt.Errorf("write store format: %w", mapErr(err))
+	}
+	return nil
+}

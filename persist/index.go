@@ -1,0 +1,217 @@
+package persist
+
+import (
+	"container/heap"
+	"time"
+)
+
+// entry is the in-memory index of one record. Its fields are guarded by index.mu.
+type entry struct {
+	id string
+	q  *queue
+	summary
+
+	busy     int  // changes staged by the committer, not yet committed: Lease skips it
+	leased   bool // in memory only
+	leaseExp time.Time
+	lidx     int  // position in index.leases; -1 when not leased
+	hidx     int  // position in q.due or q.wait; -1 when in neither
+	inDue    bool // which of the two hidx refers to
+}
+
+// queue is the index of one queue.
+type queue struct {
+	name    string
+	entries map[string]*entry
+	due     dueHeap  // ready, due, not leased: oldest id first
+	wait    waitHeap // ready, not due yet, not leased: earliest next attempt first
+	wake    chan struct{}
+
+	pending int   // Ready + Leased + Acked
+	bytes   int64 // their sizes
+	dead    int
+}
+
+// index is everything the store knows without reading Badger. Methods named xLocked need mu.
+type index struct {
+	byID     map[string]*entry
+	queues   map[string]*queue
+	leases   leaseHeap // by expiry, over all queues
+	finished int       // Delivered + Dead records, all queues
+	bytes    int64     // sizes of all records
+}
+
+func newIndex() *index {
+	return &index{byID: map[string]*entry{}, queues: map[string]*queue{}}
+}
+
+func (x *index) queueLocked(name string) *queue {
+	q := x.queues[name]
+	if q == nil {
+		q = &queue{name: name, entries: map[string]*entry{}}
+		x.queues[name] = q
+	}
+	return q
+}
+
+// addLocked indexes a record just committed (or loaded at Open).
+func (x *index) addLocked(id string, s summary, now time.Time) *entry {
+	q := x.queueLocked(s.queue)
+	e := &entry{id: id, q: q, summary: s, lidx: -1, hidx: -1}
+	x.byID[id] = e
+	q.entries[id] = e
+	x.bytes += s.size
+	x.countLocked(e, 1)
+	x.placeLocked(e, now)
+	return e
+}
+
+// updateLocked applies a committed change. Any change ends a lease: the record was acked,
+// nacked, finished or replayed by whoever held it.
+func (x *index) updateLocked(e *entry, s summary, now time.Time) {
+	x.countLocked(e, -1)
+	x.unleaseLocked(e)
+	x.bytes += s.size - e.size
+	e.summary = s
+	x.countLocked(e, 1)
+	x.placeLocked(e, now)
+}
+
+func (x *index) removeLocked(e *entry) {
+	x.countLocked(e, -1)
+	x.unleaseLocked(e)
+	x.unplaceLocked(e)
+	delete(x.byID, e.id)
+	delete(e.q.entries, e.id)
+	x.bytes -= e.size
+}
+
+func (x *index) countLocked(e *entry, sign int) {
+	q := e.q
+	switch e.state {
+	case StateReady, StateAcked:
+		q.pending += sign
+		q.bytes += int64(sign) * e.size
+	case StateDead:
+		q.dead += sign
+		x.finished += sign
+	case StateDelivered:
+		x.finished += sign
+	}
+}
+
+// placeLocked puts a ready, unleased record into the due or the wait heap.
+func (x *index) placeLocked(e *entry, now time.Time) {
+	x.unplaceLocked(e)
+	if e.state != StateReady || e.leased {
+		return
+	}
+	if e.next.After(now) {
+		heap.Push(&e.q.wait, e)
+		return
+	}
+	e.inDue = true
+	heap.Push(&e.q.due, e)
+}
+
+func (x *index) unplaceLocked(e *entry) {
+	if e.hidx < 0 {
+		return
+	}
+	if e.inDue {
+		heap.Remove(&e.q.due, e.hidx)
+	} else {
+		heap.Remove(&e.q.wait, e.hidx)
+	}
+	e.inDue = false
+}
+
+func (x *index) leaseLocked(e *entry, exp time.Time) {
+	e.leased = true
+	e.leaseExp = exp
+	heap.Push(&x.leases, e)
+}
+
+// unleaseLocked ends a lease (without placing the record back; callers do).
+func (x *index) unleaseLocked(e *entry) {
+	if e.lidx >= 0 {
+		heap.Remove(&x.leases, e.lidx)
+	}
+	e.leased = false
+	e.leaseExp = time.Time{}
+}
+
+// expireLeasesLocked makes expired leases ready again and wakes their queues.
+func (x *index) expireLeasesLocked(now time.Time) {
+	for len(x.leases) > 0 && !x.leases[0].leaseExp.After(now) {
+		e := x.leases[0]
+		x.unleaseLocked(e)
+		x.placeLocked(e, now)
+		e.q.broadcastLocked()
+	}
+}
+
+// promoteLocked moves records whose next attempt has come from the wait to the due heap.
+func (q *queue) promoteLocked(now time.Time) {
+	for len(q.wait) > 0 && !q.wait[0].next.After(now) {
+		e := heap.Pop(&q.wait).(*entry)
+		e.inDue = true
+		heap.Push(&q.due, e)
+	}
+}
+
+// broadcastLocked wakes every Wait of the queue.
+func (q *queue) broadcastLocked() {
+	if q.wake != nil {
+		close(q.wake)
+		q.wake = nil
+	}
+}
+
+// dueHeap orders by id: ULIDs sort by arrival.
+type dueHeap []*entry
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].id < h[j].id }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].hidx = i; h[j].hidx = j }
+func (h *dueHeap) Push(v any)        { e := v.(*entry); e.hidx = len(*h); *h = append(*h, e) }
+func (h *dueHeap) Pop() any          { return popEntry((*[]*entry)(h)) }
+
+// waitHeap orders by next attempt, then id.
+type waitHeap []*entry
+
+func (h waitHeap) Len() int { return len(h) }
+func (h waitHeap) Less(i, j int) bool {
+	if !h[i].next.Equal(h[j].next) {
+		return h[i].next.Before(h[j].next)
+	}
+	return h[i].id < h[j].id
+}
+func (h waitHeap) Swap(i, j int) { h[i], h[j] = h[j], h[i]; h[i].hidx = i; h[j].hidx = j }
+func (h *waitHeap) Push(v any)   { e := v.(*entry); e.hidx = len(*h); *h = append(*h, e) }
+func (h *waitHeap) Pop() any     { return popEntry((*[]*entry)(h)) }
+
+func popEntry(h *[]*entry) any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.hidx = -1
+	return e
+}
+
+// leaseHeap orders leases by expiry.
+type leaseHeap []*entry
+
+func (h leaseHeap) Len() int           { return len(h) }
+func (h leaseHeap) Less(i, j int) bool { return h[i].leaseExp.Before(h[j].leaseExp) }
+func (h leaseHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i]; h[i].lidx = i; h[j].lidx = j }
+func (h *leaseHeap) Push(v any)        { e := v.(*entry); e.lidx = len(*h); *h = append(*h, e) }
+func (h *leaseHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.lidx = -1
+	return e
+}

@@ -1,0 +1,269 @@
+package persist
+
+import (
+	"context"
+	"fmt"
+	"time"
+)
+
+// Append stores r durably (fsynced, group commit) and returns only then. It assigns r.ID when
+// empty, r.ReceivedAt when zero, and sets r.State = StateReady, r.Size. Errors: ErrExists when
+// r.ID is already stored, ErrQuota over the queue's quota, ErrDiskFull, ErrClosed, ErrInvalid
+// for an empty queue or an id with characters other than A-Z a-z 0-9 - _ . ~ (or over 128).
+// A ctx that ends before the committer took r abandons it; r.Body must not change until
+// Append returns.
+func (s *Store) Append(ctx context.Context, r *Record) error {
+	if r.Queue == "" {
+		return fmt.Errorf("append: %w: empty queue", ErrInvalid)
+	}
+	now := time.Now()
+	if r.ID == "" {
+		r.ID = s.ids.next(now)
+	} else if !validID(r.ID) {
+		return fmt.Errorf("append: %w: id %q", ErrInvalid, r.ID)
+	}
+	if r.ReceivedAt.IsZero() {
+		r.ReceivedAt = now
+	}
+	r.State = StateReady
+	r.Size = recordSize(r)
+	r.FinishedAt = time.Time{}
+	r.Deliveries = lastDeliveries(r.Deliveries)
+	meta := encodeMeta(r, len(r.Body))
+	_, err := s.submit(ctx, &request{
+		bytes: len(r.Body),
+		stage: func(b *batch) (int, error) { return 0, b.insert(r, meta) },
+	})
+	if err != nil {
+		return fmt.Errorf("append %s: %w", r.ID, err)
+	}
+	return nil
+}
+
+// Ack marks records Acked (relay: the agent holds them). Acking an acked record does nothing;
+// a finished one gives ErrState. Every id is tried; the first error is returned.
+func (s *Store) Ack(ids ...string) error {
+	return s.each("ack", ids, func(b *batch, id string) error {
+		return b.modify(id, func(st *staged) error {
+			switch st.rec.State {
+			case StateAcked:
+				return errNoop
+			case StateReady:
+				st.rec.State = StateAcked
+				return nil
+			}
+			return ErrState
+		})
+	})
+}
+
+// Nack returns a record (leased, ready or acked) to Ready, due at next. A non-nil d counts an
+// attempt and is kept in Deliveries. A finished record gives ErrState.
+func (s *Store) Nack(id string, next time.Time, d *Delivery) error {
+	return s.each("nack", []string{id}, func(b *batch, id string) error {
+		return b.modify(id, func(st *staged) error {
+			if st.rec.State != StateReady && st.rec.State != StateAcked {
+				return ErrState
+			}
+			st.rec.State = StateReady
+			st.rec.NextAttempt = next
+			addDelivery(st.rec, d)
+			return nil
+		})
+	})
+}
+
+// Complete finishes a record as StateDelivered or StateDead (with reason), recording d if set.
+// Completing a record already in st does nothing (a repeated report); a record finished the
+// other way takes the new outcome. Any other st gives ErrState.
+func (s *Store) Complete(id string, st State, d *Delivery, reason string) error {
+	if st != StateDelivered && st != StateDead {
+		return fmt.Errorf("complete %s as %v: %w", id, st, ErrState)
+	}
+	return s.each("complete", []string{id}, func(b *batch, id string) error {
+		return b.modify(id, func(sr *staged) error {
+			if sr.rec.State == st {
+				return errNoop
+			}
+			finish(sr.rec, st, reason, b.now)
+			addDelivery(sr.rec, d)
+			return nil
+		})
+	})
+}
+
+// Replay makes a finished or acked record Ready again, due now, with Replay set; Attempts are
+// kept. A record still ready or leased gives ErrState.
+func (s *Store) Replay(id string) error {
+	return s.each("replay", []string{id}, func(b *batch, id string) error {
+		return b.modify(id, func(st *staged) error { return replay(st.rec, b.now) })
+	})
+}
+
+// ReplayDead replays every dead record (of queue, or all when queue is ""); returns the count.
+func (s *Store) ReplayDead(queue string) (int, error) {
+	n, err := s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
+		n := 0
+		for _, id := range b.s.select1(queue, func(e *entry) bool { return e.state == StateDead }) {
+			counted := false
+			err := b.modify(id, func(st *staged) error {
+				if st.rec.State != StateDead {
+					return errNoop
+				}
+				counted = true
+				return replay(st.rec, b.now)
+			})
+			if err != nil {
+				return n, err
+			}
+			if counted {
+				n++
+			}
+		}
+		return n, nil
+	}})
+	if err != nil {
+		return n, fmt.Errorf("replay dead: %w", err)
+	}
+	return n, nil
+}
+
+// Expire moves Ready records of queue (all queues when "") received before now-maxAge to
+// Dead ("retention expired"); leased ones are left to their holder. Returns the count.
+func (s *Store) Expire(queue string, maxAge time.Duration) (int, error) {
+	n, err := s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
+		cutoff := b.now.Add(-maxAge)
+		old := b.s.select1(queue, func(e *entry) bool {
+			return e.state == StateReady && !e.leased && e.received.Before(cutoff)
+		})
+		n := 0
+		for _, id := range old {
+			counted := false
+			err := b.modify(id, func(st *staged) error {
+				if st.rec.State != StateReady || st.leased {
+					return errNoop
+				}
+				counted = true
+				finish(st.rec, StateDead, "retention expired", b.now)
+				return nil
+			})
+			if err != nil {
+				return n, err
+			}
+			if counted {
+				n++
+			}
+		}
+		return n, nil
+	}})
+	if err != nil {
+		return n, fmt.Errorf("expire %s: %w", queue, err)
+	}
+	return n, nil
+}
+
+// Delete removes a record (in any state, leased too) and its body.
+func (s *Store) Delete(id string) error {
+	return s.each("delete", []string{id}, func(b *batch, id string) error {
+		return b.remove(id, nil)
+	})
+}
+
+// MarkReported records that a finished record's outcome reached the relay (agent). A record
+// not finished gives ErrState.
+func (s *Store) MarkReported(ids ...string) error {
+	return s.each("mark reported", ids, func(b *batch, id string) error {
+		return b.modify(id, func(st *staged) error {
+			switch {
+			case st.rec.State != StateDelivered && st.rec.State != StateDead:
+				return ErrState
+			case st.rec.Reported:
+				return errNoop
+			}
+			st.rec.Reported = true
+			return nil
+		})
+	})
+}
+
+// each runs fn for every id in one request; every id is tried and the first error returned.
+func (s *Store) each(what string, ids []string, fn func(b *batch, id string) error) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
+		var first error
+		for _, id := range ids {
+			if err := fn(b, id); err != nil && first == nil {
+				first = err
+			}
+		}
+		return 0, first
+	}})
+	if err != nil {
+		return fmt.Errorf("%s: %w", what, err)
+	}
+	return nil
+}
+
+// select1 returns the ids of queue's records (all queues when "") that match; for the
+// committer, which re-checks each against the batch.
+func (s *Store) select1(queue string, match func(e *entry) bool) []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var ids []string
+	for name, q := range s.idx.queues {
+		if queue != "" && name != queue {
+			continue
+		}
+		for _, e := range q.entries {
+			if match(e) {
+				ids = append(ids, e.id)
+			}
+		}
+	}
+	return ids
+}
+
+func finish(r *Record, st State, reason string, now time.Time) {
+	r.State = st
+	r.FinishedAt = now
+	r.Reported = false
+	r.Replay = false
+	r.DeadReason = ""
+	if st == StateDead {
+		r.DeadReason = reason
+	}
+}
+
+func replay(r *Record, now time.Time) error {
+	switch r.State {
+	case StateAcked, StateDelivered, StateDead:
+	default:
+		return ErrState
+	}
+	r.State = StateReady
+	r.NextAttempt = now
+	r.Replay = true
+	r.Reported = false
+	r.DeadReason = ""
+	r.FinishedAt = time.Time{}
+	return nil
+}
+
+// addDelivery counts an attempt and keeps its outcome, the newest MaxDeliveries of them.
+// It builds a new slice: the old one may be the caller's.
+func addDelivery(r *Record, d *Delivery) {
+	if d == nil {
+		return
+	}
+	r.Attempts++
+	r.Deliveries = lastDeliveries(append(r.Deliveries[:len(r.Deliveries):len(r.Deliveries)], *d))
+}
+
+func lastDeliveries(ds []Delivery) []Delivery {
+	if len(ds) > MaxDeliveries {
+		return ds[len(ds)-MaxDeliveries:]
+	}
+	return ds
+}

@@ -1,0 +1,305 @@
+package persist
+
+import (
+	"container/heap"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Lease hands out up to max Ready records of queue whose NextAttempt is due, oldest first,
+// with bodies, marking them Leased until ttl passes (then they are Ready again).
+func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	now := time.Now()
+	var picked []*entry
+	s.mu.Lock()
+	s.idx.expireLeasesLocked(now)
+	if q := s.idx.queues[queue]; q != nil {
+		q.promoteLocked(now)
+		var busy []*entry
+		for len(picked) < max && q.due.Len() > 0 {
+			e := heap.Pop(&q.due).(*entry)
+			e.inDue = false
+			if e.busy > 0 {
+				busy = append(busy, e)
+				continue
+			}
+			s.idx.leaseLocked(e, now.Add(ttl))
+			picked = append(picked, e)
+		}
+		for _, e := range busy {
+			e.inDue = true
+			heap.Push(&q.due, e)
+		}
+	}
+	s.mu.Unlock()
+	if len(picked) == 0 {
+		return nil, nil
+	}
+	s.kickReaper()
+
+	recs := make([]*Record, 0, len(picked))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, e := range picked {
+			r, err := readRecord(txn, e.id, true)
+			if errors.Is(err, ErrNotFound) {
+				continue // deleted while we looked
+			}
+			if err != nil {
+				return err
+			}
+			r.State = StateLeased
+			recs = append(recs, r)
+		}
+		return nil
+	})
+	if err != nil {
+		ids := make([]string, len(picked))
+		for i, e := range picked {
+			ids[i] = e.id
+		}
+		s.Release(ids...)
+		return nil, fmt.Errorf("lease: %w", err)
+	}
+	return recs, nil
+}
+
+// Release returns leased records to Ready, due now, without counting an attempt.
+func (s *Store) Release(ids ...string) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range ids {
+		e := s.idx.byID[id]
+		if e == nil || !e.leased {
+			continue
+		}
+		s.idx.unleaseLocked(e)
+		if e.next.After(now) {
+			e.next = now // in memory only: on disk it is older still, so due as well
+		}
+		s.idx.placeLocked(e, now)
+		e.q.broadcastLocked()
+	}
+}
+
+// Wait returns a channel closed when a record of queue may have become ready (append,
+// release, nack, replay, lease expiry) or the store closed. Take a new one after each wake-up.
+func (s *Store) Wait(queue string) <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.down.Load() {
+		return closedChan
+	}
+	q := s.idx.queueLocked(queue)
+	if q.wake == nil {
+		q.wake = make(chan struct{})
+	}
+	return q.wake
+}
+
+var closedChan = func() chan struct{} { c := make(chan struct{}); close(c); return c }()
+
+// NextDue returns the earliest NextAttempt among the Ready, unleased records of queue; a time
+// not after now when one is due already. False when there is none.
+func (s *Store) NextDue(queue string) (time.Time, bool) {
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.idx.queues[queue]
+	if q == nil {
+		return time.Time{}, false
+	}
+	q.promoteLocked(now)
+	if q.due.Len() > 0 {
+		return now, true
+	}
+	if q.wait.Len() > 0 {
+		return q.wait[0].next, true
+	}
+	return time.Time{}, false
+}
+
+// Has reports whether a record with this id is stored (in any state).
+func (s *Store) Has(id string) (bool, error) {
+	if s.down.Load() {
+		return false, ErrClosed
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.idx.byID[id]
+	return ok, nil
+}
+
+// Get returns the record with its body, or ErrNotFound. A leased record shows StateLeased.
+func (s *Store) Get(id string) (*Record, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("get %q: %w", id, ErrNotFound)
+	}
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	var r *Record
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		r, err = readRecord(txn, id, true)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("get %s: %w", id, err)
+	}
+	s.mu.Lock()
+	if e := s.idx.byID[id]; e != nil && e.leased {
+		r.State = StateLeased
+	}
+	s.mu.Unlock()
+	return r, nil
+}
+
+// listed is an index entry picked for a listing: its id and whether it is leased then.
+type listed struct {
+	id     string
+	leased bool
+}
+
+// List returns records matching f, newest first (by id), without bodies.
+func (s *Store) List(f Filter) ([]*Record, error) {
+	limit := f.Limit
+	if limit <= 0 {
+		limit = 100
+	}
+	sel := s.pick(f.Queue, func(e *entry) bool {
+		st := e.state
+		if e.leased {
+			st = StateLeased
+		}
+		return (f.State == 0 || st == f.State) && !e.received.Before(f.Since)
+	})
+	slices.SortFunc(sel, func(a, b listed) int { return strings.Compare(b.id, a.id) })
+	return s.readListed(sel, limit)
+}
+
+// Unreported returns up to max finished records whose outcome was not reported yet, oldest
+// first, without bodies.
+func (s *Store) Unreported(max int) ([]*Record, error) {
+	if max <= 0 {
+		return nil, nil
+	}
+	sel := s.pick("", func(e *entry) bool {
+		return (e.state == StateDelivered || e.state == StateDead) && !e.reported
+	})
+	slices.SortFunc(sel, func(a, b listed) int { return strings.Compare(a.id, b.id) })
+	return s.readListed(sel, max)
+}
+
+// pick selects index entries of queue (all when "").
+func (s *Store) pick(queue string, match func(e *entry) bool) []listed {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var sel []listed
+	for name, q := range s.idx.queues {
+		if queue != "" && name != queue {
+			continue
+		}
+		for _, e := range q.entries {
+			if match(e) {
+				sel = append(sel, listed{e.id, e.leased})
+			}
+		}
+	}
+	return sel
+}
+
+// readListed reads the metadata of the first limit entries of sel still stored.
+func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	out := make([]*Record, 0, min(limit, len(sel)))
+	err := s.db.View(func(txn *badger.Txn) error {
+		for _, l := range sel {
+			if len(out) == limit {
+				return nil
+			}
+			r, err := readRecord(txn, l.id, false)
+			if errors.Is(err, ErrNotFound) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			if l.leased && r.State == StateReady {
+				r.State = StateLeased
+			}
+			out = append(out, r)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	return out, nil
+}
+
+// Stats returns one entry per queue that has records, by queue name.
+func (s *Store) Stats() []QueueStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []QueueStats
+	for name, q := range s.idx.queues {
+		if len(q.entries) == 0 {
+			continue
+		}
+		st := QueueStats{Queue: name, Pending: q.pending, Bytes: q.bytes, Dead: q.dead}
+		for _, e := range q.entries {
+			if (e.state == StateReady || e.state == StateAcked) &&
+				(st.Oldest.IsZero() || e.received.Before(st.Oldest)) {
+				st.Oldest = e.received
+			}
+		}
+		out = append(out, st)
+	}
+	slices.SortFunc(out, func(a, b QueueStats) int { return strings.Compare(a.Queue, b.Queue) })
+	return out
+}
+
+// readRecord reads a record's metadata and, when body is set, its body.
+func readRecord(txn *badger.Txn, id string, body bool) (*Record, error) {
+	r, bodyLen, err := readMeta(txn, id)
+	if err != nil || !body {
+		return r, err
+	}
+	r.Body = make([]byte, 0, bodyLen)
+	for i := range segments(bodyLen) {
+		item, err := txn.Get(bodyKey(id, i))
+		if err != nil {
+			return nil, fmt.Errorf("read body %s segment %d: %w", id, i, err)
+		}
+		if err := item.Value(func(v []byte) error {
+			r.Body = append(r.Body, v...)
+			return nil
+		}); err != nil {
+			return nil, fmt.Errorf("read body %s segment %d: %w", id, i, err)
+		}
+	}
+	if len(r.Body) != bodyLen {
+		return nil, fmt.Errorf("read body %s: %d bytes, want %d: %w", id, len(r.Body), bodyLen, errCorrupt)
+	}
+	return r, nil
+}
