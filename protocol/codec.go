@@ -1,57 +1,158 @@
 package protocol
 
 import (
-	"context"
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
 	"io"
-	"net/http"
 )
 
-// AppendFrame appends f's encoding (length prefix, type, payload) to dst.
-func AppendFrame(dst []byte, f Frame) []byte { panic("not implemented") }
+const (
+	// reuseLimit is the largest frame read into a reused buffer (its fields copied out); a
+	// larger frame gets a buffer of its own that its body aliases, so big buffers are not kept.
+	reuseLimit = 64 << 10
+	// readBufSize is the buffering in front of a Reader's byte stream.
+	readBufSize = 32 << 10
+	// splitBulk is the body size from which a Writer writes a body straight from the frame
+	// instead of copying it into its buffer.
+	splitBulk = 16 << 10
+)
 
-// DecodeFrame decodes one frame from b (type byte + payload, no length prefix). Unknown types
-// return (nil, nil): the caller skips them. Malformed input returns an error wrapping ErrMalformed.
-func DecodeFrame(b []byte) (Frame, error) { panic("not implemented") }
-
-// Reader reads length-prefixed frames from a byte stream.
-type Reader struct{}
+// Reader reads length-prefixed frames from a byte stream. Not safe for concurrent use.
+type Reader struct {
+	r   io.Reader
+	max int
+	buf []byte
+	err error // sticky: after a bad length the stream is out of step
+}
 
 // NewReader reads frames of at most maxFrame bytes (0 = DefaultMaxFrame) from r.
-func NewReader(r io.Reader, maxFrame int) *Reader { panic("not implemented") }
+func NewReader(r io.Reader, maxFrame int) *Reader {
+	if maxFrame <= 0 {
+		maxFrame = DefaultMaxFrame
+	}
+	if _, ok := r.(*bufio.Reader); !ok {
+		r = &lazyBufReader{src: r}
+	}
+	return &Reader{r: r, max: maxFrame}
+}
+
+// lazyBufReader buffers src, but allocates its buffer only once data has come: a stream that
+// stays silent (a relay's QUIC data streams, say) costs no buffer.
+type lazyBufReader struct {
+	src io.Reader
+	br  *bufio.Reader
+}
+
+func (l *lazyBufReader) Read(p []byte) (int, error) {
+	if l.br != nil {
+		return l.br.Read(p)
+	}
+	n, err := l.src.Read(p)
+	if n > 0 {
+		l.br = bufio.NewReaderSize(l.src, readBufSize)
+	}
+	return n, err
+}
 
 // ReadFrame returns the next known frame, skipping unknown types; ErrFrameTooLarge is returned
-// before allocating for an oversized length.
-func (r *Reader) ReadFrame() (Frame, error) { panic("not implemented") }
+// before allocating for an oversized length. io.EOF means the stream ended between frames.
+// After an error every later call returns it again.
+func (r *Reader) ReadFrame() (Frame, error) {
+	for {
+		if f, err := r.readOne(); f != nil || err != nil {
+			return f, err
+		}
+	}
+}
+
+// readOne reads one frame; (nil, nil) is a frame of unknown type.
+func (r *Reader) readOne() (Frame, error) {
+	if r.err != nil {
+		return nil, r.err
+	}
+	var f Frame
+	f, r.buf, r.err = readFrame(r.r, r.max, r.buf)
+	return f, r.err
+}
+
+// frameBuffered reports whether a whole frame is already buffered, so that readOne will not
+// block.
+func (r *Reader) frameBuffered() bool {
+	br, ok := r.r.(*bufio.Reader)
+	if l, lazy := r.r.(*lazyBufReader); lazy {
+		br, ok = l.br, l.br != nil
+	}
+	if !ok || br.Buffered() < 4 {
+		return false
+	}
+	hdr, _ := br.Peek(4)
+	return uint64(br.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(hdr))
+}
+
+// readFrame reads one length-prefixed frame from r, reusing buf for small frames, and returns
+// the buffer to reuse next time. A nil frame with a nil error is an unknown type, skipped.
+func readFrame(r io.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
+	var hdr [4]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return nil, buf, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:])
+	if uint64(n) > uint64(maxFrame) {
+		return nil, buf, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxFrame)
+	}
+	if n == 0 {
+		return nil, buf, fmt.Errorf("%w: zero length", ErrMalformed)
+	}
+	var b []byte
+	alias := n > reuseLimit
+	if alias {
+		b = make([]byte, n)
+	} else {
+		if cap(buf) < int(n) {
+			buf = make([]byte, max(int(n), 4<<10))
+		}
+		b = buf[:n]
+	}
+	if _, err := io.ReadFull(r, b); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, buf, fmt.Errorf("read frame body: %w", err)
+	}
+	f, err := decodeFrame(b, alias)
+	return f, buf, err
+}
 
 // Writer writes length-prefixed frames to a byte stream. Not safe for concurrent use.
-type Writer struct{}
+type Writer struct {
+	w   io.Writer
+	buf []byte
+}
 
 // NewWriter writes frames to w.
-func NewWriter(w io.Writer) *Writer { panic("not implemented") }
-
-// WriteFrame encodes and writes f.
-func (w *Writer) WriteFrame(f Frame) error { panic("not implemented") }
-
-// SendWebhook writes w on t, splitting a body longer than chunk (0 = DefaultChunk) into one
-// Webhook frame carrying the first part and Chunk frames for the rest.
-func SendWebhook(t Tunnel, w *Webhook, chunk int) error { panic("not implemented") }
-
-// Assembler joins Webhook and Chunk frames back into whole webhooks. Not safe for concurrent use.
-type Assembler struct {
-	MaxBody int64 // largest body accepted; 0 = 32 MiB
+func NewWriter(w io.Writer) *Writer {
+	return &Writer{w: w}
 }
 
-// Add takes a Webhook or Chunk frame and returns the whole webhook once its body is complete
-// (done = true). Chunks out of order, unknown ids or bodies over MaxBody are errors wrapping
-// ErrMalformed.
-func (a *Assembler) Add(f Frame) (w *Webhook, done bool, err error) { panic("not implemented") }
-
-// AcceptWebSocket upgrades an HTTP request to a Tunnel (subprotocol Subprotocol required).
-func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunnel, error) {
-	panic("not implemented")
-}
-
-// DialWebSocket dials a ws:// or wss:// URL (the relay's /v1/tunnel) and returns a Tunnel.
-func DialWebSocket(ctx context.Context, url string, cfg WSDialConfig) (Tunnel, error) {
-	panic("not implemented")
+// WriteFrame encodes f into the Writer's reused buffer and writes it; a large body is
+// written from f directly, in a second Write call.
+func (w *Writer) WriteFrame(f Frame) error {
+	var tail []byte
+	w.buf, tail = appendFrame(w.buf[:0], f, splitBulk)
+	if len(w.buf) == 0 {
+		return fmt.Errorf("write frame: unknown frame %T", f)
+	}
+	_, err := w.w.Write(w.buf)
+	if err == nil && len(tail) > 0 {
+		_, err = w.w.Write(tail)
+	}
+	if cap(w.buf) > reuseLimit {
+		w.buf = nil // many headers made it big: do not keep it
+	}
+	if err != nil {
+		return fmt.Errorf("write frame: %w", err)
+	}
+	return nil
 }

@@ -24,9 +24,18 @@
 //	payload                    (layout per type below)
 //
 // Payload primitives: u8, u16, u32, u64 big-endian; str = uvarint length + bytes;
-// bytes = uvarint length + bytes; time = i64 Unix nanoseconds; dur = i64 nanoseconds;
-// list<T> = uvarint count + count×T. A reader rejects a length over its maximum frame size before
-// allocating, and skips frame types it does not know, so new frame types need no version bump.
+// bytes = uvarint length + bytes; time = i64 Unix nanoseconds, 0 for the zero time;
+// dur = i64 nanoseconds; list<T> = uvarint count + count×T. Body lengths and offsets (u64) must
+// fit an int64. A reader rejects a length over its maximum frame size before allocating, and
+// skips frame types it does not know, so new frame types need no version bump; it ignores bytes
+// after the fields it knows, so a field may be appended to a frame the same way.
+//
+// Over WebSocket, one binary message carries exactly one frame, length prefix included. Over
+// QUIC (TLS 1.3, ALPN Subprotocol), the dialer opens every stream, bidirectional: first the
+// control stream, starting with u8 0 + u8 N (data streams, 1..16), then N data streams, each
+// starting with u8 1 + u8 index (0..N-1). Frames follow each other on streams. Webhook and Chunk
+// frames go on data stream FNV-1a(id) mod N, so a webhook's chunks follow it in order; every
+// other frame goes on the control stream. Order holds within a stream only.
 //
 // Version changelog:
 //
@@ -215,4 +224,8 @@ var (
 	ErrFrameTooLarge = errors.New("protocol: frame too large")
 	ErrMalformed     = errors.New("protocol: malformed frame")
 	ErrClosed        = errors.New("protocol: tunnel closed")
+	// ErrSubprotocol: the peer does not speak Subprotocol (WebSocket subprotocol, QUIC ALPN).
+	ErrSubprotocol = errors.New("protocol: peer does not speak " + Subprotocol)
+	// ErrFingerprintMismatch: a pinned peer certificate has another fingerprint.
+	ErrFingerprintMismatch = errors.New("protocol: certificate fingerprint mismatch")
 )

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"context"
 	"crypto/tls"
 	"net/http"
 	"net/url"
@@ -13,10 +12,14 @@ import (
 // dead-peer detection are the transport's job: a dead peer makes ReadFrame return an error.
 type Tunnel interface {
 	// ReadFrame returns the next frame. Frames of unknown type are skipped. After Close, or
-	// when the peer is gone, it returns an error (ErrClosed or the transport's).
+	// when the peer is gone, it returns an error: ErrClosed after our Close, one wrapping
+	// io.EOF when the peer closed cleanly, a timeout (net.Error) for a silent peer, or the
+	// transport's.
 	ReadFrame() (Frame, error)
 	// WriteFrame sends one frame. Chunks of one webhook must be written in order; a transport
-	// with several streams keeps a webhook and its chunks on one stream.
+	// with several streams keeps a webhook and its chunks on one stream. A frame over the
+	// maximum frame size fails with ErrFrameTooLarge and leaves the tunnel usable. QUIC queues
+	// the frame (a bounded queue per stream) and returns; a failed send shows on a later call.
 	WriteFrame(Frame) error
 	// Close closes the tunnel; it is idempotent and unblocks ReadFrame.
 	Close() error
@@ -42,5 +45,3 @@ type WSDialConfig struct {
 	Proxy  func(*http.Request) (*url.URL, error) // nil = http.ProxyFromEnvironment
 	Header http.Header                           // extra request headers
 }
-
-var _ = context.Background // used by the transports' signatures

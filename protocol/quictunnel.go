@@ -1,0 +1,356 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/quic-go/quic-go"
+)
+
+const (
+	// quicWriteQueue is how many encoded bytes may wait for one stream's writer before
+	// WriteFrame blocks (one frame is always let in, however large).
+	quicWriteQueue = 128 << 10
+	// quicKeepBuf is the largest write buffer a stream writer keeps once its stream goes
+	// idle; while frames keep coming it keeps buffers up to twice quicWriteQueue.
+	quicKeepBuf = 16 << 10
+	// quicReadQueue is how many batches of decoded frames may wait for ReadFrame, from all
+	// streams, and quicReadBatch the most frames in a batch.
+	quicReadQueue = 8
+	quicReadBatch = 32
+)
+
+// quicTunnel is a Tunnel over one QUIC connection: a control stream and N data streams.
+// WriteFrame queues an encoded frame for its stream's writer goroutine, which sends queued
+// frames in batches: that lets many small frames share packets and keeps the sender from
+// waiting on quic-go for each frame. One reader goroutine per stream feeds ReadFrame.
+type quicTunnel struct {
+	// Static after construction.
+	conn    *quic.Conn
+	cfg     QUICConfig
+	remote  string
+	streams []*quic.Stream  // [0] control, [1:] data
+	writers []*streamWriter // one per stream
+
+	// Owned by the ReadFrame goroutine.
+	batch    []Frame // frames received, not yet returned
+	batchErr error   // what ended the stream batch came from, once batch is returned
+	eofs     int     // streams the peer finished
+	readErr  error   // sticky
+
+	// Shared.
+	in          chan readResult // from the stream readers
+	readersUp   atomic.Int32    // stream readers still running
+	readersDone chan struct{}   // closed when readersUp reaches 0
+	writersUp   atomic.Int32
+	writersDone chan struct{}
+	closed      atomic.Bool
+	done        chan struct{} // closed by Close
+	closeOnce   sync.Once
+	readers     sync.WaitGroup
+	writing     sync.WaitGroup
+}
+
+func newQUICTunnel(conn *quic.Conn, streams []*quic.Stream, cfg QUICConfig) *quicTunnel {
+	t := &quicTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), streams: streams,
+		in: make(chan readResult, quicReadQueue), done: make(chan struct{}),
+		readersDone: make(chan struct{}), writersDone: make(chan struct{})}
+	t.readersUp.Store(int32(len(streams)))
+	t.writersUp.Store(int32(len(streams)))
+	for _, s := range streams {
+		w := &streamWriter{s: s, timeout: cfg.WriteTimeout, maxFrame: cfg.MaxFrame}
+		w.cond.L = &w.mu
+		t.writers = append(t.writers, w)
+		t.writing.Add(1)
+		go t.writeLoop(w)
+		t.readers.Add(1)
+		go t.readLoop(s)
+	}
+	return t
+}
+
+func (t *quicTunnel) Transport() string  { return "quic" }
+func (t *quicTunnel) RemoteAddr() string { return t.remote }
+
+// readLoop decodes frames from one stream until it ends, handing them over in batches of
+// what is already buffered. After Close it keeps reading, and drops what it reads, so that
+// Close can see the peer finish its side.
+func (t *quicTunnel) readLoop(s *quic.Stream) {
+	defer t.readers.Done()
+	defer func() {
+		if t.readersUp.Add(-1) == 0 {
+			close(t.readersDone)
+		}
+	}()
+	rd := NewReader(s, t.cfg.MaxFrame)
+	var batch []Frame
+	for {
+		f, err := rd.readOne()
+		if f != nil {
+			batch = append(batch, f)
+		}
+		if err == nil && len(batch) < quicReadBatch && rd.frameBuffered() {
+			continue
+		}
+		if len(batch) > 0 || err != nil {
+			select {
+			case t.in <- readResult{batch, err}:
+			case <-t.done:
+			}
+			batch = nil
+		}
+		if err != nil {
+			return
+		}
+	}
+}
+
+// readResult is a batch of frames from one stream, then possibly the error that ended it.
+type readResult struct {
+	frames []Frame
+	err    error
+}
+
+// ReadFrame returns the next frame from any stream; frames of one stream keep their order.
+// It returns io.EOF (wrapped) once the peer has finished every stream.
+func (t *quicTunnel) ReadFrame() (Frame, error) {
+	for {
+		switch {
+		case t.closed.Load():
+			return nil, ErrClosed
+		case len(t.batch) > 0:
+			f := t.batch[0]
+			t.batch[0] = nil
+			t.batch = t.batch[1:]
+			return f, nil
+		case t.readErr != nil:
+			return nil, t.readErr
+		case t.batchErr == io.EOF:
+			if t.eofs++; t.eofs == len(t.streams) {
+				t.readErr = fmt.Errorf("quic read: peer closed: %w", io.EOF)
+			}
+		case t.batchErr != nil:
+			t.readErr = fmt.Errorf("quic read: %w", quicErr(t.batchErr))
+		}
+		t.batchErr = nil
+		if t.readErr != nil {
+			continue
+		}
+		select {
+		case r := <-t.in:
+			t.batch, t.batchErr = r.frames, r.err
+		case <-t.done:
+			return nil, ErrClosed
+		}
+	}
+}
+
+// WriteFrame queues f on its stream: a Webhook or Chunk on the data stream its id hashes to,
+// anything else on the control stream. It blocks while that stream's queue is full.
+func (t *quicTunnel) WriteFrame(f Frame) error {
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	w := t.writers[0]
+	switch f := f.(type) {
+	case *Webhook:
+		w = t.writers[1+int(hashID(f.ID)%uint32(len(t.writers)-1))]
+	case *Chunk:
+		w = t.writers[1+int(hashID(f.ID)%uint32(len(t.writers)-1))]
+	}
+	err := w.queue(f)
+	switch {
+	case err == nil:
+		return nil
+	case t.closed.Load():
+		return ErrClosed
+	case errors.Is(err, ErrFrameTooLarge):
+		return err
+	}
+	return fmt.Errorf("quic write: %w", quicErr(err))
+}
+
+// hashID is FNV-1a.
+func hashID(id string) uint32 {
+	h := uint32(2166136261)
+	for i := 0; i < len(id); i++ {
+		h ^= uint32(id[i])
+		h *= 16777619
+	}
+	return h
+}
+
+// writeLoop sends one stream's queued bytes in batches until Close has let it drain, then
+// finishes the stream. A failed write closes the connection, so ReadFrame fails too.
+func (t *quicTunnel) writeLoop(w *streamWriter) {
+	defer t.writing.Done()
+	defer func() {
+		if t.writersUp.Add(-1) == 0 {
+			close(t.writersDone)
+		}
+	}()
+	for {
+		batch, ok := w.next()
+		if !ok {
+			w.s.Close()
+			return
+		}
+		if batch == nil {
+			return
+		}
+		w.s.SetWriteDeadline(time.Now().Add(w.timeout))
+		_, err := w.s.Write(batch)
+		w.sent(batch, err)
+		if err != nil {
+			if !t.closed.Load() {
+				t.conn.CloseWithError(quic.ApplicationErrorCode(CodeInternal), "stream write failed")
+			}
+			return
+		}
+	}
+}
+
+// Close lets queued frames go and finishes this side's streams, waits (at most
+// quicCloseGrace) for the peer to finish its side, then closes the connection and waits for
+// every goroutine of the tunnel. It is idempotent and unblocks ReadFrame and WriteFrame.
+func (t *quicTunnel) Close() error {
+	t.closeOnce.Do(func() {
+		peerFinished := t.readersUp.Load() == 0
+		t.stop()
+		grace := time.NewTimer(quicCloseGrace)
+		defer grace.Stop()
+		connDone := t.conn.Context().Done()
+		select {
+		case <-t.writersDone:
+		case <-connDone:
+		case <-grace.C:
+		}
+		select {
+		case <-t.readersDone:
+			// The side that closes first closes the connection once the other side's
+			// streams have ended, which is after all their data arrived. If the peer was
+			// first, wait for it to do so, so that what we sent last is not cut off.
+			if peerFinished {
+				select {
+				case <-connDone:
+				case <-grace.C:
+				}
+			}
+		case <-connDone:
+		case <-grace.C:
+		}
+		t.conn.CloseWithError(0, "")
+		t.writing.Wait()
+		t.readers.Wait()
+	})
+	return nil
+}
+
+// abort closes the connection at once, for a tunnel nobody has used yet.
+func (t *quicTunnel) abort() {
+	t.closeOnce.Do(func() {
+		t.stop()
+		t.conn.CloseWithError(0, "")
+		t.writing.Wait()
+		t.readers.Wait()
+	})
+}
+
+// stop refuses further reads and writes and tells the writers to drain and finish.
+func (t *quicTunnel) stop() {
+	t.closed.Store(true)
+	close(t.done)
+	for _, w := range t.writers {
+		w.close()
+	}
+}
+
+// streamWriter queues encoded frames for one stream's writer goroutine.
+type streamWriter struct {
+	s        *quic.Stream
+	timeout  time.Duration
+	maxFrame int
+
+	mu      sync.Mutex
+	cond    sync.Cond // signalled when pending gets bytes, gets room, or the writer stops
+	pending []byte    // encoded frames not yet handed to the stream
+	spare   []byte    // the previous batch's buffer, for reuse
+	err     error     // the stream's write error, sticky
+	closing bool      // Close: send what is pending, then finish the stream
+}
+
+// queue encodes f onto the pending bytes, waiting while they are over quicWriteQueue.
+func (w *streamWriter) queue(f Frame) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for len(w.pending) >= quicWriteQueue && w.err == nil && !w.closing {
+		w.cond.Wait()
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.closing {
+		return ErrClosed
+	}
+	start := len(w.pending)
+	w.pending = AppendFrame(w.pending, f)
+	n := len(w.pending) - start - 4
+	switch {
+	case n < 0:
+		return fmt.Errorf("quic write: unknown frame %T", f)
+	case n > w.maxFrame:
+		w.pending = w.pending[:start]
+		return fmt.Errorf("quic write %T: %w: %d bytes, limit %d", f, ErrFrameTooLarge, n, w.maxFrame)
+	}
+	if start == 0 {
+		w.cond.Broadcast()
+	}
+	return nil
+}
+
+// next waits for pending bytes and takes them. ok is false when the writer should finish
+// the stream (closing, all sent); a nil batch with ok means stop (a write failed).
+func (w *streamWriter) next() (batch []byte, ok bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.pending) == 0 && cap(w.spare) > quicKeepBuf {
+		w.spare = nil // going idle: do not hold a large buffer
+	}
+	for len(w.pending) == 0 && !w.closing && w.err == nil {
+		w.cond.Wait()
+	}
+	switch {
+	case w.err != nil:
+		return nil, true
+	case len(w.pending) == 0:
+		return nil, false
+	}
+	batch = w.pending
+	w.pending, w.spare = w.spare[:0], nil
+	w.cond.Broadcast() // room for queue
+	return batch, true
+}
+
+// sent records a finished write and keeps a small buffer for reuse.
+func (w *streamWriter) sent(batch []byte, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if cap(batch) <= 2*quicWriteQueue {
+		w.spare = batch[:0]
+	}
+	if err != nil {
+		w.err = err
+		w.cond.Broadcast()
+	}
+}
+
+func (w *streamWriter) close() {
+	w.mu.Lock()
+	w.closing = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+}

@@ -1,0 +1,283 @@
+package protocol
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+const (
+	wsBufferSize   = 16 << 10
+	wsCloseTimeout = time.Second // for the best-effort close frame
+)
+
+func (c WSConfig) withDefaults() WSConfig {
+	if c.MaxFrame <= 0 {
+		c.MaxFrame = DefaultMaxFrame
+	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = 15 * time.Second
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = 3 * c.PingInterval
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
+	return c
+}
+
+// AcceptWebSocket upgrades an HTTP request to a Tunnel (subprotocol Subprotocol required). A
+// request that is not a WebSocket upgrade, or does not offer Subprotocol, gets a 400 with a
+// reason and an error wrapping ErrSubprotocol (or the upgrader's).
+func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunnel, error) {
+	cfg = cfg.withDefaults()
+	if offered := websocket.Subprotocols(r); websocket.IsWebSocketUpgrade(r) &&
+		!slices.Contains(offered, Subprotocol) {
+		http.Error(w, fmt.Sprintf("hookrelay tunnel: WebSocket subprotocol %q required (offered %q)",
+			Subprotocol, offered), http.StatusBadRequest)
+		return nil, fmt.Errorf("accept websocket from %s: offered %q: %w", r.RemoteAddr, offered,
+			ErrSubprotocol)
+	}
+	up := websocket.Upgrader{
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		ReadBufferSize:   wsBufferSize,
+		WriteBufferSize:  wsBufferSize,
+		Subprotocols:     []string{Subprotocol},
+	}
+	conn, err := up.Upgrade(w, r, nil) // answers the client itself on failure
+	if err != nil {
+		return nil, fmt.Errorf("accept websocket from %s: %w", r.RemoteAddr, err)
+	}
+	return newWSTunnel(conn, cfg), nil
+}
+
+// DialWebSocket dials a ws:// or wss:// URL (the relay's /v1/tunnel) and returns a Tunnel. It
+// goes through cfg.Proxy (default HTTPS_PROXY/NO_PROXY from the environment, via CONNECT), and
+// fails unless the server agrees on Subprotocol. The handshake is bounded by ctx and
+// HandshakeTimeout.
+func DialWebSocket(ctx context.Context, url string, cfg WSDialConfig) (Tunnel, error) {
+	wc := cfg.WSConfig.withDefaults()
+	proxy := cfg.Proxy
+	if proxy == nil {
+		proxy = http.ProxyFromEnvironment
+	}
+	d := websocket.Dialer{
+		Proxy:            proxy,
+		TLSClientConfig:  cfg.TLS,
+		HandshakeTimeout: wc.HandshakeTimeout,
+		ReadBufferSize:   wsBufferSize,
+		WriteBufferSize:  wsBufferSize,
+		Subprotocols:     []string{Subprotocol},
+	}
+	conn, resp, err := d.DialContext(ctx, url, cfg.Header)
+	if err != nil {
+		if resp != nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+			return nil, fmt.Errorf("dial websocket %s: %s %q: %w", url, resp.Status, body, err)
+		}
+		return nil, fmt.Errorf("dial websocket %s: %w", url, err)
+	}
+	if got := conn.Subprotocol(); got != Subprotocol {
+		conn.Close()
+		return nil, fmt.Errorf("dial websocket %s: server chose subprotocol %q: %w", url, got,
+			ErrSubprotocol)
+	}
+	return newWSTunnel(conn, wc), nil
+}
+
+// wsTunnel is a Tunnel over one WebSocket connection: one binary message per frame.
+type wsTunnel struct {
+	// Static after construction.
+	conn   *websocket.Conn
+	cfg    WSConfig
+	remote string
+
+	// Owned by the ReadFrame goroutine.
+	rbuf []byte
+
+	// Guarded by wmu: one frame write at a time.
+	wmu  sync.Mutex
+	wbuf []byte
+
+	// Lifecycle.
+	closed    atomic.Bool
+	closeOnce sync.Once
+	done      chan struct{} // closed by Close; stops the ping loop
+	wg        sync.WaitGroup
+}
+
+func newWSTunnel(conn *websocket.Conn, cfg WSConfig) *wsTunnel {
+	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(),
+		done: make(chan struct{})}
+	conn.SetReadLimit(int64(cfg.MaxFrame) + 4)
+	conn.SetPongHandler(func(string) error { return t.extendRead() })
+	conn.SetPingHandler(func(data string) error {
+		err := conn.WriteControl(websocket.PongMessage, []byte(data),
+			time.Now().Add(cfg.WriteTimeout))
+		var ne net.Error
+		if err != nil && !errors.Is(err, websocket.ErrCloseSent) &&
+			!(errors.As(err, &ne) && ne.Timeout()) {
+			return err
+		}
+		return t.extendRead()
+	})
+	t.wg.Add(1)
+	go t.pingLoop()
+	return t
+}
+
+func (t *wsTunnel) Transport() string  { return "websocket" }
+func (t *wsTunnel) RemoteAddr() string { return t.remote }
+
+// extendRead pushes the read deadline ReadTimeout into the future: the peer is alive.
+func (t *wsTunnel) extendRead() error {
+	return t.conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
+}
+
+// pingLoop sends a ping every PingInterval ±20%. A ping that cannot be written within
+// WriteTimeout means the peer stopped reading: the connection is closed so ReadFrame fails.
+func (t *wsTunnel) pingLoop() {
+	defer t.wg.Done()
+	timer := time.NewTimer(jitter(t.cfg.PingInterval))
+	defer timer.Stop()
+	for {
+		select {
+		case <-t.done:
+			return
+		case <-timer.C:
+		}
+		err := t.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(t.cfg.WriteTimeout))
+		if err != nil {
+			t.conn.NetConn().Close()
+			return
+		}
+		timer.Reset(jitter(t.cfg.PingInterval))
+	}
+}
+
+// jitter returns d ±20%.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}
+
+// ReadFrame reads the next message as one frame. Keep calling it: pings and pongs are
+// processed while it reads, and no message or pong for ReadTimeout fails it.
+func (t *wsTunnel) ReadFrame() (Frame, error) {
+	for {
+		if err := t.extendRead(); err != nil {
+			return nil, t.readErr(err)
+		}
+		typ, r, err := t.conn.NextReader()
+		if err != nil {
+			return nil, t.readErr(err)
+		}
+		if typ != websocket.BinaryMessage {
+			return nil, fmt.Errorf("%w: websocket message of type %d, want binary", ErrMalformed, typ)
+		}
+		var f Frame
+		f, t.rbuf, err = readFrame(r, t.cfg.MaxFrame, t.rbuf)
+		if err != nil {
+			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
+				return nil, err
+			}
+			return nil, t.readErr(err)
+		}
+		var one [1]byte
+		if n, _ := io.ReadFull(r, one[:]); n > 0 {
+			return nil, fmt.Errorf("%w: bytes after the frame in a websocket message", ErrMalformed)
+		}
+		if f != nil {
+			return f, nil
+		}
+	}
+}
+
+func (t *wsTunnel) readErr(err error) error {
+	var ne net.Error
+	switch {
+	case t.closed.Load():
+		return ErrClosed
+	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway):
+		return fmt.Errorf("websocket read: peer closed: %w", io.EOF)
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Errorf("websocket read: peer silent for %s: %w", t.cfg.ReadTimeout, err)
+	}
+	return fmt.Errorf("websocket read: %w", err)
+}
+
+// WriteFrame sends f as one binary message within WriteTimeout. Safe for concurrent use.
+func (t *wsTunnel) WriteFrame(f Frame) error {
+	t.wmu.Lock()
+	defer t.wmu.Unlock()
+	if t.closed.Load() {
+		return ErrClosed
+	}
+	head, tail := appendFrame(t.wbuf[:0], f, splitBulk)
+	t.wbuf = head
+	if cap(t.wbuf) > reuseLimit {
+		t.wbuf = nil
+	}
+	if len(head) == 0 {
+		return fmt.Errorf("websocket write: unknown frame %T", f)
+	}
+	if n := len(head) - 4 + len(tail); n > t.cfg.MaxFrame {
+		return fmt.Errorf("websocket write %T: %w: %d bytes, limit %d", f, ErrFrameTooLarge, n,
+			t.cfg.MaxFrame)
+	}
+	if err := t.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
+		return t.writeErr(err)
+	}
+	if len(tail) == 0 {
+		return t.writeErr(t.conn.WriteMessage(websocket.BinaryMessage, head))
+	}
+	w, err := t.conn.NextWriter(websocket.BinaryMessage)
+	if err != nil {
+		return t.writeErr(err)
+	}
+	_, err = w.Write(head)
+	if err == nil {
+		_, err = w.Write(tail)
+	}
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	return t.writeErr(err)
+}
+
+func (t *wsTunnel) writeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case t.closed.Load():
+		return ErrClosed
+	}
+	return fmt.Errorf("websocket write: %w", err)
+}
+
+// Close sends a close message (best effort), closes the connection and waits for the ping
+// loop. It is idempotent and unblocks ReadFrame and WriteFrame.
+func (t *wsTunnel) Close() error {
+	t.closeOnce.Do(func() {
+		t.closed.Store(true)
+		close(t.done)
+		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+		_ = t.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(wsCloseTimeout))
+		t.conn.Close()
+		t.wg.Wait()
+	})
+	return nil
+}
