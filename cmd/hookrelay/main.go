@@ -1,0 +1,191 @@
+// Command hookrelay is the public relay: it accepts webhooks and pushes them to agents.
+// It only wires flags and config to relay.Server.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base32"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/hookrelay/hookrelay/relay"
+)
+
+// Set by -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const usage = `usage:
+  hookrelay serve --config relay.yaml [--addr A] [--quic-addr Q] [--data D] [--log-level L]
+  hookrelay token                       print a new agent token and its sha256 hash
+  hookrelay fingerprint --config relay.yaml
+  hookrelay demo                        relay + agent + sample target on loopback
+  hookrelay --version
+`
+
+// errUsage marks a command-line mistake (exit status 2).
+var errUsage = errors.New("usage")
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	switch {
+	case err == nil:
+	case errors.Is(err, errUsage):
+		os.Exit(2)
+	default:
+		fmt.Fprintln(os.Stderr, "hookrelay:", err)
+		os.Exit(1)
+	}
+}
+
+// run dispatches a subcommand. Usage errors are printed here and wrap errUsage.
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, versionLine())
+		return nil
+	case "serve":
+		return runServe(ctx, args[1:], stderr)
+	case "token":
+		return runToken(stdout, stderr)
+	case "fingerprint":
+		return runFingerprint(ctx, args[1:], stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:])
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	default:
+		fmt.Fprintf(stderr, "hookrelay: unknown command %q\n%s", args[0], usage)
+		return errUsage
+	}
+}
+
+func versionLine() string {
+	v, c := version, commit
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && c == "unknown" && s.Value != "" {
+				c = s.Value
+			}
+		}
+	}
+	return fmt.Sprintf("hookrelay %s %s", v, c)
+}
+
+func runServe(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	config := fs.String("config", "", "relay config file (YAML)")
+	addr := fs.String("addr", "", "HTTP listen address (overrides addr)")
+	quicAddr := fs.String("quic-addr", "", "QUIC listen address (overrides quic_addr)")
+	dataDir := fs.String("data", "", "data directory (overrides data_dir)")
+	logLevel := fs.String("log-level", envOr("HOOKRELAY_LOG_LEVEL", "info"), "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	if *config == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, "hookrelay serve: --config is required, and takes no arguments\n", usage)
+		return errUsage
+	}
+	log, err := newLogger(stderr, *logLevel)
+	if err != nil {
+		return err
+	}
+	cfg, err := relay.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	if *addr != "" {
+		cfg.Addr = *addr
+	}
+	if *quicAddr != "" {
+		cfg.QUICAddr = *quicAddr
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("config %s: %w", *config, err)
+	}
+	cfg.Version = version
+	srv, err := relay.New(cfg, log)
+	if err != nil {
+		return err
+	}
+	defer srv.Close()
+	if err := srv.Run(ctx); err != nil {
+		return err
+	}
+	log.Info("relay stopped")
+	return srv.Close()
+}
+
+// runToken prints a new agent token (256 random bits) and its hash.
+func runToken(stdout, stderr io.Writer) error {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return fmt.Errorf("random token: %w", err)
+	}
+	token := "hr_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+	sum := sha256.Sum256([]byte(token))
+	fmt.Fprintln(stdout, token)
+	fmt.Fprintln(stdout, "sha256:"+hex.EncodeToString(sum[:]))
+	fmt.Fprintln(stderr, "Put the sha256:… hash in relay.yaml (an endpoint's tokens) and the token in agent.yaml (token:).")
+	fmt.Fprintln(stderr, "The token is shown only now; the relay keeps only its hash.")
+	return nil
+}
+
+func runFingerprint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("fingerprint", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.String("config", "", "relay config file (YAML)")
+	if err := fs.Parse(args); err != nil {
+		return errUsage
+	}
+	return errors.New("fingerprint: not built yet (it comes with the QUIC transport)")
+}
+
+// newLogger logs text to a terminal and JSON otherwise (journald, files, collectors).
+func newLogger(w io.Writer, level string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			return slog.New(slog.NewTextHandler(w, opts)), nil
+		}
+	}
+	return slog.New(slog.NewJSONHandler(w, opts)), nil
+}
+
+func envOr(key, def string) string {
+	if v := os.Getenv(key); v != "" {
+		return v
+	}
+	return def
+}

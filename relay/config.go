@@ -1,0 +1,371 @@
+package relay
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hookrelay/hookrelay/relay/verify"
+)
+
+// Config is the relay's whole configuration, read from YAML (relay.yaml). The keys of the
+// interface contract in DESIGN.md keep exactly their meaning; the others are documented here.
+// Every field says its default; zero values get the default in applyDefaults.
+// Precedence: flag (cmd/hookrelay) > environment (HOOKRELAY_*) > file > default.
+type Config struct {
+	// Addr is the HTTP listen address: ingress, /v1/tunnel, /v1/info, /healthz, /readyz.
+	// Default ":8080". Env HOOKRELAY_ADDR. Port 0 picks a free port (see Server.Addr).
+	Addr string `yaml:"addr"`
+	// QUICAddr is the UDP address of the QUIC tunnel; "" (default) = no QUIC. Env HOOKRELAY_QUIC_ADDR.
+	QUICAddr string `yaml:"quic_addr"`
+	// DataDir holds the Badger store. Default "/var/lib/hookrelay". Env HOOKRELAY_DATA_DIR.
+	DataDir string `yaml:"data_dir"`
+	// TLS, when set, serves https/wss on Addr and QUIC with this certificate. Relative paths
+	// are relative to the config file's directory.
+	TLS *TLSConfig `yaml:"tls"`
+	// AdminToken is "sha256:" + hex of the admin token; "" (default) disables /admin/ and
+	// /metrics. Env HOOKRELAY_ADMIN_TOKEN.
+	AdminToken string `yaml:"admin_token"`
+	// AdminAddr, when set, serves /admin/ and /metrics there instead of on Addr. Env HOOKRELAY_ADMIN_ADDR.
+	AdminAddr string `yaml:"admin_addr"`
+	// Endpoints are the ingress endpoints; at least one.
+	Endpoints []Endpoint `yaml:"endpoints"`
+
+	// Window is how many webhooks a session may have unacked; an agent's Credit may lower it,
+	// never raise it above this. Default 256.
+	Window int `yaml:"window"`
+	// LeaseTTL is a safety net: a webhook sent to a session and neither acked nor released
+	// within it becomes ready again. Sessions release their webhooks when they end. Default 5m.
+	LeaseTTL time.Duration `yaml:"lease_ttl"`
+	// HandshakeTimeout bounds the time from tunnel connect to the agent's Hello. Default 10s.
+	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
+	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
+	// BodyTimeout bounds reading one ingress request's body (and writing its answer). Default 2m.
+	BodyTimeout time.Duration `yaml:"body_timeout"`
+	// IdleTimeout closes idle keep-alive connections. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// ShutdownTimeout bounds waiting for in-flight requests on shutdown. Default 10s.
+	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
+	// IngressBuffer bounds the request bodies held in memory at once across all ingress
+	// requests (a body of unknown length counts as its endpoint's max_body); past it ingress
+	// answers 503 + Retry-After. Default 1GiB.
+	IngressBuffer ByteSize `yaml:"ingress_buffer"`
+	// KeepDone is how long delivered and dead webhooks stay listable. Default 24h.
+	KeepDone time.Duration `yaml:"keep_done"`
+	// KeepDoneMax bounds how many delivered and dead webhooks are kept. Default 10000.
+	KeepDoneMax int `yaml:"keep_done_max"`
+	// RetentionInterval is how often retention is enforced (and once at start). Default 1m.
+	RetentionInterval time.Duration `yaml:"retention_interval"`
+
+	// Version is reported by GET /v1/info; set by main, never read from YAML.
+	Version string `yaml:"-"`
+}
+
+// TLSConfig names a PEM certificate (chain) and its key.
+type TLSConfig struct {
+	Cert string `yaml:"cert"`
+	Key  string `yaml:"key"`
+}
+
+// Endpoint is one ingress endpoint, reached at /h/{name}[/path?query].
+type Endpoint struct {
+	// Name is the URL segment: letters, digits, '-', '_' and '.'; required, unique.
+	Name string `yaml:"name"`
+	// Tokens are "sha256:" + hex hashes of the agent tokens allowed to receive this endpoint.
+	Tokens []string `yaml:"tokens"`
+	// Retention is how long an undelivered webhook waits for an agent. Default 72h.
+	Retention time.Duration `yaml:"retention"`
+	// Quota bounds the stored bytes of pending webhooks; past it ingress answers 429. 0 (default) = none.
+	Quota ByteSize `yaml:"quota"`
+	// Rate is requests per second accepted; past it 429. 0 (default) = unlimited.
+	Rate float64 `yaml:"rate"`
+	// Burst is how many requests may exceed Rate at once. Default max(1, ceil(rate)).
+	Burst int `yaml:"burst"`
+	// MaxBody is the largest request body accepted; past it 413. Default 25MiB.
+	MaxBody ByteSize `yaml:"max_body"`
+	// Sync opts in to sync response mode (not built yet: accepted and logged).
+	Sync bool `yaml:"sync"`
+	// Verify, when set, is checked before storing (relay/verify).
+	Verify *verify.Config `yaml:"verify"`
+}
+
+// Defaults.
+const (
+	DefaultAddr              = ":8080"
+	DefaultDataDir           = "/var/lib/hookrelay"
+	DefaultWindow            = 256
+	DefaultRetention         = 72 * time.Hour
+	DefaultMaxBody           = 25 << 20
+	DefaultIngressBuffer     = 1 << 30
+	defaultLeaseTTL          = 5 * time.Minute
+	defaultHandshakeTimeout  = 10 * time.Second
+	defaultReadHeaderTimeout = 10 * time.Second
+	defaultBodyTimeout       = 2 * time.Minute
+	defaultIdleTimeout       = 2 * time.Minute
+	defaultShutdownTimeout   = 10 * time.Second
+	defaultKeepDone          = 24 * time.Hour
+	defaultKeepDoneMax       = 10000
+	defaultRetentionInterval = time.Minute
+	maxWindow                = 1 << 16
+)
+
+// envKeys maps environment variables to the top-level keys they set.
+var envKeys = []struct {
+	name string
+	set  func(*Config, string)
+}{
+	{"HOOKRELAY_ADDR", func(c *Config, v string) { c.Addr = v }},
+	{"HOOKRELAY_QUIC_ADDR", func(c *Config, v string) { c.QUICAddr = v }},
+	{"HOOKRELAY_DATA_DIR", func(c *Config, v string) { c.DataDir = v }},
+	{"HOOKRELAY_ADMIN_ADDR", func(c *Config, v string) { c.AdminAddr = v }},
+	{"HOOKRELAY_ADMIN_TOKEN", func(c *Config, v string) { c.AdminToken = v }},
+}
+
+// LoadConfig reads the YAML file at path strictly (unknown keys are errors), resolves TLS
+// paths against the file's directory, applies HOOKRELAY_* environment variables over it and
+// fills defaults. It does not validate, so that flags can still override: call Validate after
+// them (New does too).
+func LoadConfig(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	c, err := decodeConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config %s: %w", path, err)
+	}
+	c.resolvePaths(filepath.Dir(path))
+	c.applyEnv(os.Getenv)
+	c.applyDefaults()
+	return c, nil
+}
+
+// ParseConfig decodes YAML (no environment), fills defaults and validates.
+func ParseConfig(data []byte) (*Config, error) {
+	c, err := decodeConfig(data)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	c.applyDefaults()
+	if err := c.Validate(); err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return c, nil
+}
+
+// decodeConfig decodes strictly: unknown keys and a second YAML document are errors.
+func decodeConfig(data []byte) (*Config, error) {
+	var c Config
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse yaml: %w", err)
+	}
+	var extra any
+	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
+		return nil, errors.New("parse yaml: more than one document: keep one")
+	}
+	return &c, nil
+}
+
+func (c *Config) applyEnv(getenv func(string) string) {
+	for _, k := range envKeys {
+		if v := getenv(k.name); v != "" {
+			k.set(c, v)
+		}
+	}
+}
+
+func (c *Config) resolvePaths(dir string) {
+	if c.TLS == nil {
+		return
+	}
+	for _, p := range []*string{&c.TLS.Cert, &c.TLS.Key} {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+}
+
+// applyDefaults fills every zero value that has a default. Idempotent.
+func (c *Config) applyDefaults() {
+	setStr(&c.Addr, DefaultAddr)
+	setStr(&c.DataDir, DefaultDataDir)
+	setInt(&c.Window, DefaultWindow)
+	setDur(&c.LeaseTTL, defaultLeaseTTL)
+	setDur(&c.HandshakeTimeout, defaultHandshakeTimeout)
+	setDur(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
+	setDur(&c.BodyTimeout, defaultBodyTimeout)
+	setDur(&c.IdleTimeout, defaultIdleTimeout)
+	setDur(&c.ShutdownTimeout, defaultShutdownTimeout)
+	setDur(&c.KeepDone, defaultKeepDone)
+	setInt(&c.KeepDoneMax, defaultKeepDoneMax)
+	setDur(&c.RetentionInterval, defaultRetentionInterval)
+	if c.IngressBuffer == 0 {
+		c.IngressBuffer = DefaultIngressBuffer
+	}
+	for i := range c.Endpoints {
+		e := &c.Endpoints[i]
+		setDur(&e.Retention, DefaultRetention)
+		if e.MaxBody == 0 {
+			e.MaxBody = DefaultMaxBody
+		}
+		if e.Burst == 0 && e.Rate > 0 {
+			e.Burst = max(1, int(e.Rate+0.999999))
+		}
+	}
+}
+
+func setStr(p *string, d string) {
+	if *p == "" {
+		*p = d
+	}
+}
+
+func setInt(p *int, d int) {
+	if *p == 0 {
+		*p = d
+	}
+}
+
+func setDur(p *time.Duration, d time.Duration) {
+	if *p == 0 {
+		*p = d
+	}
+}
+
+// Validate fills defaults and checks every key, returning all problems at once; each names
+// the key, what was wrong and what is allowed.
+func (c *Config) Validate() error {
+	c.applyDefaults()
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	checkAddr := func(key, v string, optional bool) {
+		if v == "" && optional {
+			return
+		}
+		if err := validAddr(v); err != nil {
+			bad(key, "%q is not a listen address (%v): use host:port, e.g. 127.0.0.1:8080 or :8080", v, err)
+		}
+	}
+	checkAddr("addr", c.Addr, false)
+	checkAddr("quic_addr", c.QUICAddr, true)
+	checkAddr("admin_addr", c.AdminAddr, true)
+	if c.AdminToken != "" && !validHash(c.AdminToken) {
+		bad("admin_token", "not a token hash: use \"sha256:\" + 64 lowercase hex digits (hookrelay token prints one)")
+	}
+	if c.TLS != nil && (c.TLS.Cert == "") != (c.TLS.Key == "") {
+		bad("tls", "cert and key go together: set both or neither")
+	}
+	if c.Window < 1 || c.Window > maxWindow {
+		bad("window", "%d is out of range: use 1 to %d", c.Window, maxWindow)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+	}{
+		{"lease_ttl", c.LeaseTTL}, {"handshake_timeout", c.HandshakeTimeout},
+		{"read_header_timeout", c.ReadHeaderTimeout}, {"body_timeout", c.BodyTimeout},
+		{"idle_timeout", c.IdleTimeout}, {"shutdown_timeout", c.ShutdownTimeout},
+		{"keep_done", c.KeepDone}, {"retention_interval", c.RetentionInterval},
+	} {
+		if d.v < 0 {
+			bad(d.key, "%v is negative: use a positive duration like 30s, 5m or 24h", d.v)
+		}
+	}
+	if c.KeepDoneMax < 0 {
+		bad("keep_done_max", "%d is negative: use a positive count", c.KeepDoneMax)
+	}
+	if c.IngressBuffer < 0 {
+		bad("ingress_buffer", "%d is negative: use a size like 512MiB", c.IngressBuffer)
+	}
+	if len(c.Endpoints) == 0 {
+		bad("endpoints", "none configured: add at least one, e.g. - name: github")
+	}
+	seen := map[string]int{}
+	for i := range c.Endpoints {
+		errs = append(errs, c.Endpoints[i].validate(fmt.Sprintf("endpoints[%d]", i), seen, i)...)
+	}
+	for i := range c.Endpoints {
+		if c.IngressBuffer > 0 && c.Endpoints[i].MaxBody > c.IngressBuffer {
+			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over ingress_buffer (%s): lower it or raise ingress_buffer",
+				c.Endpoints[i].MaxBody, c.IngressBuffer)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
+	var errs []error
+	bad := func(sub, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{key, sub}, args...)...))
+	}
+	switch {
+	case e.Name == "":
+		bad("name", "missing: every endpoint needs a name (letters, digits, '-', '_' and '.')")
+	case !validName(e.Name):
+		bad("name", "%q is not allowed: use letters, digits, '-', '_' and '.' (1 to 64 characters, not . or ..)", e.Name)
+	default:
+		if j, dup := seen[e.Name]; dup {
+			bad("name", "%q is used twice (also endpoints[%d]): names must be unique", e.Name, j)
+		}
+		seen[e.Name] = i
+	}
+	for j, t := range e.Tokens {
+		if !validHash(t) {
+			bad(fmt.Sprintf("tokens[%d]", j), "not a token hash: use \"sha256:\" + 64 lowercase hex digits (hookrelay token prints one)")
+		}
+	}
+	if e.Retention < 0 {
+		bad("retention", "%v is negative: use a duration like 72h", e.Retention)
+	}
+	if e.Quota < 0 {
+		bad("quota", "%d is negative: use a size like 1GiB, or 0 for none", e.Quota)
+	}
+	if e.Rate < 0 {
+		bad("rate", "%v is negative: use requests per second, or 0 for unlimited", e.Rate)
+	}
+	if e.Burst < 0 {
+		bad("burst", "%d is negative: use a positive count", e.Burst)
+	}
+	if e.MaxBody < 0 {
+		bad("max_body", "%d is negative: use a size like 25MiB", e.MaxBody)
+	}
+	return errs
+}
+
+func validName(s string) bool {
+	if len(s) > 64 || s == "." || s == ".." {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// validHash reports whether s is "sha256:" + 64 lowercase hex digits.
+func validHash(s string) bool {
+	h, ok := strings.CutPrefix(s, "sha256:")
+	if !ok || len(h) != 64 {
+		return false
+	}
+	for _, r := range h {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,159 @@
+package relay
+
+import (
+	"errors"
+	"reflect"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// dispatchLoop leases ready webhooks of the session's endpoints while the window has room
+// and queues them for the writer; it waits for new webhooks, a due retry or window room.
+func (s *session) dispatchLoop() {
+	for {
+		s.mu.Lock()
+		free := s.window - len(s.inflight)
+		s.mu.Unlock()
+		if free <= 0 {
+			select {
+			case <-s.wake:
+				continue
+			case <-s.done:
+				return
+			}
+		}
+		// Take the wake-up channels before leasing, so an append in between is not missed.
+		waits := make([]<-chan struct{}, len(s.endpoints))
+		for i, e := range s.endpoints {
+			waits[i] = s.store.Wait(e)
+		}
+		n, err := s.leaseAndQueue(free)
+		switch {
+		case errors.Is(err, persist.ErrClosed), errors.Is(err, errStopping):
+			return
+		case err != nil:
+			s.log.Warn("lease failed", "err", err)
+			if !s.sleep(time.Second) {
+				return
+			}
+			continue
+		case n > 0:
+			continue
+		}
+		if !s.waitReady(waits) {
+			return
+		}
+	}
+}
+
+var errStopping = errors.New("session stopping")
+
+// leaseAndQueue leases up to free webhooks, round-robin over the endpoints, marks them in
+// flight and queues them for the writer. It returns how many it queued.
+func (s *session) leaseAndQueue(free int) (int, error) {
+	queued := 0
+	for i := 0; i < len(s.endpoints) && free > 0; i++ {
+		ep := s.endpoints[(s.next+i)%len(s.endpoints)]
+		recs, err := s.store.Lease(ep, min(free, leaseBatch), s.leaseTTL)
+		if err != nil {
+			return queued, err
+		}
+		fresh, ok := s.addInflight(recs)
+		if !ok {
+			return queued, errStopping // run releases what addInflight took
+		}
+		for _, rec := range fresh {
+			select {
+			case s.out <- webhookFrame(rec):
+				queued++
+			case <-s.done:
+				return queued, errStopping
+			}
+		}
+		free -= len(fresh)
+	}
+	s.next++
+	return queued, nil
+}
+
+// addInflight records leased webhooks as in flight and returns the ones not already in
+// flight here (a lease that expired and came back to this session is not sent twice).
+// False when the session is stopping: the records are released at once.
+func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopping {
+		ids := make([]string, len(recs))
+		for i, r := range recs {
+			ids[i] = r.ID
+		}
+		if len(ids) > 0 {
+			s.store.Release(ids...)
+		}
+		return nil, false
+	}
+	fresh := recs[:0]
+	for _, r := range recs {
+		if !s.inflight[r.ID] {
+			s.inflight[r.ID] = true
+			fresh = append(fresh, r)
+		}
+	}
+	return fresh, true
+}
+
+// waitReady blocks until one of waits fires, the earliest retry is due, the fallback poll
+// passes, or the session stops (false).
+func (s *session) waitReady(waits []<-chan struct{}) bool {
+	d := pollEvery
+	now := time.Now()
+	for _, e := range s.endpoints {
+		if due, ok := s.store.NextDue(e); ok {
+			d = min(d, max(due.Sub(now), 50*time.Millisecond))
+		}
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	cases := make([]reflect.SelectCase, 0, len(waits)+2)
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.done)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
+	for _, w := range waits {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
+	}
+	chosen, _, _ := reflect.Select(cases)
+	return chosen != 0
+}
+
+// sleep waits d unless the session stops first (false).
+func (s *session) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-s.done:
+		return false
+	}
+}
+
+func webhookFrame(r *persist.Record) *protocol.Webhook {
+	hs := make([]protocol.Header, len(r.Headers))
+	for i, h := range r.Headers {
+		hs[i] = protocol.Header{Name: h.Name, Value: h.Value}
+	}
+	return &protocol.Webhook{
+		ID:         r.ID,
+		Endpoint:   r.Queue,
+		ReceivedAt: r.ReceivedAt,
+		Replay:     r.Replay,
+		Method:     r.Method,
+		Path:       r.Path,
+		Query:      r.Query,
+		Headers:    hs,
+		BodyLen:    int64(len(r.Body)),
+		Body:       r.Body,
+	}
+}

@@ -1,0 +1,118 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// tokenA and tokenB are agent tokens; hashOf gives their config form.
+const (
+	tokenA = "hr_test_token_a"
+	tokenB = "hr_test_token_b"
+)
+
+func hashOf(token string) string {
+	sum := sha256.Sum256([]byte(token))
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// startServer runs a real Server on 127.0.0.1:0 with a store in t.TempDir(). Endpoint "ep"
+// (token A) exists unless mutate replaces the endpoints. Cleanup stops it and checks that Run
+// returned nil.
+func startServer(t *testing.T, mutate func(*Config)) *Server {
+	t.Helper()
+	cfg := &Config{
+		Addr:    "127.0.0.1:0",
+		DataDir: t.TempDir(),
+		Endpoints: []Endpoint{
+			{Name: "ep", Tokens: []string{hashOf(tokenA)}},
+		},
+	}
+	if mutate != nil {
+		mutate(cfg)
+	}
+	s, err := New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	runErr := make(chan error, 1)
+	go func() { runErr <- s.Run(ctx) }()
+	select {
+	case <-s.Ready():
+	case err := <-runErr:
+		t.Fatalf("run: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("server not ready within 10s")
+	}
+	t.Cleanup(func() {
+		cancel()
+		if err := <-runErr; err != nil {
+			t.Errorf("run returned %v on a clean shutdown", err)
+		}
+		s.Close()
+	})
+	return s
+}
+
+// testLogger logs through t.Output: shown for failed tests and with -v.
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+func (s *Server) url(path string) string { return "http://" + s.Addr() + path }
+
+// post sends body to path on s and returns the status, headers and JSON answer.
+func post(t *testing.T, s *Server, method, path string, body []byte, hdr http.Header) (int, http.Header, map[string]string) {
+	t.Helper()
+	req, err := http.NewRequest(method, s.url(path), bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var out map[string]string
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			t.Fatalf("%s %s: answer %d is not JSON: %q", method, path, resp.StatusCode, raw)
+		}
+	}
+	return resp.StatusCode, resp.Header, out
+}
+
+// accept posts a webhook that must be accepted and returns its id.
+func accept(t *testing.T, s *Server, path string, body []byte) string {
+	t.Helper()
+	code, _, out := post(t, s, "POST", path, body, nil)
+	if code != http.StatusAccepted || out["id"] == "" {
+		t.Fatalf("POST %s: %d %v, want 202 with an id", path, code, out)
+	}
+	return out["id"]
+}
+
+// waitFor polls cond every 10ms until it holds, failing the test after 10s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
