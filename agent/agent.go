@@ -1,0 +1,207 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// Agent is one running hookagent: its store, the connection loop to the relay, one deliverer
+// per route and the local admin server. New opens the store and the admin listener; Run drives
+// everything until its context ends; Close releases what New opened.
+type Agent struct {
+	// static after New
+	cfg     *Config
+	log     *slog.Logger
+	store   *persist.Store
+	admin   net.Listener // nil when admin_addr is off
+	routes  map[string]*deliverer
+	relayTo string // relay URL as logged (no user info)
+
+	// reportWake is signalled (non-blocking) when a record reaches a final state, so the
+	// current session sends its report.
+	reportWake chan struct{}
+
+	// session state, set by the connection loop
+	connected atomic.Bool
+	transport atomic.Value // string
+
+	mu       sync.Mutex
+	running  bool
+	cancel   context.CancelFunc // cancels Run; set while running
+	runDone  chan struct{}      // closed when Run returns
+	closed   bool
+	storeOK  atomic.Bool
+	closeErr error
+}
+
+// New opens the store in cfg.DataDir (creating it), resolves the agent id and binds the admin
+// address. cfg gets its defaults applied and is validated; it must not change afterwards.
+// log nil means slog.Default().
+func New(cfg *Config, log *slog.Logger) (*Agent, error) {
+	if log == nil {
+		log = slog.Default()
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	if err := cfg.resolveAgentID(); err != nil {
+		return nil, err
+	}
+	a := &Agent{
+		cfg:        cfg,
+		log:        log.With("agent_id", cfg.AgentID),
+		routes:     map[string]*deliverer{},
+		relayTo:    redactURL(cfg.Relay),
+		reportWake: make(chan struct{}, 1),
+	}
+	a.transport.Store("")
+	for i := range cfg.Routes {
+		d, err := newDeliverer(a, &cfg.Routes[i])
+		if err != nil {
+			return nil, fmt.Errorf("route %s: %w", cfg.Routes[i].Endpoint, err)
+		}
+		a.routes[cfg.Routes[i].Endpoint] = d
+	}
+	st, err := persist.Open(persist.Options{
+		Dir:    cfg.DataDir,
+		Logger: log,
+		Small:  true,
+		// Outcomes the relay has not heard of yet must outlive KeepDone: they are reported
+		// when a session comes up again.
+		HoldUnreported: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	a.store = st
+	a.storeOK.Store(true)
+	if cfg.AdminAddr != "off" {
+		ln, err := net.Listen("tcp", cfg.AdminAddr)
+		if err != nil {
+			st.Close()
+			return nil, fmt.Errorf("listen admin_addr: %w", err)
+		}
+		a.admin = ln
+	}
+	return a, nil
+}
+
+// Run connects to the relay, delivers, and serves the admin address until ctx ends, then shuts
+// down cleanly: no new webhooks are taken, in-flight deliveries get ShutdownGrace to finish and
+// are otherwise handed back to the queue. It returns nil on a clean shutdown. Run may be called
+// once.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return persist.ErrClosed
+	}
+	if a.running {
+		a.mu.Unlock()
+		return errors.New("agent: run called twice")
+	}
+	a.running = true
+	ctx, cancel := context.WithCancel(ctx)
+	a.cancel = cancel
+	a.runDone = make(chan struct{})
+	a.mu.Unlock()
+	defer close(a.runDone)
+	defer cancel()
+
+	a.log.Info("agent starting", "relay", a.relayTo, "routes", len(a.routes), "admin_addr", a.AdminAddr())
+	var wg sync.WaitGroup
+	var srv *http.Server
+	if a.admin != nil {
+		srv = &http.Server{Handler: a.adminHandler(), ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() {
+			if err := srv.Serve(a.admin); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.log.Error("admin server stopped", "err", err)
+			}
+		})
+	}
+	for _, d := range a.routes {
+		wg.Go(func() { d.run(ctx) })
+	}
+	wg.Go(func() { a.connectionLoop(ctx) })
+
+	<-ctx.Done()
+	a.log.Info("agent stopping")
+	if srv != nil {
+		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
+		srv.Shutdown(sctx)
+		scancel()
+	}
+	wg.Wait()
+	a.log.Info("agent stopped")
+	return nil
+}
+
+// Close stops Run if it is running, waits for it, and closes the store and the admin
+// listener. Idempotent.
+func (a *Agent) Close() error {
+	a.mu.Lock()
+	if a.closed {
+		a.mu.Unlock()
+		return a.closeErr
+	}
+	a.closed = true
+	cancel, done := a.cancel, a.runDone
+	a.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+	if a.admin != nil {
+		a.admin.Close()
+	}
+	a.storeOK.Store(false)
+	err := a.store.Close()
+	a.mu.Lock()
+	a.closeErr = err
+	a.mu.Unlock()
+	return err
+}
+
+// Store is the agent's durable queue (for the admin API and tests).
+func (a *Agent) Store() *persist.Store { return a.store }
+
+// Config is the agent's configuration, with defaults applied and the agent id resolved.
+func (a *Agent) Config() *Config { return a.cfg }
+
+// AgentID is the id the agent presents to the relay.
+func (a *Agent) AgentID() string { return a.cfg.AgentID }
+
+// Connected reports whether a tunnel to the relay is up (welcomed).
+func (a *Agent) Connected() bool { return a.connected.Load() }
+
+// Transport names the current tunnel's transport ("websocket", "quic"), or "" when none.
+func (a *Agent) Transport() string { return a.transport.Load().(string) }
+
+// AdminAddr is the admin server's actual address (host:port), or "" when disabled.
+func (a *Agent) AdminAddr() string {
+	if a.admin == nil {
+		return ""
+	}
+	return a.admin.Addr().String()
+}
+
+// wakeReports tells the current session that a record reached a final state.
+func (a *Agent) wakeReports() {
+	select {
+	case a.reportWake <- struct{}{}:
+	default:
+	}
+}

@@ -1,0 +1,353 @@
+// Package agent is the edge side of hookrelay: it dials out to a relay, stores every webhook it
+// receives in its own Badger before acking it, and delivers it to a local HTTP target with retry.
+// Nothing inbound is opened except a local admin address.
+package agent
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// Defaults of the agent configuration.
+const (
+	DefaultAdminAddr     = "127.0.0.1:7071"
+	DefaultConcurrency   = 8
+	DefaultMaxAttempts   = 20
+	DefaultMaxAge        = 72 * time.Hour
+	DefaultTimeout       = 30 * time.Second
+	DefaultBackoffMin    = time.Second
+	DefaultBackoffMax    = 10 * time.Minute
+	DefaultShutdownGrace = 5 * time.Second
+)
+
+// TokenEnv names the environment variable whose value wins over the file's token.
+const TokenEnv = "HOOKAGENT_TOKEN"
+
+// agentIDFile keeps the generated agent id in data_dir, so it is stable across restarts.
+const agentIDFile = "agent-id"
+
+// Config is the agent's one configuration (agent.yaml). Keys are exactly the interface
+// contract's, plus the documented extras.
+type Config struct {
+	// Relay is ws://, wss://, quic://host:port, or http(s):// (auto). Required.
+	Relay string `yaml:"relay"`
+	// Token authenticates the agent; HOOKAGENT_TOKEN in the environment wins. Required.
+	Token string `yaml:"token"`
+	// AgentID names this agent at the relay; default hostname + "-" + a random suffix, kept in
+	// data_dir/agent-id.
+	AgentID string `yaml:"agent_id"`
+	// DataDir holds the store and the agent id. Required.
+	DataDir string `yaml:"data_dir"`
+	// RelayFingerprint ("sha256:" + 64 hex) pins a self-signed relay certificate. Optional.
+	RelayFingerprint string `yaml:"relay_fingerprint"`
+	// AdminAddr is the local /healthz, /readyz, metrics and admin address; default
+	// 127.0.0.1:7071. Port 0 picks a free port; "off" disables it (extra).
+	AdminAddr string `yaml:"admin_addr"`
+	// ShutdownGrace (extra) is how long in-flight deliveries may finish on shutdown before they
+	// are cancelled and handed back to the queue; default 5s.
+	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// Routes map relay endpoints to local targets. At least one.
+	Routes []Route `yaml:"routes"`
+}
+
+// Route delivers one relay endpoint to one local target.
+type Route struct {
+	// Endpoint is the relay endpoint name. Required, unique.
+	Endpoint string `yaml:"endpoint"`
+	// Target is the http(s) URL the path suffix and query are appended to. Required.
+	Target string `yaml:"target"`
+	// Concurrency is the number of deliveries in flight to the target; default 8.
+	Concurrency int `yaml:"concurrency"`
+	// Rate is the most deliveries per second to the target; 0 (default) = unlimited.
+	Rate float64 `yaml:"rate"`
+	// MaxAttempts bounds attempts before the dead letter; default 20.
+	MaxAttempts int `yaml:"max_attempts"`
+	// MaxAge bounds the time since the relay received the webhook; default 72h.
+	MaxAge time.Duration `yaml:"max_age"`
+	// Ordered delivers one at a time, the next only after the previous is delivered or dead.
+	Ordered bool `yaml:"ordered"`
+	// Headers are added toward the target where the sender sent no header of that name.
+	Headers map[string]string `yaml:"headers"`
+	// CAFile is a PEM file of a private CA trusted (with the system roots) for an https target.
+	CAFile string `yaml:"ca_file"`
+	// Timeout (extra) bounds one attempt, response body included; default 30s.
+	Timeout time.Duration `yaml:"timeout"`
+	// BackoffMin and BackoffMax (extras) bound the retry backoff (exponential, full jitter);
+	// defaults 1s and 10m.
+	BackoffMin time.Duration `yaml:"backoff_min"`
+	BackoffMax time.Duration `yaml:"backoff_max"`
+
+	targetURL *url.URL // parsed Target, set by validate
+}
+
+// LoadConfig reads the YAML file at path, applies HOOKAGENT_TOKEN and the defaults, and
+// validates it. Unknown keys are refused.
+func LoadConfig(path string) (*Config, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read config: %w", err)
+	}
+	return ParseConfig(b)
+}
+
+// ParseConfig is LoadConfig over bytes.
+func ParseConfig(b []byte) (*Config, error) {
+	cfg := &Config{}
+	dec := yaml.NewDecoder(bytes.NewReader(b))
+	dec.KnownFields(true)
+	if err := dec.Decode(cfg); err != nil && !errors.Is(err, io.EOF) {
+		return nil, fmt.Errorf("parse config: %w%s", err, keyHint(b, err))
+	}
+	if tok := os.Getenv(TokenEnv); tok != "" {
+		cfg.Token = tok
+	}
+	if err := cfg.check(); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// keyHint names the keys on the lines a YAML type error points at (yaml.v3 gives only line
+// numbers), with the accepted forms of a duration.
+func keyHint(b []byte, err error) string {
+	var te *yaml.TypeError
+	if !errors.As(err, &te) {
+		return ""
+	}
+	var root yaml.Node
+	if yaml.Unmarshal(b, &root) != nil {
+		return ""
+	}
+	var keys []string
+	for _, msg := range te.Errors {
+		var line int
+		if _, err := fmt.Sscanf(msg, "line %d:", &line); err == nil {
+			if k := keyAtLine(&root, line); k != "" {
+				keys = append(keys, k)
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return ""
+	}
+	hint := " (key " + strings.Join(keys, ", ") + ")"
+	if strings.Contains(err.Error(), "time.Duration") {
+		hint += " (durations look like 500ms, 30s, 10m, 72h)"
+	}
+	return hint
+}
+
+// keyAtLine finds the mapping key written on a line.
+func keyAtLine(n *yaml.Node, line int) string {
+	if n.Kind == yaml.MappingNode {
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			if n.Content[i].Line == line {
+				return n.Content[i].Value
+			}
+		}
+	}
+	for _, c := range n.Content {
+		if k := keyAtLine(c, line); k != "" {
+			return k
+		}
+	}
+	return ""
+}
+
+// check applies the defaults and validates; New calls it too, so a Config built in code (as
+// `hookagent listen` does) gets the same treatment. It is idempotent.
+func (c *Config) check() error {
+	c.setDefaults()
+	return c.validate()
+}
+
+func (c *Config) setDefaults() {
+	if c.AdminAddr == "" {
+		c.AdminAddr = DefaultAdminAddr
+	}
+	if c.ShutdownGrace == 0 {
+		c.ShutdownGrace = DefaultShutdownGrace
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if r.Concurrency == 0 {
+			r.Concurrency = DefaultConcurrency
+		}
+		if r.MaxAttempts == 0 {
+			r.MaxAttempts = DefaultMaxAttempts
+		}
+		if r.MaxAge == 0 {
+			r.MaxAge = DefaultMaxAge
+		}
+		if r.Timeout == 0 {
+			r.Timeout = DefaultTimeout
+		}
+		if r.BackoffMin == 0 {
+			r.BackoffMin = DefaultBackoffMin
+		}
+		if r.BackoffMax == 0 {
+			r.BackoffMax = DefaultBackoffMax
+		}
+	}
+}
+
+// validate reports the first problem as "KEY: what was wrong (what is allowed)".
+func (c *Config) validate() error {
+	if c.Relay == "" {
+		return errors.New("config relay: missing (ws://, wss://, quic://host:port, http:// or https:// URL of the relay)")
+	}
+	u, err := url.Parse(c.Relay)
+	if err != nil {
+		return fmt.Errorf("config relay: %q is not a URL: %w", c.Relay, err)
+	}
+	switch u.Scheme {
+	case "ws", "wss", "quic", "http", "https":
+	default:
+		return fmt.Errorf("config relay: scheme %q not allowed (ws, wss, quic, http or https)", u.Scheme)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("config relay: %q has no host (e.g. wss://relay.example.com)", c.Relay)
+	}
+	if c.Token == "" {
+		return fmt.Errorf("config token: missing (set token in the file or %s in the environment)", TokenEnv)
+	}
+	if c.DataDir == "" {
+		return errors.New("config data_dir: missing (a directory for the store, e.g. /var/lib/hookagent)")
+	}
+	if c.RelayFingerprint != "" {
+		c.RelayFingerprint = strings.TrimSpace(c.RelayFingerprint)
+		if _, err := protocol.ParseFingerprint(c.RelayFingerprint); err != nil {
+			return fmt.Errorf("config relay_fingerprint: %w", err)
+		}
+	}
+	if c.AdminAddr != "off" {
+		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+			return fmt.Errorf("config admin_addr: %q is not host:port (e.g. 127.0.0.1:7071, or off)", c.AdminAddr)
+		}
+	}
+	if c.ShutdownGrace < 0 {
+		return fmt.Errorf("config shutdown_grace: %v is negative (a duration like 5s)", c.ShutdownGrace)
+	}
+	if len(c.Routes) == 0 {
+		return errors.New("config routes: none (at least one {endpoint, target})")
+	}
+	seen := map[string]bool{}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if err := r.validate(); err != nil {
+			return fmt.Errorf("config routes[%d]: %w", i, err)
+		}
+		if seen[r.Endpoint] {
+			return fmt.Errorf("config routes[%d].endpoint: %q appears twice (one route per endpoint)", i, r.Endpoint)
+		}
+		seen[r.Endpoint] = true
+	}
+	return nil
+}
+
+func (r *Route) validate() error {
+	if r.Endpoint == "" {
+		return errors.New("endpoint: missing (the relay endpoint name)")
+	}
+	if strings.ContainsAny(r.Endpoint, "/?# ") {
+		return fmt.Errorf("endpoint: %q has a /, ?, # or space (a bare endpoint name)", r.Endpoint)
+	}
+	u, err := url.Parse(r.Target)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("target: %q is not an http(s) URL with a host (e.g. http://127.0.0.1:3000/webhooks)", r.Target)
+	}
+	if u.Fragment != "" || u.User != nil {
+		return fmt.Errorf("target: %q has a fragment or user info (not allowed)", r.Target)
+	}
+	r.targetURL = u
+	switch {
+	case r.Concurrency < 1:
+		return fmt.Errorf("concurrency: %d (1 or more; default %d)", r.Concurrency, DefaultConcurrency)
+	case r.Rate < 0:
+		return fmt.Errorf("rate: %v is negative (deliveries per second, 0 = unlimited)", r.Rate)
+	case r.MaxAttempts < 1:
+		return fmt.Errorf("max_attempts: %d (1 or more; default %d)", r.MaxAttempts, DefaultMaxAttempts)
+	case r.MaxAge < 0:
+		return fmt.Errorf("max_age: %v is negative (a duration like 72h)", r.MaxAge)
+	case r.Timeout < 0:
+		return fmt.Errorf("timeout: %v is negative (a duration like 30s)", r.Timeout)
+	case r.BackoffMin < 0:
+		return fmt.Errorf("backoff_min: %v is negative (a duration like 1s)", r.BackoffMin)
+	case r.BackoffMax < r.BackoffMin:
+		return fmt.Errorf("backoff_max: %v is below backoff_min %v", r.BackoffMax, r.BackoffMin)
+	}
+	for name := range r.Headers {
+		if name == "" || strings.ContainsAny(name, " :\r\n\t") {
+			return fmt.Errorf("headers: %q is not a header name", name)
+		}
+	}
+	if r.CAFile != "" {
+		if _, err := os.Stat(r.CAFile); err != nil {
+			return fmt.Errorf("ca_file: %w", err)
+		}
+	}
+	return nil
+}
+
+// resolveAgentID fills AgentID when empty from data_dir/agent-id, creating it once as
+// hostname + "-" + 8 random hex digits.
+func (c *Config) resolveAgentID() error {
+	if c.AgentID != "" {
+		return nil
+	}
+	path := filepath.Join(c.DataDir, agentIDFile)
+	if b, err := os.ReadFile(path); err == nil {
+		if id := strings.TrimSpace(string(b)); id != "" {
+			c.AgentID = id
+			return nil
+		}
+	} else if !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("read agent id: %w", err)
+	}
+	host, err := os.Hostname()
+	if err != nil || host == "" {
+		host = "agent"
+	}
+	suffix := make([]byte, 4)
+	if _, err := rand.Read(suffix); err != nil {
+		return fmt.Errorf("agent id suffix: %w", err)
+	}
+	id := host + "-" + hex.EncodeToString(suffix)
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write agent id: %w", err)
+	}
+	c.AgentID = id
+	return nil
+}
+
+// route returns the route of an endpoint, or nil.
+func (c *Config) route(endpoint string) *Route {
+	for i := range c.Routes {
+		if c.Routes[i].Endpoint == endpoint {
+			return &c.Routes[i]
+		}
+	}
+	return nil
+}
+
+func (c *Config) endpoints() []string {
+	out := make([]string, len(c.Routes))
+	for i, r := range c.Routes {
+		out[i] = r.Endpoint
+	}
+	return out
+}

@@ -1,0 +1,293 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// leaseSlack is added to a route's timeout to make the lease of one attempt: a lease must
+// outlast the attempt, or another worker could take the record while it is being delivered.
+const leaseSlack = time.Minute
+
+// storeErrorWait is how long a deliverer waits after a store error before leasing again.
+const storeErrorWait = time.Second
+
+// deliverer delivers one route's queue (queue name = endpoint) to its target: up to
+// Concurrency attempts at once, or one at a time in order when Ordered.
+type deliverer struct {
+	// static after newDeliverer
+	a       *Agent
+	r       *Route
+	log     *slog.Logger
+	client  *http.Client
+	limiter *rate.Limiter // nil = unlimited
+	slots   int           // attempts in flight at most
+
+	// replayBase maps a replayed record's id to its Attempts when this process first leased it
+	// after the replay, so a replay gets a fresh max_attempts budget (persist keeps counting
+	// Attempts across a replay). After a restart the budget starts again: more tries, never
+	// fewer.
+	mu         sync.Mutex
+	replayBase map[string]int
+
+	// holdUntil (Unix ns) keeps an ordered route from leasing until the failed head record's
+	// backoff has passed.
+	holdUntil atomic.Int64
+}
+
+func newDeliverer(a *Agent, r *Route) (*deliverer, error) {
+	client, err := newTargetClient(r)
+	if err != nil {
+		return nil, err
+	}
+	d := &deliverer{
+		a:      a,
+		r:      r,
+		log:    a.log.With("endpoint", r.Endpoint),
+		client: client,
+		slots:  r.Concurrency,
+
+		replayBase: map[string]int{},
+	}
+	if r.Ordered {
+		d.slots = 1
+	}
+	if r.Rate > 0 {
+		d.limiter = rate.NewLimiter(rate.Limit(r.Rate), 1)
+	}
+	return d, nil
+}
+
+// run leases and delivers until ctx ends, then lets in-flight attempts finish for up to
+// ShutdownGrace and cancels the rest, handing their records back to the queue.
+func (d *deliverer) run(ctx context.Context) {
+	reqCtx, cancelReqs := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelReqs()
+	var inflight sync.WaitGroup
+	d.feed(ctx, reqCtx, &inflight)
+
+	done := make(chan struct{})
+	go func() { inflight.Wait(); close(done) }() // joined below
+	grace := time.NewTimer(d.a.cfg.ShutdownGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+	case <-grace.C:
+		cancelReqs()
+		<-done
+	}
+	d.client.CloseIdleConnections()
+}
+
+// feed leases records when attempt slots are free and starts an attempt for each.
+func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) {
+	st := d.a.store
+	q := d.r.Endpoint
+	slots := make(chan struct{}, d.slots)
+	for {
+		select {
+		case slots <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		n := 1
+		if d.limiter == nil {
+		more:
+			for n < d.slots {
+				select {
+				case slots <- struct{}{}:
+					n++
+				default:
+					break more
+				}
+			}
+		} else if d.limiter.Wait(ctx) != nil {
+			return
+		}
+		if hold := time.Until(time.Unix(0, d.holdUntil.Load())); hold > 0 && !sleepCtx(ctx, hold) {
+			return
+		}
+		wake := st.Wait(q) // before Lease, so an append in between is not missed
+		recs, err := st.Lease(q, n, d.r.Timeout+leaseSlack)
+		if err != nil {
+			d.log.Error("lease", "err", err)
+			recs = nil
+		}
+		for range n - len(recs) {
+			<-slots
+		}
+		for _, rec := range recs {
+			inflight.Go(func() {
+				defer func() { <-slots }()
+				d.attempt(reqCtx, rec)
+			})
+		}
+		switch {
+		case err != nil:
+			if !sleepCtx(ctx, storeErrorWait) {
+				return
+			}
+		case len(recs) == 0:
+			if !d.idle(ctx, wake) {
+				return
+			}
+		}
+	}
+}
+
+// idle waits until the queue may have a due record: a store wake-up or the next due time.
+func (d *deliverer) idle(ctx context.Context, wake <-chan struct{}) bool {
+	var due <-chan time.Time
+	if next, ok := d.a.store.NextDue(d.r.Endpoint); ok {
+		// A due time not after now means one became due since the Lease: look again soon
+		// (the floor keeps a disagreement between the two from spinning).
+		wait := max(time.Until(next), 0) + 5*time.Millisecond
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		due = t.C
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-wake:
+	case <-due:
+	}
+	return true
+}
+
+// attempt makes one delivery attempt of rec and records its outcome.
+func (d *deliverer) attempt(ctx context.Context, rec *persist.Record) {
+	st := d.a.store
+	start := time.Now()
+	n := rec.Attempts + 1
+	log := d.log.With("id", rec.ID, "attempt", n)
+	// A replay is delivered however old the webhook is.
+	if !rec.Replay && start.Sub(rec.ReceivedAt) > d.r.MaxAge {
+		d.finish(log, rec, persist.StateDead, nil, "max age")
+		return
+	}
+	req, err := d.buildRequest(ctx, rec, n)
+	if err != nil {
+		d.finish(log, rec, persist.StateDead, nil, err.Error()) // refused before any request
+		return
+	}
+	resp, err := d.client.Do(req)
+	res := classify(resp, err, start)
+	if resp != nil {
+		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		resp.Body.Close()
+	}
+	if ctx.Err() != nil && !res.ok() {
+		// Shutting down: hand the record back, this attempt does not count.
+		st.Release(rec.ID)
+		log.Info("delivery handed back on shutdown")
+		return
+	}
+	del := &persist.Delivery{At: start, Status: res.status, Millis: time.Since(start).Milliseconds()}
+	if res.err != nil {
+		del.Error = res.err.Error()
+	}
+	switch {
+	case res.ok():
+		d.finish(log, rec, persist.StateDelivered, del, "")
+	case !res.retryable:
+		d.finish(log, rec, persist.StateDead, del, res.reason())
+	case n-d.attemptBase(rec) >= d.r.MaxAttempts:
+		d.finish(log, rec, persist.StateDead, del, "max attempts")
+	default:
+		next := start.Add(max(d.backoff(n), res.retryAfter))
+		if !rec.Replay && next.Sub(rec.ReceivedAt) > d.r.MaxAge {
+			d.finish(log, rec, persist.StateDead, del, "max age")
+			return
+		}
+		due := next
+		if d.r.Ordered {
+			// Due at once, so it stays the head of the queue across restarts; the
+			// deliverer itself waits out the backoff.
+			due = time.Now()
+			d.holdUntil.Store(next.UnixNano())
+		}
+		if err := st.Nack(rec.ID, due, del); err != nil {
+			log.Error("record retry", "err", err)
+			return
+		}
+		log.Debug("delivery failed, will retry", "kind", res.kind, "status", res.status, "err", res.err, "retry_in", time.Until(next).Round(time.Millisecond))
+	}
+}
+
+// attemptBase is the number of attempts not counted against max_attempts: those made before
+// the record was replayed.
+func (d *deliverer) attemptBase(rec *persist.Record) int {
+	if !rec.Replay {
+		return 0
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	base, ok := d.replayBase[rec.ID]
+	if !ok {
+		base = rec.Attempts
+		d.replayBase[rec.ID] = base
+	}
+	return base
+}
+
+// finish records a final outcome and wakes the reporter.
+func (d *deliverer) finish(log *slog.Logger, rec *persist.Record, st persist.State, del *persist.Delivery, reason string) {
+	if rec.Replay {
+		d.mu.Lock()
+		delete(d.replayBase, rec.ID)
+		d.mu.Unlock()
+	}
+	if err := d.a.store.Complete(rec.ID, st, del, reason); err != nil {
+		if errors.Is(err, persist.ErrClosed) {
+			return // shutting down: the lease lapses and the record is delivered next start
+		}
+		log.Error("record outcome", "err", err)
+		return
+	}
+	if st == persist.StateDelivered {
+		log.Debug("delivered", "status", del.Status, "ms", del.Millis)
+	} else {
+		log.Warn("dead letter", "reason", reason)
+	}
+	d.a.wakeReports()
+}
+
+// backoff is the wait after failed attempt n: exponential from backoff_min, capped at
+// backoff_max, with full jitter above backoff_min.
+func (d *deliverer) backoff(n int) time.Duration {
+	lo, hi := d.r.BackoffMin, d.r.BackoffMax
+	c := hi
+	if n-1 < 40 {
+		if e := lo << (n - 1); e > 0 && e < hi {
+			c = e
+		}
+	}
+	if c <= lo {
+		return lo
+	}
+	return lo + time.Duration(rand.Int64N(int64(c-lo)+1))
+}
+
+// sleepCtx waits d; false when ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

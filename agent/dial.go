@@ -1,0 +1,197 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/hookrelay/hookrelay/protocol"
+)
+
+// Reconnect policy: capped exponential backoff with full jitter, reset only after a session
+// stayed up for stableAfter (so a relay that welcomes and drops at once is not hammered).
+const (
+	reconnectMin = 500 * time.Millisecond
+	reconnectMax = 30 * time.Second
+	stableAfter  = 10 * time.Second
+)
+
+// Sentinel errors of the agent.
+var (
+	// ErrQUICNotSupported is returned for a quic:// relay until the QUIC transport lands.
+	ErrQUICNotSupported = errors.New("agent: quic:// relays are not supported yet (use wss:// or ws://)")
+)
+
+// RelayError is an Error frame the relay sent before closing the session.
+type RelayError struct {
+	Code   protocol.ErrorCode
+	Reason string
+}
+
+func (e *RelayError) Error() string {
+	return fmt.Sprintf("relay error %s: %s", codeName(e.Code), e.Reason)
+}
+
+// goAwayError ends a session the relay is closing on purpose; reconnect after `after`.
+type goAwayError struct {
+	reason string
+	after  time.Duration
+}
+
+func (e *goAwayError) Error() string {
+	return fmt.Sprintf("relay going away (%s), reconnect in %v", e.reason, e.after)
+}
+
+func codeName(c protocol.ErrorCode) string {
+	switch c {
+	case protocol.CodeUnauthorized:
+		return "unauthorized"
+	case protocol.CodeVersion:
+		return "version"
+	case protocol.CodeProtocol:
+		return "protocol"
+	case protocol.CodeReplaced:
+		return "replaced"
+	case protocol.CodeInternal:
+		return "internal"
+	case protocol.CodeLimit:
+		return "limit"
+	}
+	return fmt.Sprintf("code %d", c)
+}
+
+// connectionLoop keeps one session to the relay up until ctx ends: connectionOnce, then a
+// backoff wait (or the relay's GoAway delay), then again.
+func (a *Agent) connectionLoop(ctx context.Context) {
+	attempt := 0
+	for ctx.Err() == nil {
+		upFor, err := a.connectionOnce(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		if upFor >= stableAfter {
+			attempt = 0
+		}
+		wait := fullJitter(reconnectMin, reconnectMax, attempt)
+		attempt++
+		var ga *goAwayError
+		var re *RelayError
+		switch {
+		case errors.As(err, &ga):
+			wait = ga.after
+			a.log.Info("relay going away", "reason", ga.reason, "retry_in", wait)
+		case errors.As(err, &re) && re.Code == protocol.CodeUnauthorized:
+			a.log.Error("relay refused this agent: check the token and the endpoints it may receive",
+				"relay", a.relayTo, "reason", re.Reason, "retry_in", wait)
+		case errors.Is(err, ErrQUICNotSupported):
+			a.log.Error("cannot connect", "relay", a.relayTo, "err", err, "retry_in", wait)
+		default:
+			a.log.Warn("reconnecting", "relay", a.relayTo, "err", err, "retry_in", wait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// connectionOnce dials once and runs a session until it ends. It returns how long the session
+// was up after the relay's Welcome (0 when it never was) and why it ended.
+func (a *Agent) connectionOnce(ctx context.Context) (time.Duration, error) {
+	tun, err := a.dialTunnel(ctx)
+	if err != nil {
+		return 0, err
+	}
+	s := newSession(a, tun)
+	err = s.run(ctx)
+	var upFor time.Duration
+	if !s.welcomedAt.IsZero() {
+		upFor = time.Since(s.welcomedAt)
+		reason := "shutdown"
+		if err != nil {
+			reason = err.Error()
+		}
+		a.log.Info("tunnel down", "transport", tun.Transport(), "session", s.id, "up_for", upFor.Round(time.Millisecond), "reason", reason)
+	}
+	if ctx.Err() != nil {
+		return upFor, nil
+	}
+	return upFor, err
+}
+
+// dialTunnel chooses the transport for the relay URL and dials it. This is the one place the
+// transport is chosen: the QUIC work extends it (quic:// dials QUIC; http(s):// asks /v1/info
+// and prefers QUIC when its certificate can be verified).
+func (a *Agent) dialTunnel(ctx context.Context) (protocol.Tunnel, error) {
+	u, err := url.Parse(a.cfg.Relay)
+	if err != nil {
+		return nil, fmt.Errorf("parse relay url: %w", err)
+	}
+	switch u.Scheme {
+	case "ws", "wss":
+	case "http":
+		u.Scheme = "ws"
+	case "https":
+		u.Scheme = "wss"
+	case "quic":
+		return nil, ErrQUICNotSupported
+	default:
+		return nil, fmt.Errorf("relay scheme %q not supported", u.Scheme)
+	}
+	return a.dialWebSocket(ctx, u)
+}
+
+// dialWebSocket dials the relay's /v1/tunnel over WebSocket. HTTPS_PROXY/NO_PROXY are honoured
+// by the protocol package's default proxy function.
+func (a *Agent) dialWebSocket(ctx context.Context, u *url.URL) (protocol.Tunnel, error) {
+	t := *u
+	t.Path = strings.TrimSuffix(t.Path, "/") + "/v1/tunnel"
+	t.RawPath = ""
+	t.RawQuery = ""
+	t.Fragment = ""
+	cfg := protocol.WSDialConfig{}
+	if t.Scheme == "wss" && a.cfg.RelayFingerprint != "" {
+		tc, err := protocol.PinnedTLSConfig(a.cfg.RelayFingerprint, t.Hostname())
+		if err != nil {
+			return nil, fmt.Errorf("relay fingerprint: %w", err)
+		}
+		cfg.TLS = tc
+	}
+	tun, err := protocol.DialWebSocket(ctx, t.String(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dial websocket: %w", err)
+	}
+	return tun, nil
+}
+
+// fullJitter is a random wait in [0, min(limit, base·2^attempt)), at least a millisecond.
+func fullJitter(base, limit time.Duration, attempt int) time.Duration {
+	d := limit
+	if attempt < 30 {
+		if c := base << attempt; c > 0 && c < limit {
+			d = c
+		}
+	}
+	w := time.Duration(rand.Int64N(int64(d)))
+	if w < time.Millisecond {
+		w = time.Millisecond
+	}
+	return w
+}
+
+// redactURL drops user info from a URL before it is logged.
+func redactURL(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "(unparsable url)"
+	}
+	u.User = nil
+	return u.String()
+}

@@ -1,0 +1,291 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// Headers hookrelay sets toward the target.
+const (
+	headerID      = "Hookrelay-Id"
+	headerAttempt = "Hookrelay-Attempt"
+	headerReplay  = "Hookrelay-Replay"
+	headerWebhook = "Webhook-Id"
+)
+
+// dropHeaders are not forwarded: hop-by-hop headers (RFC 9110 §7.6.1), and those the client
+// sets itself from the request (Host from the target, Content-Length from the body).
+var dropHeaders = map[string]bool{
+	"Connection":          true,
+	"Keep-Alive":          true,
+	"Proxy-Connection":    true,
+	"Proxy-Authenticate":  true,
+	"Proxy-Authorization": true,
+	"Te":                  true,
+	"Trailer":             true,
+	"Transfer-Encoding":   true,
+	"Upgrade":             true,
+	"Expect":              true,
+	"Host":                true,
+	"Content-Length":      true,
+}
+
+// ErrDotDot refuses a path suffix with a ".." segment, encoded or not.
+var ErrDotDot = errors.New("path suffix has a .. segment")
+
+// buildRequest makes attempt n of rec toward the route's target. Only the target's scheme,
+// host and port are ever dialled: the record contributes the path suffix and query.
+func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int) (*http.Request, error) {
+	u, err := targetURL(d.r.targetURL, rec.Path, rec.Query)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, rec.Method, d.r.Target, bytes.NewReader(rec.Body))
+	if err != nil {
+		return nil, fmt.Errorf("build request: %w", err)
+	}
+	req.URL, req.Host = u, u.Host // u as built: a String/Parse round trip may re-escape it
+	req.ContentLength = int64(len(rec.Body))
+	req.Header = targetHeaders(rec, n, d.r.Headers)
+	return req, nil
+}
+
+// targetURL appends the escaped path suffix and the raw query to the target URL, keeping both
+// byte-exact.
+func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
+	if strings.ContainsFunc(suffix+query, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }) {
+		return nil, fmt.Errorf("path suffix or query has a control character, space or #")
+	}
+	if suffix != "" && !strings.HasPrefix(suffix, "/") {
+		return nil, fmt.Errorf("path suffix %q does not start with /", suffix)
+	}
+	if hasDotDot(suffix) {
+		return nil, ErrDotDot
+	}
+	u := *base
+	u.User = nil
+	u.Fragment, u.RawFragment = "", ""
+	if suffix != "" {
+		raw := strings.TrimSuffix(base.EscapedPath(), "/") + suffix
+		p, err := url.PathUnescape(raw)
+		if err != nil {
+			return nil, fmt.Errorf("path suffix %q: %w", suffix, err)
+		}
+		u.Path, u.RawPath = p, raw
+		if u.EscapedPath() != raw {
+			// Escaping Go would normalise: send the path exactly as received.
+			u.Opaque = raw
+		}
+	}
+	switch {
+	case query == "":
+	case u.RawQuery == "":
+		u.RawQuery = query
+	default:
+		u.RawQuery += "&" + query
+	}
+	u.ForceQuery = false
+	return &u, nil
+}
+
+// hasDotDot reports a ".." segment in a path, raw or after up to three rounds of unescaping,
+// with "/" or "\" as separators.
+func hasDotDot(p string) bool {
+	for range 4 {
+		for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
+			if seg == ".." {
+				return true
+			}
+		}
+		u, err := url.PathUnescape(p)
+		if err != nil || u == p {
+			return false
+		}
+		p = u
+	}
+	return false
+}
+
+// targetHeaders is the sender's headers in order (values of a repeated name kept in order;
+// hop-by-hop ones dropped), the route's headers where the sender sent none of that name, and
+// hookrelay's own. The map is filled directly so no values are merged or reordered.
+func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string) http.Header {
+	h := make(http.Header, len(rec.Headers)+6)
+	drop := dropHeaders
+	for _, hd := range rec.Headers {
+		if http.CanonicalHeaderKey(hd.Name) == "Connection" {
+			drop = connectionDrops(rec.Headers)
+			break
+		}
+	}
+	for _, hd := range rec.Headers {
+		k := http.CanonicalHeaderKey(hd.Name)
+		if drop[k] || strings.HasPrefix(k, "Hookrelay-") || !validHeader(k, hd.Value) {
+			continue // hookrelay-* are ours: a sender cannot forge them
+		}
+		h[k] = append(h[k], hd.Value)
+	}
+	for name, v := range routeHeaders {
+		k := http.CanonicalHeaderKey(name)
+		if _, sent := h[k]; !sent && !dropHeaders[k] {
+			h[k] = []string{v}
+		}
+	}
+	if _, sent := h["User-Agent"]; !sent {
+		h["User-Agent"] = []string{""} // no Go default User-Agent
+	}
+	h[headerID] = []string{rec.ID}
+	h[headerAttempt] = []string{strconv.Itoa(n)}
+	if rec.Replay {
+		h[headerReplay] = []string{"1"}
+	} else {
+		delete(h, headerReplay)
+	}
+	if _, sent := h[headerWebhook]; !sent {
+		h[headerWebhook] = []string{rec.ID}
+	}
+	return h
+}
+
+// validHeader refuses what no HTTP/1.1 request can carry: a name that is not a token, a
+// value with CR, LF or NUL.
+func validHeader(name, value string) bool {
+	if name == "" || strings.ContainsAny(value, "\r\n\x00") {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if c <= ' ' || c >= 0x7f || strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// connectionDrops adds the names a Connection header lists to dropHeaders.
+func connectionDrops(hs []persist.Header) map[string]bool {
+	m := make(map[string]bool, len(dropHeaders)+2)
+	for k := range dropHeaders {
+		m[k] = true
+	}
+	for _, hd := range hs {
+		if http.CanonicalHeaderKey(hd.Name) != "Connection" {
+			continue
+		}
+		for _, name := range strings.Split(hd.Value, ",") {
+			if name = strings.TrimSpace(name); name != "" {
+				m[http.CanonicalHeaderKey(name)] = true
+			}
+		}
+	}
+	return m
+}
+
+// result is one attempt's outcome, classified: kind is "ok", "status", "timeout", "connect" or
+// "request".
+type result struct {
+	kind       string
+	retryable  bool
+	status     int
+	retryAfter time.Duration
+	err        error
+}
+
+func (r result) ok() bool { return r.kind == "ok" }
+
+// reason is the dead-letter reason of a non-retryable result.
+func (r result) reason() string {
+	if r.status != 0 {
+		return fmt.Sprintf("status %d", r.status)
+	}
+	return r.err.Error()
+}
+
+// classify sorts an attempt: 2xx delivered; 5xx, 408, 409, 425, 429 and transport errors
+// retried; 3xx (redirects are not followed) and other 4xx dead at once.
+func classify(resp *http.Response, err error, now time.Time) result {
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // without the URL: its query may hold secrets
+		}
+		var ne net.Error
+		if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+			return result{kind: "timeout", retryable: true, err: err}
+		}
+		return result{kind: "connect", retryable: true, err: err}
+	}
+	s := resp.StatusCode
+	res := result{kind: "status", status: s}
+	switch {
+	case s >= 200 && s < 300:
+		res.kind = "ok"
+		return res
+	case s >= 500, s == 408, s == 409, s == 425, s == 429:
+		res.retryable = true
+		res.retryAfter = parseRetryAfter(resp.Header.Get("Retry-After"), now)
+	}
+	res.err = fmt.Errorf("status %d", s)
+	return res
+}
+
+// parseRetryAfter reads Retry-After as seconds or an HTTP date; 0 when absent or invalid.
+func parseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if secs, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		return time.Duration(min(secs, 1<<31)) * time.Second
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return max(t.Sub(now), 0)
+	}
+	return 0
+}
+
+// newTargetClient is a route's HTTP client: its timeout, no redirects, no proxy (targets are
+// local; only the tunnel honours HTTPS_PROXY), no transparent gzip, idle connections for every
+// worker, and the route's private CA added to the system roots.
+func newTargetClient(r *Route) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = nil
+	tr.DisableCompression = true
+	tr.MaxIdleConns = 2 * r.Concurrency
+	tr.MaxIdleConnsPerHost = r.Concurrency
+	if r.CAFile != "" {
+		pem, err := os.ReadFile(r.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("read ca_file: %w", err)
+		}
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("ca_file %s: no PEM certificates", r.CAFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	return &http.Client{
+		Transport:     tr,
+		Timeout:       r.Timeout,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}, nil
+}

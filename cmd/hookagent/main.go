@@ -1,0 +1,163 @@
+// Command hookagent is the edge side of hookrelay: `hookagent run --config agent.yaml` dials
+// the relay, stores webhooks durably and delivers them to local targets. It is wiring only:
+// flags and config in, an agent.Agent out.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"runtime/debug"
+	"strings"
+	"syscall"
+
+	"github.com/hookrelay/hookrelay/agent"
+	"github.com/hookrelay/hookrelay/agent/svc"
+)
+
+// Set with -ldflags "-X main.version=… -X main.commit=…".
+var (
+	version = "dev"
+	commit  = "unknown"
+)
+
+const usage = `usage:
+  hookagent run --config agent.yaml [--log-level info] [--log-format auto]
+  hookagent listen --relay URL --token TOKEN --endpoint NAME --forward http://localhost:3000
+  hookagent install|uninstall|start|stop|status [--config agent.yaml]
+  hookagent --version
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// run dispatches the subcommand and returns the exit code.
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "--version", "-version", "version":
+		fmt.Fprintln(stdout, versionLine())
+		return 0
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		return 0
+	case "run":
+		err = runAgent(args[1:], stderr)
+	case "listen":
+		slog.SetDefault(newLogger(stderr, slog.LevelInfo, "auto"))
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		err = runListen(ctx, args[1:])
+		stop()
+	case "install", "uninstall", "start", "stop", "status":
+		err = serviceCommand(args[0], args[1:])
+	default:
+		fmt.Fprintf(stderr, "hookagent: unknown command %q\n%s", args[0], usage)
+		return 2
+	}
+	return exitCode(err, stderr)
+}
+
+// exitCode maps a command's error to the exit code, printing the error.
+func exitCode(err error, stderr io.Writer) int {
+	if err == nil || errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	var ec interface{ ExitCode() int }
+	if errors.As(err, &ec) {
+		return ec.ExitCode() // the command already said what there is to say
+	}
+	fmt.Fprintf(stderr, "hookagent: %v\n", err)
+	return 1
+}
+
+// runAgent is `hookagent run`: the service's command. SIGINT/SIGTERM (or the service manager's
+// stop) end it cleanly with exit 0.
+func runAgent(args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("hookagent run", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", svc.DefaultConfigPath, "agent config `file` (YAML)")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	format := fs.String("log-format", "auto", "text, json, or auto (text on a terminal, else json)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("run: unexpected argument %q", fs.Arg(0))
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		return fmt.Errorf("--log-level %q: want debug, info, warn or error", *level)
+	}
+	switch *format {
+	case "auto", "text", "json":
+	default:
+		return fmt.Errorf("--log-format %q: want text, json or auto", *format)
+	}
+	cfg, err := agent.LoadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(newLogger(stderr, lv, *format))
+	return svc.Run(func(ctx context.Context) error {
+		// slog.Default(), not a logger made earlier: under a service manager without stderr,
+		// svc.Run points it at the system log.
+		log := slog.Default()
+		a, err := agent.New(cfg, log)
+		if err != nil {
+			return err
+		}
+		log.Info("hookagent", "version", version, "commit", commit)
+		if err := svc.Ready(); err != nil {
+			log.Warn("notify service manager", "err", err)
+		}
+		runErr := a.Run(ctx)
+		return errors.Join(runErr, a.Close())
+	})
+}
+
+// newLogger logs text on a terminal and JSON otherwise (format "auto").
+func newLogger(w io.Writer, level slog.Level, format string) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: level}
+	if format == "text" || (format == "auto" && isTerminal(w)) {
+		return slog.New(slog.NewTextHandler(w, opts))
+	}
+	return slog.New(slog.NewJSONHandler(w, opts))
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// versionLine is "hookagent VERSION COMMIT"; without -ldflags, the build info's VCS revision
+// stands in for the commit.
+func versionLine() string {
+	v, c := version, commit
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+			v = bi.Main.Version
+		}
+		if c == "unknown" {
+			for _, s := range bi.Settings {
+				if s.Key == "vcs.revision" && s.Value != "" {
+					c = s.Value
+				}
+			}
+		}
+	}
+	return strings.Join([]string{"hookagent", v, c}, " ")
+}
