@@ -1,0 +1,205 @@
+package admin
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	cookieName  = "hookrelay_admin"
+	csrfHeader  = "X-Requested-With"
+	csrfValue   = "hookrelay"
+	maxSessions = 10000
+)
+
+// parseTokenHash reads "sha256:" + 64 hex digits.
+func parseTokenHash(s string) ([]byte, error) {
+	hx, ok := strings.CutPrefix(s, "sha256:")
+	if !ok {
+		return nil, errors.New(`want "sha256:" followed by 64 hex digits`)
+	}
+	sum, err := hex.DecodeString(hx)
+	if err != nil || len(sum) != sha256.Size {
+		return nil, errors.New(`want "sha256:" followed by 64 hex digits`)
+	}
+	return sum, nil
+}
+
+// checkToken compares the token's SHA-256 with the configured hash in constant time.
+func (h *Handler) checkToken(tok string) bool {
+	sum := sha256.Sum256([]byte(tok))
+	return subtle.ConstantTimeCompare(sum[:], h.tokenHash) == 1
+}
+
+// authorize lets a request through when it carries the right Bearer token or a live session
+// cookie (and, for a mutating request with a cookie, the CSRF header). Otherwise it answers:
+// the login page for GET /admin/, else 401 JSON. It reports whether the request may go on.
+func (h *Handler) authorize(w http.ResponseWriter, r *http.Request) bool {
+	switch {
+	case r.Method == http.MethodPost && (r.URL.Path == "/admin/login" || r.URL.Path == "/admin/logout"),
+		r.Method == http.MethodGet && r.URL.Path == "/admin/style.css":
+		return true // login checks the token itself; logout only ends the session it is sent
+	}
+	if auth := r.Header.Get("Authorization"); auth != "" {
+		scheme, tok, _ := strings.Cut(auth, " ")
+		if strings.EqualFold(scheme, "Bearer") && h.checkToken(strings.TrimSpace(tok)) {
+			return true
+		}
+		h.failed.Add(1)
+		h.log.Warn("wrong admin token", "remote", r.RemoteAddr, "path", r.URL.Path)
+		h.deny(w, r, http.StatusUnauthorized, "wrong admin token")
+		return false
+	}
+	if c, err := r.Cookie(cookieName); err == nil && h.sessions.valid(c.Value, time.Now()) {
+		if r.Method != http.MethodGet && r.Method != http.MethodHead &&
+			r.Header.Get(csrfHeader) != csrfValue {
+			writeError(w, http.StatusForbidden,
+				"a request made with the session cookie needs the header "+csrfHeader+": "+csrfValue)
+			return false
+		}
+		return true
+	}
+	h.deny(w, r, http.StatusOK, "admin token required: Authorization: Bearer <token>")
+	return false
+}
+
+// deny answers an unauthenticated request: the login page for the UI's page (with pageCode),
+// 401 JSON for everything else.
+func (h *Handler) deny(w http.ResponseWriter, r *http.Request, pageCode int, msg string) {
+	if r.Method == http.MethodGet && r.URL.Path == "/admin/" {
+		h.loginPage(w, pageCode, "")
+		return
+	}
+	w.Header().Set("WWW-Authenticate", `Bearer realm="hookrelay admin"`)
+	writeError(w, http.StatusUnauthorized, msg)
+}
+
+// login checks the token from the form field or JSON {"token"}, starts a session and sets its
+// cookie, then redirects to /admin/ (a form) or answers 204 (JSON).
+func (h *Handler) login(w http.ResponseWriter, r *http.Request) {
+	if h.tokenHash == nil {
+		writeError(w, http.StatusNotFound, "no login: this admin API has no token")
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	isJSON := ct == "application/json"
+	var tok string
+	if isJSON {
+		var body struct {
+			Token string `json:"token"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			writeError(w, http.StatusBadRequest, `bad JSON: want {"token": "…"}`)
+			return
+		}
+		tok = body.Token
+	} else {
+		tok = r.PostFormValue("token")
+	}
+	if tok == "" || !h.checkToken(tok) {
+		h.failed.Add(1)
+		h.log.Warn("failed admin login", "remote", r.RemoteAddr)
+		if isJSON {
+			writeError(w, http.StatusUnauthorized, "wrong admin token")
+		} else {
+			h.loginPage(w, http.StatusUnauthorized, "Wrong token.")
+		}
+		return
+	}
+	id := h.sessions.add(time.Now().Add(h.cfg.SessionTTL))
+	http.SetCookie(w, &http.Cookie{
+		Name:     cookieName,
+		Value:    id,
+		Path:     "/admin",
+		MaxAge:   int(h.cfg.SessionTTL / time.Second),
+		HttpOnly: true,
+		Secure:   r.TLS != nil,
+		SameSite: http.SameSiteStrictMode,
+	})
+	h.log.Info("admin login", "remote", r.RemoteAddr)
+	if isJSON {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Redirect(w, r, "/admin/", http.StatusSeeOther)
+}
+
+// logout ends the session of the cookie sent, clears the cookie, and redirects to /admin/ (or
+// answers 204 to a script that sent X-Requested-With).
+func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
+	if h.tokenHash == nil {
+		writeError(w, http.StatusNotFound, "no logout: this admin API has no token")
+		return
+	}
+	if c, err := r.Cookie(cookieName); err == nil {
+		h.sessions.remove(c.Value)
+	}
+	http.SetCookie(w, &http.Cookie{
+		Name: cookieName, Value: "", Path: "/admin", MaxAge: -1,
+		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteStrictMode,
+	})
+	if r.Header.Get(csrfHeader) != "" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	http.Redirect(w, r, "/admin/", http.StatusSeeOther)
+}
+
+// sessions maps a session id to its expiry.
+type sessions struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+// add starts a session until exp and returns its random id. It drops expired sessions, and the
+// one closest to expiry when the map is full, so the map stays bounded.
+func (s *sessions) add(exp time.Time) string {
+	id := rand.Text()
+	now := time.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.m {
+		if now.After(e) {
+			delete(s.m, k)
+		}
+	}
+	if len(s.m) >= maxSessions {
+		var first string
+		for k, e := range s.m {
+			if first == "" || e.Before(s.m[first]) {
+				first = k
+			}
+		}
+		delete(s.m, first)
+	}
+	s.m[id] = exp
+	return id
+}
+
+// valid reports whether id is a live session at now.
+func (s *sessions) valid(id string, now time.Time) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	exp, ok := s.m[id]
+	if ok && now.After(exp) {
+		delete(s.m, id)
+		return false
+	}
+	return ok
+}
+
+func (s *sessions) remove(id string) {
+	s.mu.Lock()
+	delete(s.m, id)
+	s.mu.Unlock()
+}

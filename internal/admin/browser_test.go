@@ -1,0 +1,205 @@
+package admin
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// chromiumPath finds the browser, or skips the test (fails it when CI=true).
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	for _, p := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
+		if path, err := exec.LookPath(p); err == nil {
+			return path
+		}
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatal("chromium not found and CI=true: install it (apt-get install -y chromium)")
+	}
+	t.Skip("chromium not found: install it (apt-get install -y chromium) to run the browser test")
+	return ""
+}
+
+// browser starts headless Chromium with the flags this offline machine needs, and returns a
+// tab's context; per-step deadlines come from ctx's 90s timeout.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.WindowSize(1400, 900),
+	)
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancelAlloc)
+	ctx, cancel := chromedp.NewContext(allocCtx)
+	t.Cleanup(cancel)
+	if err := chromedp.Do(ctx); err != nil { // starts the browser, bound to ctx (no timeout)
+		t.Fatalf("start chromium: %v", err)
+	}
+	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
+	t.Cleanup(tcancel)
+	return tctx
+}
+
+// pollJS waits until the JavaScript expression is truthy.
+func pollJS(t *testing.T, ctx context.Context, what, expr string) {
+	t.Helper()
+	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr,
+		chromedp.WithPollingTimeout(10*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
+		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
+	}
+}
+
+func TestBrowserUI(t *testing.T) {
+	e := newEnv(t, Relay, testToken, func(c *Config) {
+		c.Agents = func() []AgentInfo {
+			return []AgentInfo{{AgentID: "edge-1", Endpoints: []string{"github", "stripe"}, Transport: "quic",
+				ConnectedAt: time.Now().Add(-time.Hour), InFlight: 1}}
+		}
+		c.Status = func() any { return map[string]any{"agents": 1, "version": "test"} }
+	})
+	ctx := browser(t)
+
+	var mu sync.Mutex
+	var jsErrors []string
+	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
+	go func() {
+		for ev, err := range exceptions {
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			jsErrors = append(jsErrors, fmt.Sprintf("%s %+v", ev.ExceptionDetails.Text, ev.ExceptionDetails.Exception))
+			mu.Unlock()
+		}
+	}()
+
+	// some history for the list and the screenshot
+	e.add("stripe", "payment_intent=pi_123&amount=990")
+	old := e.add("github", `{"action":"closed"}`)
+	if err := e.store.Complete(old.ID, persist.StateDead, &persist.Delivery{At: time.Now(), Status: 500, Millis: 87, Error: "500 Internal Server Error"}, "max attempts"); err != nil {
+		t.Fatal(err)
+	}
+
+	// log in with the token
+	if err := chromedp.Do(ctx,
+		chromedp.Navigate(e.srv.URL+"/admin/"),
+		chromedp.WaitVisible(chromedp.ID("login-token")),
+		chromedp.SendKeys(chromedp.ID("login-token"), testToken),
+	); err != nil {
+		t.Fatalf("open the login page: %v", err)
+	}
+	resp, err := chromedp.RunResponse(ctx, chromedp.Click(chromedp.ID("login-submit")))
+	if err != nil {
+		t.Fatalf("log in: %v", err)
+	}
+	if resp.Status != 200 || !strings.HasSuffix(resp.URL, "/admin/") {
+		t.Fatalf("after login: %d %s, want 200 /admin/", resp.Status, resp.URL)
+	}
+	pollJS(t, ctx, "the live stream", `document.querySelector('#live.on') !== null`)
+	pollJS(t, ctx, "the old rows", fmt.Sprintf(`document.querySelector('#webhooks tr[data-id="%s"]') !== null`, old.ID))
+	pollJS(t, ctx, "the queues", `document.querySelector('#queues tr[data-queue="github"]') !== null`)
+	pollJS(t, ctx, "the agents", `document.querySelector('#agents tr[data-agent="edge-1"]') !== null`)
+
+	// a webhook that arrives now shows up without a reload
+	body := `{"action":"opened","number":42,"pull_request":{"title":"Add admin UI","draft":false},"labels":["ui","admin"]}`
+	r := e.add("github", body, func(r *persist.Record) {
+		r.Headers = []persist.Header{{Name: "Content-Type", Value: "application/json"}, {Name: "X-GitHub-Event", Value: "pull_request"},
+			{Name: "X-Hub-Signature-256", Value: "sha256=5d5b09f6dcb2d53a5fffc60c4ac0d55fabdf556069d6631545f42aa6e3500f2e"}}
+	})
+	row := fmt.Sprintf(`#webhooks tr[data-id="%s"]`, r.ID)
+	pollJS(t, ctx, "the new row", fmt.Sprintf(`document.querySelector('%s') !== null`, row))
+
+	// it gets delivered; the row follows
+	if err := e.store.Complete(r.ID, persist.StateDelivered, &persist.Delivery{At: time.Now(), Status: 200, Millis: 42}, ""); err != nil {
+		t.Fatal(err)
+	}
+	pollJS(t, ctx, "the delivered state", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered'`, row))
+
+	// the detail: headers, pretty-printed JSON body, attempts
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row))); err != nil {
+		t.Fatalf("click row: %v", err)
+	}
+	var pretty bytes.Buffer
+	if err := json.Indent(&pretty, []byte(body), "", "  "); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(pretty.String())
+	pollJS(t, ctx, "the pretty-printed body", fmt.Sprintf(`document.getElementById('body').textContent === %s`, want))
+	pollJS(t, ctx, "the headers", `document.querySelectorAll('#headers tr').length === 3`)
+	pollJS(t, ctx, "the attempt row", `document.querySelector('#attempts tr td:nth-child(2)').textContent === '200'`)
+	if id, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("d-id"))); err != nil || id != r.ID {
+		t.Errorf("detail id %q (%v), want %s", id, err, r.ID)
+	}
+
+	// replay
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("replay"))); err != nil {
+		t.Fatalf("click replay: %v", err)
+	}
+	pollJS(t, ctx, "the replay confirmation",
+		`!document.getElementById('replay-status').hidden && document.getElementById('replay-status').textContent.startsWith('Replay queued')`)
+	waitFor(t, 5*time.Second, "the record to be ready with replay set", func() bool {
+		got := get(t, e.store, r.ID)
+		return got.State == persist.StateReady && got.Replay
+	})
+	pollJS(t, ctx, "the accepted state in the detail", `document.querySelector('#d-state .state').textContent === 'accepted'`)
+	pollJS(t, ctx, "the accepted state in the list", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'accepted'`, row))
+	pollJS(t, ctx, "the queue depth", `document.querySelector('#queues tr[data-queue="github"] td:nth-child(2)').textContent === '1'`)
+
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatalf("screenshot: %v", err)
+	}
+	saveScreenshot(t, "admin-ui.png", png)
+
+	// the dead letters tab lists the dead one
+	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("tab-dead"))); err != nil {
+		t.Fatalf("open dead letters: %v", err)
+	}
+	pollJS(t, ctx, "the dead letter", fmt.Sprintf(`document.querySelector('#dead tr[data-id="%s"]') !== null`, old.ID))
+
+	mu.Lock()
+	defer mu.Unlock()
+	if len(jsErrors) > 0 {
+		t.Errorf("JavaScript exceptions: %s", strings.Join(jsErrors, "; "))
+	}
+}
+
+// saveScreenshot writes png to the test's artifact folder, and to HOOKRELAY_SCREENSHOT_DIR
+// when set (the lead keeps one for the docs).
+func saveScreenshot(t *testing.T, name string, png []byte) {
+	t.Helper()
+	p := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatalf("save screenshot: %v", err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", p, len(png))
+	if dir := os.Getenv("HOOKRELAY_SCREENSHOT_DIR"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatalf("screenshot dir: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatalf("copy screenshot: %v", err)
+		}
+	}
+}
