@@ -70,7 +70,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	case "fingerprint":
 		return runFingerprint(ctx, args[1:], stdout, stderr)
 	case "demo":
-		return runDemo(ctx, args[1:])
+		return runDemo(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
