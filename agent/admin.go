@@ -2,20 +2,57 @@ package agent
 
 import (
 	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/hookrelay/hookrelay/internal/admin"
 )
 
-// adminHandler serves the agent's local admin address. Metrics, the admin API and the UI add
-// their routes in addAdminRoutes.
+// adminHandler serves the agent's local admin address (loopback, no token): /healthz,
+// /readyz, /metrics, the admin API at /admin/api/ and the UI at /admin/.
 func (a *Agent) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.handleHealthz)
 	mux.HandleFunc("GET /readyz", a.handleReadyz)
-	a.addAdminRoutes(mux)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{
+		ErrorLog: slogPrinter{a}, ErrorHandling: promhttp.ContinueOnError,
+	}))
+	mux.Handle("/admin/", a.adminAPI)
+	mux.Handle("GET /{$}", http.RedirectHandler("/admin/", http.StatusFound))
 	return mux
 }
 
-// addAdminRoutes is where later routes (/metrics, /admin/api/, /admin/) are registered.
-func (a *Agent) addAdminRoutes(mux *http.ServeMux) {}
+// newAdminAPI builds the admin API and UI over the agent's store.
+func (a *Agent) newAdminAPI() (*admin.Handler, error) {
+	return admin.New(admin.Config{
+		Side:     admin.Agent,
+		Store:    a.store,
+		Status:   func() any { return a.Status() },
+		OnReplay: a.onReplay,
+		Log:      a.log,
+	})
+}
+
+// onReplay wakes the deliverer of a replayed webhook's route, or every deliverer after a bulk
+// replay (id ""), so the replay goes out now.
+func (a *Agent) onReplay(id string) {
+	if id != "" {
+		if rec, err := a.store.Get(id); err == nil {
+			if d := a.routes[rec.Queue]; d != nil {
+				d.wakeUp()
+			}
+			return
+		}
+	}
+	for _, d := range a.routes {
+		d.wakeUp()
+	}
+}
+
+// slogPrinter sends promhttp's error log to the agent's logger.
+type slogPrinter struct{ a *Agent }
+
+func (p slogPrinter) Println(v ...any) { p.a.log.Warn("metrics", "err", v) }
 
 // handleHealthz answers 200 while the process serves.
 func (a *Agent) handleHealthz(w http.ResponseWriter, r *http.Request) {

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -20,12 +21,14 @@ import (
 // everything until its context ends; Close releases what New opened.
 type Agent struct {
 	// static after New
-	cfg     *Config
-	log     *slog.Logger
-	store   *persist.Store
-	admin   net.Listener // nil when admin_addr is off
-	routes  map[string]*deliverer
-	relayTo string // relay URL as logged (no user info)
+	cfg      *Config
+	log      *slog.Logger
+	store    *persist.Store
+	admin    net.Listener // nil when admin_addr is off
+	adminAPI *admin.Handler
+	metrics  *metrics
+	routes   map[string]*deliverer
+	relayTo  string // relay URL as logged and shown (no user info, no query)
 
 	// reportWake is signalled (non-blocking) when a record reaches a final state, so the
 	// current session sends its report.
@@ -34,6 +37,8 @@ type Agent struct {
 	// session state, set by the connection loop
 	connected atomic.Bool
 	transport atomic.Value // string
+	tunMu     sync.Mutex
+	tun       tunnelInfo // guarded by tunMu
 
 	mu       sync.Mutex
 	running  bool
@@ -64,8 +69,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		cfg:        cfg,
 		log:        log.With("agent_id", cfg.AgentID),
 		routes:     map[string]*deliverer{},
-		relayTo:    redactURL(cfg.Relay),
+		relayTo:    displayURL(cfg.Relay),
 		reportWake: make(chan struct{}, 1),
+		metrics:    newMetrics(cfg.Routes),
 	}
 	a.transport.Store("")
 	for i := range cfg.Routes {
@@ -82,12 +88,18 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		// Outcomes the relay has not heard of yet must outlive KeepDone: they are reported
 		// when a session comes up again.
 		HoldUnreported: true,
+		OnCommit:       a.metrics.onCommit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	a.store = st
 	a.storeOK.Store(true)
+	a.metrics.watchStore(st)
+	if a.adminAPI, err = a.newAdminAPI(); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if cfg.AdminAddr != "off" {
 		ln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
@@ -139,12 +151,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
+	a.adminAPI.Close() // its event streams would hold up Shutdown
 	if srv != nil {
 		sctx, scancel := context.WithTimeout(context.Background(), 2*time.Second)
 		srv.Shutdown(sctx)
 		scancel()
 	}
 	wg.Wait()
+	a.metrics.setTunnel("")
 	a.log.Info("agent stopped")
 	return nil
 }
@@ -167,6 +181,7 @@ func (a *Agent) Close() error {
 	if a.admin != nil {
 		a.admin.Close()
 	}
+	a.adminAPI.Close()
 	a.storeOK.Store(false)
 	err := a.store.Close()
 	a.mu.Lock()

@@ -32,6 +32,7 @@ const (
 	DefaultBackoffMin    = time.Second
 	DefaultBackoffMax    = 10 * time.Minute
 	DefaultShutdownGrace = 5 * time.Second
+	DefaultQUICRetry     = 5 * time.Minute
 )
 
 // TokenEnv names the environment variable whose value wins over the file's token.
@@ -60,8 +61,18 @@ type Config struct {
 	// ShutdownGrace (extra) is how long in-flight deliveries may finish on shutdown before they
 	// are cancelled and handed back to the queue; default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
+	// QUICRetry (extra) is how often an agent in auto mode (an http(s):// relay) that fell
+	// back to WebSocket tries QUIC again; default 5m.
+	QUICRetry time.Duration `yaml:"quic_retry"`
 	// Routes map relay endpoints to local targets. At least one.
 	Routes []Route `yaml:"routes"`
+
+	// OnEvent, when set (in code; there is no YAML key), is called for each thing the agent
+	// does: tunnel up and down, webhooks received, stored, duplicated or refused, and every
+	// delivery attempt's outcome (see Event). It is called synchronously from the agent's
+	// goroutines, several at once: it must be safe for concurrent use and return quickly.
+	// `hookagent listen` prints its lines from it; the agent's metrics see the same events.
+	OnEvent func(Event) `yaml:"-"`
 }
 
 // Route delivers one relay endpoint to one local target.
@@ -182,6 +193,9 @@ func (c *Config) setDefaults() {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.QUICRetry == 0 {
+		c.QUICRetry = DefaultQUICRetry
+	}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if r.Concurrency == 0 {
@@ -222,6 +236,13 @@ func (c *Config) validate() error {
 	if u.Host == "" {
 		return fmt.Errorf("config relay: %q has no host (e.g. wss://relay.example.com)", c.Relay)
 	}
+	if u.Scheme == "quic" && u.Port() == "" {
+		return fmt.Errorf("config relay: %q has no port (quic://host:port, the relay's quic_addr)", c.Relay)
+	}
+	if u.User != nil {
+		// Refused rather than carried into error messages and logs; the token authenticates.
+		return fmt.Errorf("config relay: %s has user info (not allowed: the token authenticates the agent)", displayURL(c.Relay))
+	}
 	if c.Token == "" {
 		return fmt.Errorf("config token: missing (set token in the file or %s in the environment)", TokenEnv)
 	}
@@ -241,6 +262,9 @@ func (c *Config) validate() error {
 	}
 	if c.ShutdownGrace < 0 {
 		return fmt.Errorf("config shutdown_grace: %v is negative (a duration like 5s)", c.ShutdownGrace)
+	}
+	if c.QUICRetry < 0 {
+		return fmt.Errorf("config quic_retry: %v is negative (a duration like 5m)", c.QUICRetry)
 	}
 	if len(c.Routes) == 0 {
 		return errors.New("config routes: none (at least one {endpoint, target})")

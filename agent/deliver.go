@@ -44,6 +44,9 @@ type deliverer struct {
 	// holdUntil (Unix ns) keeps an ordered route from leasing until the failed head record's
 	// backoff has passed.
 	holdUntil atomic.Int64
+
+	// wake (buffered 1) makes an idle deliverer look at its queue again (a local replay).
+	wake chan struct{}
 }
 
 func newDeliverer(a *Agent, r *Route) (*deliverer, error) {
@@ -59,6 +62,7 @@ func newDeliverer(a *Agent, r *Route) (*deliverer, error) {
 		slots:  r.Concurrency,
 
 		replayBase: map[string]int{},
+		wake:       make(chan struct{}, 1),
 	}
 	if r.Ordered {
 		d.slots = 1
@@ -161,9 +165,18 @@ func (d *deliverer) idle(ctx context.Context, wake <-chan struct{}) bool {
 	case <-ctx.Done():
 		return false
 	case <-wake:
+	case <-d.wake:
 	case <-due:
 	}
 	return true
+}
+
+// wakeUp makes the deliverer lease again now if it is idle.
+func (d *deliverer) wakeUp() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
 }
 
 // attempt makes one delivery attempt of rec and records its outcome.
@@ -172,14 +185,15 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record) {
 	start := time.Now()
 	n := rec.Attempts + 1
 	log := d.log.With("id", rec.ID, "attempt", n)
+	ev := attemptEvent(rec, n)
 	// A replay is delivered however old the webhook is.
 	if !rec.Replay && start.Sub(rec.ReceivedAt) > d.r.MaxAge {
-		d.finish(log, rec, persist.StateDead, nil, "max age")
+		d.finishDead(log, rec, nil, "max age", ev)
 		return
 	}
 	req, err := d.buildRequest(ctx, rec, n)
 	if err != nil {
-		d.finish(log, rec, persist.StateDead, nil, err.Error()) // refused before any request
+		d.finishDead(log, rec, nil, err.Error(), ev) // refused before any request
 		return
 	}
 	resp, err := d.client.Do(req)
@@ -194,21 +208,29 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record) {
 		log.Info("delivery handed back on shutdown")
 		return
 	}
-	del := &persist.Delivery{At: start, Status: res.status, Millis: time.Since(start).Milliseconds()}
+	took := time.Since(start)
+	del := &persist.Delivery{At: start, Status: res.status, Millis: took.Milliseconds()}
 	if res.err != nil {
 		del.Error = res.err.Error()
 	}
+	ev.Status, ev.Err, ev.Duration, ev.ErrKind = res.status, del.Error, took, ""
+	if res.status == 0 {
+		ev.ErrKind = res.kind
+	}
 	switch {
 	case res.ok():
-		d.finish(log, rec, persist.StateDelivered, del, "")
+		if d.finish(log, rec, persist.StateDelivered, del, "") {
+			ev.Outcome = OutcomeDelivered
+			d.a.emit(ev)
+		}
 	case !res.retryable:
-		d.finish(log, rec, persist.StateDead, del, res.reason())
+		d.finishDead(log, rec, del, res.reason(), ev)
 	case n-d.attemptBase(rec) >= d.r.MaxAttempts:
-		d.finish(log, rec, persist.StateDead, del, "max attempts")
+		d.finishDead(log, rec, del, "max attempts", ev)
 	default:
 		next := start.Add(max(d.backoff(n), res.retryAfter))
 		if !rec.Replay && next.Sub(rec.ReceivedAt) > d.r.MaxAge {
-			d.finish(log, rec, persist.StateDead, del, "max age")
+			d.finishDead(log, rec, del, "max age", ev)
 			return
 		}
 		due := next
@@ -219,9 +241,13 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record) {
 			d.holdUntil.Store(next.UnixNano())
 		}
 		if err := st.Nack(rec.ID, due, del); err != nil {
-			log.Error("record retry", "err", err)
+			if !errors.Is(err, persist.ErrClosed) {
+				log.Error("record retry", "err", err)
+			}
 			return
 		}
+		ev.Outcome, ev.RetryIn = OutcomeRetry, max(time.Until(next), 0)
+		d.a.emit(ev)
 		log.Debug("delivery failed, will retry", "kind", res.kind, "status", res.status, "err", res.err, "retry_in", time.Until(next).Round(time.Millisecond))
 	}
 }
@@ -242,8 +268,25 @@ func (d *deliverer) attemptBase(rec *persist.Record) int {
 	return base
 }
 
-// finish records a final outcome and wakes the reporter.
-func (d *deliverer) finish(log *slog.Logger, rec *persist.Record, st persist.State, del *persist.Delivery, reason string) {
+// attemptEvent is the EventAttempt of attempt n of rec, before its outcome is known; ErrKind
+// starts as "none" (no request made).
+func attemptEvent(rec *persist.Record, n int) Event {
+	return Event{
+		Kind: EventAttempt, Endpoint: rec.Queue, ID: rec.ID, Method: rec.Method, Path: rec.Path,
+		Query: rec.Query, Body: rec.Body, Replay: rec.Replay, Attempt: n, ErrKind: ErrKindNone,
+	}
+}
+
+// finishDead makes rec a dead letter and emits ev as its dead outcome.
+func (d *deliverer) finishDead(log *slog.Logger, rec *persist.Record, del *persist.Delivery, reason string, ev Event) {
+	if d.finish(log, rec, persist.StateDead, del, reason) {
+		ev.Outcome, ev.Reason = OutcomeDead, reason
+		d.a.emit(ev)
+	}
+}
+
+// finish records a final outcome and wakes the reporter; false when it could not be recorded.
+func (d *deliverer) finish(log *slog.Logger, rec *persist.Record, st persist.State, del *persist.Delivery, reason string) bool {
 	if rec.Replay {
 		d.mu.Lock()
 		delete(d.replayBase, rec.ID)
@@ -251,10 +294,10 @@ func (d *deliverer) finish(log *slog.Logger, rec *persist.Record, st persist.Sta
 	}
 	if err := d.a.store.Complete(rec.ID, st, del, reason); err != nil {
 		if errors.Is(err, persist.ErrClosed) {
-			return // shutting down: the lease lapses and the record is delivered next start
+			return false // shutting down: the lease lapses and the record is delivered next start
 		}
 		log.Error("record outcome", "err", err)
-		return
+		return false
 	}
 	if st == persist.StateDelivered {
 		log.Debug("delivered", "status", del.Status, "ms", del.Millis)
@@ -262,6 +305,7 @@ func (d *deliverer) finish(log *slog.Logger, rec *persist.Record, st persist.Sta
 		log.Warn("dead letter", "reason", reason)
 	}
 	d.a.wakeReports()
+	return true
 }
 
 // backoff is the wait after failed attempt n: exponential from backoff_min, capped at

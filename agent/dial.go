@@ -22,8 +22,10 @@ const (
 
 // Sentinel errors of the agent.
 var (
-	// ErrQUICNotSupported is returned for a quic:// relay until the QUIC transport lands.
-	ErrQUICNotSupported = errors.New("agent: quic:// relays are not supported yet (use wss:// or ws://)")
+	// ErrQUICNotVerifiable: a quic:// relay's certificate is not CA-valid and no
+	// relay_fingerprint is set.
+	ErrQUICNotVerifiable = errors.New("the relay's QUIC certificate is not CA-valid: set relay_fingerprint: sha256:… " +
+		"(hookrelay fingerprint on the relay prints it)")
 )
 
 // RelayError is an Error frame the relay sent before closing the session.
@@ -67,9 +69,14 @@ func codeName(c protocol.ErrorCode) string {
 // connectionLoop keeps one session to the relay up until ctx ends: connectionOnce, then a
 // backoff wait (or the relay's GoAway delay), then again.
 func (a *Agent) connectionLoop(ctx context.Context) {
+	d, err := a.newDialer()
+	if err != nil {
+		a.log.Error("cannot connect: check relay in the config", "relay", a.relayTo, "err", err)
+		return
+	}
 	attempt := 0
 	for ctx.Err() == nil {
-		upFor, err := a.connectionOnce(ctx)
+		upFor, err := a.connectionOnce(ctx, d)
 		if ctx.Err() != nil {
 			return
 		}
@@ -87,11 +94,12 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 		case errors.As(err, &re) && re.Code == protocol.CodeUnauthorized:
 			a.log.Error("relay refused this agent: check the token and the endpoints it may receive",
 				"relay", a.relayTo, "reason", re.Reason, "retry_in", wait)
-		case errors.Is(err, ErrQUICNotSupported):
+		case errors.Is(err, ErrQUICNotVerifiable), errors.Is(err, protocol.ErrFingerprintMismatch):
 			a.log.Error("cannot connect", "relay", a.relayTo, "err", err, "retry_in", wait)
 		default:
 			a.log.Warn("reconnecting", "relay", a.relayTo, "err", err, "retry_in", wait)
 		}
+		a.tunnelDown(err, upFor > 0, wait)
 		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
@@ -102,50 +110,43 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 	}
 }
 
-// connectionOnce dials once and runs a session until it ends. It returns how long the session
-// was up after the relay's Welcome (0 when it never was) and why it ended.
-func (a *Agent) connectionOnce(ctx context.Context) (time.Duration, error) {
-	tun, err := a.dialTunnel(ctx)
+// connectionOnce dials once (d chooses the transport: see auto.go) and runs a session until
+// it ends. In auto mode a WebSocket session is ended when QUIC works again, and a session runs
+// on the QUIC tunnel right away. It returns how long the last session was up after the
+// relay's Welcome (0 when it never was) and why it ended.
+func (a *Agent) connectionOnce(ctx context.Context, d *dialer) (time.Duration, error) {
+	tun, err := d.dial(ctx)
 	if err != nil {
 		return 0, err
 	}
-	s := newSession(a, tun)
-	err = s.run(ctx)
-	var upFor time.Duration
-	if !s.welcomedAt.IsZero() {
-		upFor = time.Since(s.welcomedAt)
-		reason := "shutdown"
-		if err != nil {
-			reason = err.Error()
+	for {
+		sctx, upgraded := d.watchUpgrade(ctx, tun)
+		s := newSession(a, tun)
+		err = s.run(sctx)
+		next := upgraded()
+		var upFor time.Duration
+		if !s.welcomedAt.IsZero() {
+			upFor = time.Since(s.welcomedAt)
+			reason := "shutdown"
+			switch {
+			case next != nil:
+				reason = "switching to quic"
+			case err != nil:
+				reason = err.Error()
+			}
+			a.log.Info("tunnel down", "transport", tun.Transport(), "session", s.id, "up_for", upFor.Round(time.Millisecond), "reason", reason)
 		}
-		a.log.Info("tunnel down", "transport", tun.Transport(), "session", s.id, "up_for", upFor.Round(time.Millisecond), "reason", reason)
+		if ctx.Err() != nil {
+			if next != nil {
+				next.Close()
+			}
+			return upFor, nil
+		}
+		if next == nil {
+			return upFor, err
+		}
+		tun = next
 	}
-	if ctx.Err() != nil {
-		return upFor, nil
-	}
-	return upFor, err
-}
-
-// dialTunnel chooses the transport for the relay URL and dials it. This is the one place the
-// transport is chosen: the QUIC work extends it (quic:// dials QUIC; http(s):// asks /v1/info
-// and prefers QUIC when its certificate can be verified).
-func (a *Agent) dialTunnel(ctx context.Context) (protocol.Tunnel, error) {
-	u, err := url.Parse(a.cfg.Relay)
-	if err != nil {
-		return nil, fmt.Errorf("parse relay url: %w", err)
-	}
-	switch u.Scheme {
-	case "ws", "wss":
-	case "http":
-		u.Scheme = "ws"
-	case "https":
-		u.Scheme = "wss"
-	case "quic":
-		return nil, ErrQUICNotSupported
-	default:
-		return nil, fmt.Errorf("relay scheme %q not supported", u.Scheme)
-	}
-	return a.dialWebSocket(ctx, u)
 }
 
 // dialWebSocket dials the relay's /v1/tunnel over WebSocket. HTTPS_PROXY/NO_PROXY are honoured

@@ -43,6 +43,12 @@ func testLogger(t *testing.T) *slog.Logger {
 // newTestAgent makes an agent with a real store in a temp dir, admin on a free port.
 func newTestAgent(t *testing.T, relay string, routes ...Route) *Agent {
 	t.Helper()
+	return newTestAgentWith(t, relay, nil, routes...)
+}
+
+// newTestAgentWith is newTestAgent with a chance to change the config (mutate may be nil).
+func newTestAgentWith(t *testing.T, relay string, mutate func(*Config), routes ...Route) *Agent {
+	t.Helper()
 	cfg := &Config{
 		Relay:         relay,
 		Token:         "secret-token",
@@ -50,6 +56,9 @@ func newTestAgent(t *testing.T, relay string, routes ...Route) *Agent {
 		AdminAddr:     "127.0.0.1:0",
 		ShutdownGrace: 200 * time.Millisecond,
 		Routes:        routes,
+	}
+	if mutate != nil {
+		mutate(cfg)
 	}
 	a, err := New(cfg, testLogger(t))
 	if err != nil {

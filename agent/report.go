@@ -79,6 +79,7 @@ func (s *session) sendReports() (int, error) {
 		return 0, fmt.Errorf("mark reported: %w", err)
 	}
 	s.log.Debug("reports sent", "count", len(ids))
+	s.a.emit(Event{Kind: EventReportsSent, Count: len(ids)})
 	return len(recs), nil
 }
 

@@ -79,11 +79,15 @@ func (s *session) run(ctx context.Context) error {
 	defer stop()
 
 	s.a.transport.Store(s.tun.Transport())
+	s.a.setTunnel(tunnelInfo{since: s.welcomedAt, session: s.id})
 	s.a.connected.Store(true)
 	defer func() {
 		s.a.connected.Store(false)
 		s.a.transport.Store("")
+		s.a.setTunnel(tunnelInfo{})
 	}()
+	s.a.emit(Event{Kind: EventTunnelUp, Relay: s.a.relayTo, Transport: s.tun.Transport(),
+		Session: s.id, AgentID: s.a.cfg.AgentID})
 
 	s.wg.Go(s.writeLoop)
 	s.wg.Go(s.reportLoop)
@@ -172,7 +176,11 @@ func (s *session) readLoop() error {
 			if err != nil {
 				return fmt.Errorf("assemble webhook: %w", err)
 			}
-			if done && !s.startStore(w) {
+			if !done {
+				break
+			}
+			s.a.emit(Event{Kind: EventReceived, Endpoint: w.Endpoint, ID: w.ID, Bytes: len(w.Body), Replay: w.Replay})
+			if !s.startStore(w) {
 				return context.Cause(s.ctx)
 			}
 		case *protocol.Ping:
@@ -204,7 +212,7 @@ func (s *session) startStore(w *protocol.Webhook) bool {
 // storeWebhook appends w durably, then acks it; or nacks it when the agent cannot hold it.
 func (s *session) storeWebhook(w *protocol.Webhook) {
 	if s.a.routes[w.Endpoint] == nil {
-		s.nack(w.ID, "no route for endpoint "+w.Endpoint)
+		s.nack(w, "no_route", "no route for endpoint "+w.Endpoint)
 		return
 	}
 	rec := &persist.Record{
@@ -227,6 +235,7 @@ func (s *session) storeWebhook(w *protocol.Webhook) {
 	switch {
 	case err == nil:
 		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", len(w.Body), "replay", w.Replay)
+		s.a.emit(Event{Kind: EventStored, Endpoint: w.Endpoint, ID: w.ID, Bytes: len(w.Body), Replay: w.Replay})
 		s.ack(w.ID)
 	case errors.Is(err, persist.ErrExists):
 		if w.Replay {
@@ -234,18 +243,24 @@ func (s *session) storeWebhook(w *protocol.Webhook) {
 			// pending, so it will be delivered anyway.
 			if err := s.a.store.Replay(w.ID); err != nil && !errors.Is(err, persist.ErrState) {
 				s.log.Warn("replay stored webhook", "id", w.ID, "err", err)
-				s.nack(w.ID, "replay: "+err.Error())
+				s.nack(w, "replay", "replay: "+err.Error())
 				return
 			}
+			s.a.routes[w.Endpoint].wakeUp()
 		}
 		s.log.Debug("webhook already stored", "id", w.ID, "replay", w.Replay)
+		s.a.emit(Event{Kind: EventDuplicate, Endpoint: w.Endpoint, ID: w.ID, Replay: w.Replay})
 		s.ack(w.ID)
 	case errors.Is(err, persist.ErrQuota), errors.Is(err, persist.ErrDiskFull):
 		s.log.Warn("cannot store webhook, pushing back", "id", w.ID, "endpoint", w.Endpoint, "err", err)
-		s.nack(w.ID, err.Error())
+		kind := "quota"
+		if errors.Is(err, persist.ErrDiskFull) {
+			kind = "disk_full"
+		}
+		s.nack(w, kind, err.Error())
 	default:
 		s.log.Error("store webhook", "id", w.ID, "err", err)
-		s.nack(w.ID, "store: "+err.Error())
+		s.nack(w, "store", "store: "+err.Error())
 	}
 }
 
@@ -256,8 +271,10 @@ func (s *session) ack(id string) {
 	}
 }
 
-func (s *session) nack(id, reason string) {
-	s.send(outFrame{f: &protocol.Nack{ID: id, Reason: reason, RetryAfter: storeRetryAfter}})
+// nack refuses w back to the relay; kind is the reason's class for metrics and events.
+func (s *session) nack(w *protocol.Webhook, kind, reason string) {
+	s.a.emit(Event{Kind: EventNacked, Endpoint: w.Endpoint, ID: w.ID, ErrKind: kind, Reason: reason})
+	s.send(outFrame{f: &protocol.Nack{ID: w.ID, Reason: reason, RetryAfter: storeRetryAfter}})
 }
 
 // send queues a frame for the writer; false when the session ended.

@@ -7,7 +7,7 @@ import (
 )
 
 // transports are the tunnel kinds every delivery scenario runs over.
-var transports = []string{"ws"}
+var transports = []string{"ws", "quic"}
 
 func forEachTransport(t *testing.T, fn func(t *testing.T, tr string)) {
 	for _, tr := range transports {

@@ -30,6 +30,15 @@ type world struct {
 	token     string
 	client    *http.Client
 	transport string // agent relay URL scheme: "ws", "quic" or "http" (auto)
+	host      string // the relay's IP address; "" = 127.0.0.1
+}
+
+// relayHost is the address the relay's addr listens on.
+func (w *world) relayHost() string {
+	if w.host == "" {
+		return "127.0.0.1"
+	}
+	return w.host
 }
 
 type worldOpts struct {
@@ -113,11 +122,14 @@ func (w *world) fingerprint() string {
 	return strings.TrimSpace(out)
 }
 
+// healthClient polls /healthz directly (no proxy), one connection per poll.
+var healthClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+
 // waitRelay waits until the relay answers /healthz.
 func (w *world) waitRelay() {
 	w.t.Helper()
 	checkFor(w.t, 20*time.Second, 50*time.Millisecond, func() error {
-		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", w.relayPort))
+		resp, err := healthClient.Get(fmt.Sprintf("http://%s:%d/healthz", w.relayHost(), w.relayPort))
 		if err != nil {
 			return err
 		}
@@ -162,7 +174,7 @@ func body(n int) []byte {
 func (s *sender) send(giveUp time.Duration) bool {
 	n := int(s.seq.Add(1))
 	b := body(n)
-	url := fmt.Sprintf("http://127.0.0.1:%d/h/e2e/deep/path?n=%d&x=%%2F", s.w.relayPort, n)
+	url := fmt.Sprintf("http://%s:%d/h/e2e/deep/path?n=%d&x=%%2F", s.w.relayHost(), s.w.relayPort, n)
 	end := time.Now().Add(giveUp)
 	for time.Now().Before(end) {
 		req, _ := http.NewRequest("POST", url, bytes.NewReader(b))
@@ -223,6 +235,7 @@ type target struct {
 	mu    sync.Mutex
 	got   map[string][]arrival // by hookrelay-id
 	total int
+	hook  atomic.Value // http.Handler that takes over (benchmarks)
 }
 
 type arrival struct {
@@ -234,6 +247,10 @@ type arrival struct {
 func newTarget(t testing.TB, delay time.Duration) *target {
 	tg := &target{delay: delay, got: map[string][]arrival{}}
 	tg.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		if h, ok := tg.hook.Load().(http.Handler); ok {
+			h.ServeHTTP(rw, r)
+			return
+		}
 		b, err := io.ReadAll(r.Body)
 		if err != nil {
 			rw.WriteHeader(500)

@@ -123,7 +123,7 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, cfg QUICCon
 		}
 		streams[i] = s
 	}
-	return newQUICTunnel(conn, streams, cfg), nil
+	return newQUICTunnel(conn, streams, cfg, true), nil
 }
 
 // QUICListener accepts agents' QUIC connections. Each is set up (TLS, then its streams) in its
@@ -236,7 +236,7 @@ func acceptStreams(ctx context.Context, conn *quic.Conn, cfg QUICConfig) (*quicT
 	if !stop() {
 		return nil, fmt.Errorf("tunnel setup: %w", context.Cause(ctx))
 	}
-	return newQUICTunnel(conn, streams, cfg), nil
+	return newQUICTunnel(conn, streams, cfg, false), nil
 }
 
 // quicErr turns quic-go's end-of-connection errors into ours: the peer closing is io.EOF.

@@ -78,6 +78,14 @@ func TestQUICFramesBothWays(t *testing.T) {
 
 func TestQUICLargeWebhooks(t *testing.T) {
 	client, server := newQUICEnv(t, QUICConfig{}).pair(t, "")
+	// The listener speaks first on the control stream (the relay's Welcome): until then the
+	// dialer holds data-stream frames back.
+	if err := server.WriteFrame(&Ping{Nonce: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := readWithin(t, client, 10*time.Second); err != nil {
+		t.Fatal(err)
+	}
 	largeWebhooks(t, server, client)
 }
 
@@ -395,5 +403,39 @@ func TestQUICTunnelOutlivesListener(t *testing.T) {
 	f, err := readWithin(t, client, 5*time.Second)
 	if err != nil || !reflect.DeepEqual(f, &GoAway{Reason: "restart", ReconnectAfter: time.Second}) {
 		t.Fatalf("after the listener closed: %v, %v", f, err)
+	}
+}
+
+// TestQUICDialerSeesControlFirst: the listener's webhooks on data streams may overtake its
+// first control frame; the dialer still reads the control frame (the Welcome) first, then
+// every webhook.
+func TestQUICDialerSeesControlFirst(t *testing.T) {
+	e := newQUICEnv(t, QUICConfig{})
+	client, server := e.pair(t, "")
+	const n = 50
+	for i := range n {
+		if err := server.WriteFrame(&Webhook{ID: fmt.Sprintf("w%03d", i), Endpoint: "e", Body: []byte("x"), BodyLen: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(100 * time.Millisecond) // give the webhooks a head start over the Welcome
+	if err := server.WriteFrame(&Welcome{SessionID: "s1"}); err != nil {
+		t.Fatal(err)
+	}
+	f, err := readWithin(t, client, 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w, ok := f.(*Welcome); !ok || w.SessionID != "s1" {
+		t.Fatalf("first frame %T %+v, want the Welcome", f, f)
+	}
+	for range n {
+		f, err := readWithin(t, client, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, ok := f.(*Webhook); !ok {
+			t.Fatalf("got %T, want a webhook", f)
+		}
 	}
 }

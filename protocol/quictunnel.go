@@ -22,6 +22,8 @@ const (
 	// streams, and quicReadBatch the most frames in a batch.
 	quicReadQueue = 8
 	quicReadBatch = 32
+	// maxHeld bounds the data frames a dialer holds back before the first control frame.
+	maxHeld = 8192
 )
 
 // quicTunnel is a Tunnel over one QUIC connection: a control stream and N data streams.
@@ -36,11 +38,19 @@ type quicTunnel struct {
 	streams []*quic.Stream  // [0] control, [1:] data
 	writers []*streamWriter // one per stream
 
+	// holdData (dialer side, set before use): data-stream frames wait until the first
+	// control-stream frame was read. The listener writes Welcome on the control stream before
+	// any webhook, but streams are independent, so a webhook may overtake it; holding them
+	// keeps "Welcome first" true on QUIC as on WebSocket.
+	holdData bool
+
 	// Owned by the ReadFrame goroutine.
-	batch    []Frame // frames received, not yet returned
-	batchErr error   // what ended the stream batch came from, once batch is returned
-	eofs     int     // streams the peer finished
-	readErr  error   // sticky
+	gotControl bool    // a control-stream frame was returned
+	held       []Frame // data-stream frames waiting for it
+	batch      []Frame // frames received, not yet returned
+	batchErr   error   // what ended the stream batch came from, once batch is returned
+	eofs       int     // streams the peer finished
+	readErr    error   // sticky
 
 	// Shared.
 	in          chan readResult // from the stream readers
@@ -55,20 +65,20 @@ type quicTunnel struct {
 	writing     sync.WaitGroup
 }
 
-func newQUICTunnel(conn *quic.Conn, streams []*quic.Stream, cfg QUICConfig) *quicTunnel {
-	t := &quicTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), streams: streams,
+func newQUICTunnel(conn *quic.Conn, streams []*quic.Stream, cfg QUICConfig, holdData bool) *quicTunnel {
+	t := &quicTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), streams: streams, holdData: holdData,
 		in: make(chan readResult, quicReadQueue), done: make(chan struct{}),
 		readersDone: make(chan struct{}), writersDone: make(chan struct{})}
 	t.readersUp.Store(int32(len(streams)))
 	t.writersUp.Store(int32(len(streams)))
-	for _, s := range streams {
+	for i, s := range streams {
 		w := &streamWriter{s: s, timeout: cfg.WriteTimeout, maxFrame: cfg.MaxFrame}
 		w.cond.L = &w.mu
 		t.writers = append(t.writers, w)
 		t.writing.Add(1)
 		go t.writeLoop(w)
 		t.readers.Add(1)
-		go t.readLoop(s)
+		go t.readLoop(s, i == 0)
 	}
 	return t
 }
@@ -79,7 +89,7 @@ func (t *quicTunnel) RemoteAddr() string { return t.remote }
 // readLoop decodes frames from one stream until it ends, handing them over in batches of
 // what is already buffered. After Close it keeps reading, and drops what it reads, so that
 // Close can see the peer finish its side.
-func (t *quicTunnel) readLoop(s *quic.Stream) {
+func (t *quicTunnel) readLoop(s *quic.Stream, control bool) {
 	defer t.readers.Done()
 	defer func() {
 		if t.readersUp.Add(-1) == 0 {
@@ -98,7 +108,7 @@ func (t *quicTunnel) readLoop(s *quic.Stream) {
 		}
 		if len(batch) > 0 || err != nil {
 			select {
-			case t.in <- readResult{batch, err}:
+			case t.in <- readResult{batch, err, control}:
 			case <-t.done:
 			}
 			batch = nil
@@ -111,8 +121,9 @@ func (t *quicTunnel) readLoop(s *quic.Stream) {
 
 // readResult is a batch of frames from one stream, then possibly the error that ended it.
 type readResult struct {
-	frames []Frame
-	err    error
+	frames  []Frame
+	err     error
+	control bool // from the control stream
 }
 
 // ReadFrame returns the next frame from any stream; frames of one stream keep their order.
@@ -142,11 +153,32 @@ func (t *quicTunnel) ReadFrame() (Frame, error) {
 		}
 		select {
 		case r := <-t.in:
-			t.batch, t.batchErr = r.frames, r.err
+			t.batch, t.batchErr = t.order(r), r.err
 		case <-t.done:
 			return nil, ErrClosed
 		}
 	}
+}
+
+// order applies holdData: it returns the frames of r to hand out now.
+func (t *quicTunnel) order(r readResult) []Frame {
+	switch {
+	case !t.holdData || t.gotControl:
+		return r.frames
+	case !r.control:
+		if len(t.held)+len(r.frames) > maxHeld {
+			t.readErr = fmt.Errorf("%w: %d frames before the first control frame", ErrMalformed, len(t.held)+len(r.frames))
+			return nil
+		}
+		t.held = append(t.held, r.frames...)
+		return nil
+	case len(r.frames) == 0:
+		return nil
+	}
+	t.gotControl = true
+	out := append(r.frames, t.held...)
+	t.held = nil
+	return out
 }
 
 // WriteFrame queues f on its stream: a Webhook or Chunk on the data stream its id hashes to,

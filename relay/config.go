@@ -30,10 +30,15 @@ type Config struct {
 	// TLS, when set, serves https/wss on Addr and QUIC with this certificate. Relative paths
 	// are relative to the config file's directory.
 	TLS *TLSConfig `yaml:"tls"`
-	// AdminToken is "sha256:" + hex of the admin token; "" (default) disables /admin/ and
-	// /metrics. Env HOOKRELAY_ADMIN_TOKEN.
+	// AdminToken is "sha256:" + hex of the admin token, required as "Authorization: Bearer
+	// <token>" by every /admin/ route and by /metrics. "" (default) disables the admin API and
+	// UI everywhere (they answer 404, and the log says why at start), since they show and
+	// replay webhook bodies. /metrics without a token is served only on a loopback AdminAddr
+	// (127.0.0.0/8, ::1, localhost): it holds counts and endpoint names, no payloads, and a
+	// local Prometheus commonly scrapes without credentials. Env HOOKRELAY_ADMIN_TOKEN.
 	AdminToken string `yaml:"admin_token"`
-	// AdminAddr, when set, serves /admin/ and /metrics there instead of on Addr. Env HOOKRELAY_ADMIN_ADDR.
+	// AdminAddr, when set, serves /admin/ and /metrics there (only there) instead of on Addr.
+	// It uses the TLS certificate too, unless it is a loopback address. Env HOOKRELAY_ADMIN_ADDR.
 	AdminAddr string `yaml:"admin_addr"`
 	// Endpoints are the ingress endpoints; at least one.
 	Endpoints []Endpoint `yaml:"endpoints"`
@@ -46,9 +51,14 @@ type Config struct {
 	LeaseTTL time.Duration `yaml:"lease_ttl"`
 	// HandshakeTimeout bounds the time from tunnel connect to the agent's Hello. Default 10s.
 	HandshakeTimeout time.Duration `yaml:"handshake_timeout"`
-	// ReadHeaderTimeout bounds reading a request's headers. Default 10s.
+	// MaxAgentsPerToken bounds the live sessions one agent token may hold at once; past it a
+	// new session gets Error{limit} and is closed. A session replacing one of the same agent
+	// id does not count twice. Default 16.
+	MaxAgentsPerToken int `yaml:"max_agents_per_token"`
+	// ReadHeaderTimeout bounds reading a request's headers (slow-loris). Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
-	// BodyTimeout bounds reading one ingress request's body (and writing its answer). Default 2m.
+	// BodyTimeout bounds reading one ingress request's body (and writing its answer); a body
+	// still arriving then gets 408 and the connection is closed. Default 2m.
 	BodyTimeout time.Duration `yaml:"body_timeout"`
 	// IdleTimeout closes idle keep-alive connections. Default 2m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
@@ -107,6 +117,7 @@ const (
 	DefaultIngressBuffer     = 1 << 30
 	defaultLeaseTTL          = 5 * time.Minute
 	defaultHandshakeTimeout  = 10 * time.Second
+	DefaultMaxAgentsPerToken = 16
 	defaultReadHeaderTimeout = 10 * time.Second
 	defaultBodyTimeout       = 2 * time.Minute
 	defaultIdleTimeout       = 2 * time.Minute
@@ -202,6 +213,7 @@ func (c *Config) applyDefaults() {
 	setInt(&c.Window, DefaultWindow)
 	setDur(&c.LeaseTTL, defaultLeaseTTL)
 	setDur(&c.HandshakeTimeout, defaultHandshakeTimeout)
+	setInt(&c.MaxAgentsPerToken, DefaultMaxAgentsPerToken)
 	setDur(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
 	setDur(&c.BodyTimeout, defaultBodyTimeout)
 	setDur(&c.IdleTimeout, defaultIdleTimeout)
@@ -283,6 +295,9 @@ func (c *Config) Validate() error {
 			bad(d.key, "%v is negative: use a positive duration like 30s, 5m or 24h", d.v)
 		}
 	}
+	if c.MaxAgentsPerToken < 0 {
+		bad("max_agents_per_token", "%d is negative: use a positive count (default %d)", c.MaxAgentsPerToken, DefaultMaxAgentsPerToken)
+	}
 	if c.KeepDoneMax < 0 {
 		bad("keep_done_max", "%d is negative: use a positive count", c.KeepDoneMax)
 	}
@@ -340,6 +355,12 @@ func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
 	}
 	if e.MaxBody < 0 {
 		bad("max_body", "%d is negative: use a size like 25MiB", e.MaxBody)
+	}
+	if _, err := verify.New(e.Verify); err != nil {
+		// verify's errors name their key from "verify." on, one per line.
+		for _, line := range strings.Split(err.Error(), "\n") {
+			errs = append(errs, fmt.Errorf("%s.%s", key, line))
+		}
 	}
 	return errs
 }

@@ -95,6 +95,9 @@ func TestParseConfigBad(t *testing.T) {
 		{"negative rate", "endpoints: [{name: a, rate: -1}]", "endpoints[0].rate"},
 		{"max body over buffer", "ingress_buffer: 1MiB\nendpoints: [{name: a, max_body: 2MiB}]", "endpoints[0].max_body"},
 		{"two documents", ep + "---\n" + ep, "more than one document"},
+		{"negative agents per token", "max_agents_per_token: -1\n" + ep, "max_agents_per_token"},
+		{"bad verify", "endpoints: [{name: a, verify: {hmac: {header: X-Sig, algorithm: md5, secret: s}}}]", "endpoints[0].verify.hmac.algorithm"},
+		{"verify no secret", "endpoints: [{name: a}, {name: b, verify: {github: {}}}]", "endpoints[1].verify.github"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := ParseConfig([]byte(tc.yaml))
@@ -174,6 +177,8 @@ func TestLoadConfigEnvAndPaths(t *testing.T) {
 func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("endpoints: [{name: a, quota: 1GiB, max_body: 25MiB, retention: 72h}]"))
 	f.Add([]byte("addr: :80\nendpoints:\n  - name: x\n    tokens: [\"" + hashA + "\"]\n"))
+	f.Add([]byte("max_agents_per_token: 2\nadmin_token: \"" + hashA + "\"\nendpoints:\n  - name: s\n    verify:\n      standard_webhooks: {secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, tolerance: 60s}\n      ip_allow: {cidrs: [10.0.0.0/8]}\n"))
+	f.Add([]byte("endpoints: [{name: h, verify: {hmac: {header: X-Sig, algorithm: md5, secret: s}}}]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		c, err := ParseConfig(b)
 		if err == nil && (len(c.Endpoints) == 0 || c.Window < 1) {

@@ -96,9 +96,10 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 	}
 	fresh := recs[:0]
 	for _, r := range recs {
-		if !s.inflight[r.ID] {
-			s.inflight[r.ID] = true
+		if _, dup := s.inflight[r.ID]; !dup {
+			s.inflight[r.ID] = r.Queue
 			fresh = append(fresh, r)
+			s.metrics.dispatched.WithLabelValues(r.Queue).Inc()
 		}
 	}
 	return fresh, true

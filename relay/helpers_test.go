@@ -11,6 +11,9 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // tokenA and tokenB are agent tokens; hashOf gives their config form.
@@ -29,6 +32,12 @@ func hashOf(token string) string {
 // returned nil.
 func startServer(t *testing.T, mutate func(*Config)) *Server {
 	t.Helper()
+	return startServerLog(t, mutate, testLogger(t))
+}
+
+// startServerLog is startServer logging to log.
+func startServerLog(t *testing.T, mutate func(*Config), log *slog.Logger) *Server {
+	t.Helper()
 	cfg := &Config{
 		Addr:    "127.0.0.1:0",
 		DataDir: t.TempDir(),
@@ -39,7 +48,7 @@ func startServer(t *testing.T, mutate func(*Config)) *Server {
 	if mutate != nil {
 		mutate(cfg)
 	}
-	s, err := New(cfg, testLogger(t))
+	s, err := New(cfg, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -115,4 +124,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// counterValue reads a counter (or a gauge) of the server's metrics.
+func counterValue(t *testing.T, m prometheus.Metric) float64 {
+	t.Helper()
+	var d dto.Metric
+	if err := m.Write(&d); err != nil {
+		t.Fatal(err)
+	}
+	if c := d.GetCounter(); c != nil {
+		return c.GetValue()
+	}
+	return d.GetGauge().GetValue()
 }

@@ -4,10 +4,10 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	mrand "math/rand/v2"
 	"slices"
 	"strings"
@@ -36,7 +36,6 @@ type AgentInfo struct {
 type hub struct {
 	// static after construction
 	srv *Server
-	eps []*endpoint // in config order
 
 	wg sync.WaitGroup // one per serve call in progress
 
@@ -54,9 +53,6 @@ func newHub(srv *Server) *hub {
 		pending:  map[protocol.Tunnel]struct{}{},
 		sessions: map[*session]struct{}{},
 		byAgent:  map[string]*session{},
-	}
-	for _, e := range srv.cfg.Endpoints {
-		h.eps = append(h.eps, srv.eps[e.Name])
 	}
 	return h
 }
@@ -82,113 +78,149 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 	delete(h.pending, t)
 	h.mu.Unlock()
 	if err != nil {
-		log.Info("tunnel handshake failed", "err", err)
+		h.refused(log, err)
 		return
 	}
-	granted, reason := h.authorize(hello)
-	if len(granted) == 0 {
-		log.Warn("tunnel refused", "agent", hello.AgentID, "reason", reason)
-		t.WriteFrame(&protocol.Error{Code: protocol.CodeUnauthorized, Reason: reason})
+	s, err := h.admit(t, hello, log)
+	if err != nil {
+		h.refused(log, err)
 		return
 	}
-	s := newSession(h, t, hello.AgentID, granted, log)
 	err = t.WriteFrame(&protocol.Welcome{
 		SessionID:  s.id,
-		Endpoints:  granted,
-		Window:     uint32(h.srv.cfg.Window),
+		Endpoints:  s.endpoints,
+		Window:     uint32(s.maxWindow),
 		MaxFrame:   protocol.DefaultMaxFrame,
 		ServerTime: time.Now(),
 	})
 	if err != nil {
 		s.log.Info("send welcome failed", "err", err)
+		h.unregister(s)
 		return
 	}
-	if !h.register(s) {
-		t.WriteFrame(goAway())
-		return
-	}
-	stopOnCancel := context.AfterFunc(ctx, func() { s.stop(nil) })
-	s.log.Info("agent connected", "endpoints", granted)
+	stopOnCancel := context.AfterFunc(ctx, func() { s.stop("shutdown", nil) })
+	s.log.Info("agent connected", "endpoints", s.endpoints)
 	s.run()
 	stopOnCancel()
 	h.unregister(s)
 	s.release()
-	s.log.Info("agent disconnected")
+	h.srv.metrics.sessionsEnded.WithLabelValues(s.endReason()).Inc()
+	s.log.Info("agent disconnected", "reason", s.endReason())
 }
 
-// handshake reads the agent's Hello under HandshakeTimeout and checks its version.
+// handshakeError is why a tunnel got no session: reason is its metrics label, and frame,
+// when set, is sent to the agent before the tunnel closes.
+type handshakeError struct {
+	reason string
+	frame  *protocol.Error
+	err    error
+}
+
+func (e *handshakeError) Error() string { return e.err.Error() }
+func (e *handshakeError) Unwrap() error { return e.err }
+
+func refuse(reason string, code protocol.ErrorCode, msg string, err error) *handshakeError {
+	he := &handshakeError{reason: reason, err: err}
+	if code != 0 {
+		he.frame = &protocol.Error{Code: code, Reason: msg}
+	}
+	return he
+}
+
+// refused counts and logs a tunnel that got no session. The log never holds the token.
+func (h *hub) refused(log *slog.Logger, err error) {
+	var he *handshakeError
+	if !errors.As(err, &he) {
+		he = &handshakeError{reason: "read", err: err}
+	}
+	h.srv.metrics.handshakeFail.WithLabelValues(he.reason).Inc()
+	log.Info("tunnel refused", "reason", he.reason, "err", clip(err.Error(), 200))
+}
+
+// handshake reads the agent's Hello under HandshakeTimeout and checks its version. On
+// failure it has already sent the agent an Error when there is one to send.
 func (h *hub) handshake(t protocol.Tunnel) (*protocol.Hello, error) {
-	timer := time.AfterFunc(h.srv.cfg.HandshakeTimeout, func() { t.Close() })
+	timeout := h.srv.live.Load().cfg.HandshakeTimeout
+	timer := time.AfterFunc(timeout, func() { t.Close() })
 	f, err := t.ReadFrame()
 	if !timer.Stop() {
-		return nil, fmt.Errorf("no hello within %v", h.srv.cfg.HandshakeTimeout)
+		return nil, refuse("timeout", 0, "", fmt.Errorf("no hello within %v", timeout))
 	}
-	if err != nil {
-		return nil, fmt.Errorf("read hello: %w", err)
+	var he *handshakeError
+	switch {
+	case errors.Is(err, protocol.ErrFrameTooLarge):
+		he = refuse("frame_too_large", protocol.CodeLimit,
+			fmt.Sprintf("frame over %d bytes", protocol.DefaultMaxFrame), fmt.Errorf("read hello: %w", err))
+	case errors.Is(err, protocol.ErrMalformed):
+		he = refuse("protocol", protocol.CodeProtocol, "malformed frame", fmt.Errorf("read hello: %w", err))
+	case err != nil:
+		return nil, refuse("read", 0, "", fmt.Errorf("read hello: %w", err))
 	}
 	hello, ok := f.(*protocol.Hello)
-	if !ok {
-		t.WriteFrame(&protocol.Error{Code: protocol.CodeProtocol, Reason: "expected hello"})
-		return nil, fmt.Errorf("first frame is %T, not hello", f)
+	switch {
+	case he != nil:
+	case !ok:
+		he = refuse("protocol", protocol.CodeProtocol, "expected hello", fmt.Errorf("first frame is %T, not hello", f))
+	case hello.Version != protocol.Version:
+		he = refuse("version", protocol.CodeVersion,
+			fmt.Sprintf("protocol version %d is not supported: this relay speaks %d", hello.Version, protocol.Version),
+			fmt.Errorf("agent speaks protocol version %d", hello.Version))
+	case len(hello.AgentID) > maxAgentID:
+		he = refuse("protocol", protocol.CodeProtocol, fmt.Sprintf("agent id over %d bytes", maxAgentID),
+			errors.New("agent id too long"))
 	}
-	if hello.Version != protocol.Version {
-		t.WriteFrame(&protocol.Error{Code: protocol.CodeVersion,
-			Reason: fmt.Sprintf("protocol version %d is not supported: this relay speaks %d", hello.Version, protocol.Version)})
-		return nil, fmt.Errorf("agent speaks protocol version %d", hello.Version)
-	}
-	if len(hello.AgentID) > maxAgentID {
-		t.WriteFrame(&protocol.Error{Code: protocol.CodeProtocol, Reason: fmt.Sprintf("agent id over %d bytes", maxAgentID)})
-		return nil, errors.New("agent id too long")
+	if he != nil {
+		t.WriteFrame(he.frame)
+		return nil, he
 	}
 	return hello, nil
 }
 
-// authorize returns the endpoints granted to hello: those it requested (all, when it
-// requested none) that its token may receive. The token's hash is compared in constant time
-// with every configured hash. When none is granted, reason says why.
-func (h *hub) authorize(hello *protocol.Hello) (granted []string, reason string) {
+// admit authorizes hello against the config in force and registers its session, in one step
+// under mu so that a Reload cannot slip between them: the endpoints granted, the agents-per-
+// token limit, and the replacement of a session of the same agent id. On refusal the agent
+// has been sent an Error.
+func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) (*session, error) {
 	sum := sha256.Sum256([]byte(hello.Token))
-	allowed := map[string]bool{}
-	var order []string
-	for _, e := range h.eps {
-		for _, th := range e.tokens {
-			if subtle.ConstantTimeCompare(sum[:], th[:]) == 1 && !allowed[e.name] {
-				allowed[e.name] = true
-				order = append(order, e.name)
-			}
-		}
-	}
-	if len(allowed) == 0 {
-		return nil, "invalid token"
-	}
-	if len(hello.Endpoints) == 0 {
-		return order, ""
-	}
-	for _, name := range hello.Endpoints {
-		if allowed[name] && !slices.Contains(granted, name) {
-			granted = append(granted, name)
-		}
-	}
-	if len(granted) == 0 {
-		return nil, "token not allowed for endpoints " + strings.Join(hello.Endpoints, ", ")
-	}
-	return granted, ""
-}
-
-// register adds s, replacing (closing) a session of the same agent id. False when shutting down.
-func (h *hub) register(s *session) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.closing {
-		return false
+	lv := h.srv.live.Load()
+	var he *handshakeError
+	granted, reason := lv.authorize(sum, hello.Endpoints)
+	switch {
+	case h.closing:
+		t.WriteFrame(goAway())
+		return nil, refuse("shutdown", 0, "", errors.New("relay shutting down"))
+	case len(granted) == 0:
+		he = refuse("unauthorized", protocol.CodeUnauthorized, clip(reason, 200), errors.New(clip(reason, 200)))
+	case h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
+		msg := fmt.Sprintf("this token already has %d agents connected (max_agents_per_token)", lv.cfg.MaxAgentsPerToken)
+		he = refuse("agents_per_token", protocol.CodeLimit, msg, errors.New(msg))
 	}
+	if he != nil {
+		t.WriteFrame(he.frame)
+		return nil, he
+	}
+	s := newSession(h, lv, t, hello.AgentID, sum, hello.Endpoints, granted, log)
 	if old := h.byAgent[s.agentID]; old != nil {
 		old.log.Info("agent replaced by a new session", "new_session", s.id)
-		old.stop(&protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
+		old.stop("replaced", &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
 	}
 	h.byAgent[s.agentID] = s
 	h.sessions[s] = struct{}{}
-	return true
+	return s, nil
+}
+
+// tokenSessionsLocked counts the live sessions of the token sum, except one of agentID,
+// which a new session of that id replaces.
+func (h *hub) tokenSessionsLocked(sum [sha256.Size]byte, agentID string) int {
+	n := 0
+	for s := range h.sessions {
+		if s.tokenSum == sum && !s.isStopping() && (agentID == "" || s.agentID != agentID) {
+			n++
+		}
+	}
+	return n
 }
 
 func (h *hub) unregister(s *session) {
@@ -206,7 +238,7 @@ func (h *hub) shutdown() {
 	h.mu.Lock()
 	h.closing = true
 	for s := range h.sessions {
-		s.stop(goAway())
+		s.stop("shutdown", goAway())
 	}
 	for t := range h.pending {
 		t.Close()
@@ -224,6 +256,15 @@ func (h *hub) agents() []AgentInfo {
 	}
 	slices.SortFunc(out, func(a, b AgentInfo) int { return strings.Compare(a.AgentID, b.AgentID) })
 	return out
+}
+
+// wakeAll wakes every session's dispatcher (after an admin replay).
+func (h *hub) wakeAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions {
+		s.signal()
+	}
 }
 
 // goAway asks an agent to reconnect after a random 1–5 s, spreading reconnects after a restart.

@@ -1,14 +1,13 @@
 package relay
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -17,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
 // maxHeaderBytes bounds an ingress request's line and headers, so that a webhook's headers
@@ -38,58 +38,55 @@ var hopHeaders = map[string]bool{
 	"Te": true, "Trailer": true, "Upgrade": true,
 }
 
-// endpoint is an Endpoint ready for use: decoded token hashes and its rate limiter.
-type endpoint struct {
-	name    string
-	cfg     Endpoint
-	tokens  [][sha256.Size]byte
-	limiter *rate.Limiter // nil when cfg.Rate == 0
-}
-
-func newEndpoint(c Endpoint) (*endpoint, error) {
-	e := &endpoint{name: c.Name, cfg: c}
-	for i, t := range c.Tokens {
-		var h [sha256.Size]byte
-		if _, err := hex.Decode(h[:], []byte(strings.TrimPrefix(t, "sha256:"))); err != nil {
-			return nil, fmt.Errorf("tokens[%d]: %w", i, err)
-		}
-		e.tokens = append(e.tokens, h)
-	}
-	if c.Rate > 0 {
-		e.limiter = rate.NewLimiter(rate.Limit(c.Rate), max(1, c.Burst))
-	}
-	return e, nil
-}
-
 // handleIngress accepts one webhook at /h/{endpoint}[/{path…}]. It answers 2xx only after
-// the webhook is stored (fsynced); every failure to store gets an error status.
+// the webhook is stored (fsynced); every failure to store gets an error status. Each answer
+// is counted by endpoint and code, and each refusal by its limit.
 func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
+	sw := &statusWriter{ResponseWriter: w}
+	label := unknownEndpoint
+	defer func() { s.metrics.countIngress(label, sw.status()) }()
+	lv := s.live.Load()
 	if !s.serving() {
-		retryLater(w, http.StatusServiceUnavailable, retryStopping, "relay is starting or stopping: retry later")
+		s.metrics.reject(label, limitStopping)
+		retryLater(sw, http.StatusServiceUnavailable, retryStopping, "relay is starting or stopping: retry later")
 		return
 	}
 	name, suffix, ok := splitIngressPath(ingressPath(r))
 	if !ok {
-		writeError(w, http.StatusNotFound, "no endpoint in path: use /h/{endpoint}[/path]")
+		s.metrics.reject(label, limitPath)
+		writeError(sw, http.StatusNotFound, "no endpoint in path: use /h/{endpoint}[/path]")
 		return
 	}
-	ep := s.eps[name]
+	ep := lv.eps[name]
 	if ep == nil {
-		writeError(w, http.StatusNotFound, fmt.Sprintf("unknown endpoint %q", name))
+		writeError(sw, http.StatusNotFound, fmt.Sprintf("unknown endpoint %q", clip(name, 64)))
 		return
 	}
+	label = name
 	if hasDotDot(suffix) {
-		writeError(w, http.StatusBadRequest, `path suffix has a ".." segment: not allowed`)
+		s.metrics.reject(label, limitPath)
+		writeError(sw, http.StatusBadRequest, `path suffix has a ".." segment: not allowed`)
 		return
 	}
+	s.ingest(sw, w, r, lv, ep, suffix)
+}
+
+// ingest reads, verifies and stores a webhook for ep. w is the server's own writer, which
+// MaxBytesReader and the deadlines need; answers go through sw.
+func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request, lv *live, ep *endpoint, suffix string) {
 	maxBody := int64(ep.cfg.MaxBody)
+	tooBig := func() {
+		s.metrics.reject(ep.name, limitBody)
+		writeError(sw, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %s (max_body of this endpoint)", ep.cfg.MaxBody))
+	}
 	if r.ContentLength > maxBody {
-		writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %s (max_body of this endpoint)", ep.cfg.MaxBody))
+		tooBig()
 		return
 	}
 	if ep.limiter != nil {
 		if wait, ok := takeRate(ep.limiter); !ok {
-			retryLater(w, http.StatusTooManyRequests, wait, "endpoint rate exceeded: retry later")
+			s.metrics.reject(ep.name, limitRate)
+			retryLater(sw, http.StatusTooManyRequests, wait, "endpoint rate exceeded: retry later")
 			return
 		}
 	}
@@ -97,71 +94,109 @@ func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 	if need < 0 {
 		need = maxBody
 	}
-	if !s.reserveIngress(need) {
-		retryLater(w, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
+	if !s.reserveIngress(need, int64(lv.cfg.IngressBuffer)) {
+		s.metrics.reject(ep.name, limitBusy)
+		retryLater(sw, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
 		return
 	}
 	defer s.ingressMem.Add(-need)
 
 	rc := http.NewResponseController(w)
-	deadline := time.Now().Add(s.cfg.BodyTimeout)
+	deadline := time.Now().Add(lv.cfg.BodyTimeout)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline)
 	body, err := readBody(w, r, maxBody)
 	if err != nil {
-		var tooBig *http.MaxBytesError
-		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("body over %s (max_body of this endpoint)", ep.cfg.MaxBody))
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			tooBig()
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			s.metrics.reject(ep.name, limitTimeout)
+			rc.SetWriteDeadline(time.Now().Add(finalGrace)) // the body's deadline has passed
+			w.Header().Set("Connection", "close")
+			writeError(sw, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", lv.cfg.BodyTimeout))
+		default:
+			s.log.Debug("ingress body read failed", "endpoint", ep.name, "remote", r.RemoteAddr, "err", err)
+			writeError(sw, http.StatusBadRequest, "could not read the request body")
+		}
+		return
+	}
+	now := time.Now()
+	if err := ep.verifier.Check(r, body, now); err != nil {
+		s.refuseVerify(sw, r, ep, err)
+		return
+	}
+	var claim *dedupClaim
+	if msgID, ok := ep.verifier.MessageID(r); ok {
+		id, c, err := s.dedup.claim(r.Context(), ep.name, msgID, now, ep.verifier.ReplayWindow())
+		if err != nil { // the sender gave up while the first copy was being stored
+			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "the same message is being stored: retry later")
 			return
 		}
-		s.log.Debug("ingress body read failed", "endpoint", name, "remote", r.RemoteAddr, "err", err)
-		writeError(w, http.StatusBadRequest, "could not read the request body")
-		return
-	}
-	if err := s.verify(ep, r, body); err != nil {
-		code := http.StatusUnauthorized
-		var sc interface{ HTTPStatus() int }
-		if errors.As(err, &sc) {
-			code = sc.HTTPStatus()
+		if id != "" {
+			s.metrics.duplicates.WithLabelValues(ep.name).Inc()
+			s.log.Debug("webhook already accepted: answered again, not stored", "endpoint", ep.name, "id", id)
+			writeJSON(sw, http.StatusAccepted, map[string]string{"id": id})
+			return
 		}
-		s.log.Info("ingress verification failed", "endpoint", name, "remote", r.RemoteAddr, "err", err)
-		writeError(w, code, "verification failed: "+err.Error())
-		return
+		claim = c
 	}
 	rec := &persist.Record{
-		Queue:   name,
+		Queue:   ep.name,
 		Method:  r.Method,
 		Path:    suffix,
 		Query:   r.URL.RawQuery,
 		Headers: storedHeaders(r.Header),
 		Body:    body,
 	}
-	if err := s.store.Append(r.Context(), rec); err != nil {
-		s.answerStoreError(w, name, err)
+	err = s.store.Append(r.Context(), rec)
+	if claim != nil {
+		if err != nil {
+			claim.done("", time.Time{})
+		} else {
+			claim.done(rec.ID, rec.ReceivedAt)
+		}
+	}
+	if err != nil {
+		s.answerStoreError(sw, ep.name, err)
 		return
 	}
-	s.log.Debug("webhook accepted", "endpoint", name, "id", rec.ID, "bytes", len(body))
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": rec.ID})
+	s.log.Debug("webhook accepted", "endpoint", ep.name, "id", rec.ID, "bytes", len(body))
+	writeJSON(sw, http.StatusAccepted, map[string]string{"id": rec.ID})
 }
 
-// verify checks ep's verification rules before the webhook is stored. An error answers 401,
-// or the status of an error with an HTTPStatus() int method (403 for address rules).
-// It is where relay/verify's checker is wired in.
-func (s *Server) verify(ep *endpoint, r *http.Request, body []byte) error {
-	return nil
+// refuseVerify answers a failed verification: the failure's status (401, or 403 for address
+// rules) with its short reason, which never holds a secret. Nothing is stored.
+func (s *Server) refuseVerify(w http.ResponseWriter, r *http.Request, ep *endpoint, err error) {
+	f, ok := err.(*verify.Failure)
+	if !ok {
+		f = &verify.Failure{Status: http.StatusUnauthorized, Scheme: "unknown", Reason: "verification failed"}
+	}
+	s.metrics.verifyFailure(ep.name, f)
+	s.log.Debug("ingress verification failed", "endpoint", ep.name, "remote", r.RemoteAddr,
+		"scheme", f.Scheme, "reason", f.Reason)
+	if f.Scheme == verify.SchemeBasic {
+		w.Header().Set("WWW-Authenticate", `Basic realm="hookrelay"`)
+	}
+	writeError(w, f.Status, "verification failed: "+f.Scheme+": "+f.Reason)
 }
 
 // answerStoreError maps a failed Append to a status that makes the sender retry.
 func (s *Server) answerStoreError(w http.ResponseWriter, endpoint string, err error) {
 	switch {
 	case errors.Is(err, persist.ErrQuota):
+		s.metrics.reject(endpoint, limitQuota)
 		retryLater(w, http.StatusTooManyRequests, retryQuota, "endpoint quota exceeded: retry later")
 	case errors.Is(err, persist.ErrDiskFull):
+		s.metrics.reject(endpoint, limitDisk)
 		s.log.Error("disk full: refusing webhooks", "endpoint", endpoint)
 		retryLater(w, http.StatusInsufficientStorage, retryDiskFull, "relay disk full: retry later")
 	case errors.Is(err, persist.ErrClosed):
+		s.metrics.reject(endpoint, limitStopping)
 		retryLater(w, http.StatusServiceUnavailable, retryStopping, "relay is stopping: retry later")
 	default:
+		s.metrics.reject(endpoint, limitStore)
 		s.log.Error("store webhook failed", "endpoint", endpoint, "err", err)
 		retryLater(w, http.StatusServiceUnavailable, retryStopping, "could not store the webhook: retry later")
 	}
@@ -172,9 +207,9 @@ func retryLater(w http.ResponseWriter, code, seconds int, msg string) {
 	writeError(w, code, msg)
 }
 
-// reserveIngress reserves n bytes of the ingress buffer; false when it is full.
-func (s *Server) reserveIngress(n int64) bool {
-	if s.ingressMem.Add(n) > int64(s.cfg.IngressBuffer) {
+// reserveIngress reserves n bytes of the ingress buffer of size limit; false when it is full.
+func (s *Server) reserveIngress(n, limit int64) bool {
+	if s.ingressMem.Add(n) > limit {
 		s.ingressMem.Add(-n)
 		return false
 	}
@@ -280,4 +315,42 @@ func storedHeaders(h http.Header) []persist.Header {
 		}
 	}
 	return out
+}
+
+// statusWriter remembers the status code written, for the ingress counter.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// status is the code written, or 200 when the handler wrote nothing.
+func (w *statusWriter) status() int {
+	if w.code == 0 {
+		return http.StatusOK
+	}
+	return w.code
+}
+
+// clip shortens an untrusted string for a log line or an answer.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }

@@ -4,6 +4,7 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -29,13 +31,25 @@ const (
 // Server is one relay process: the HTTP listener, the store and the hub of agent sessions.
 // It owns the store (opened by New, closed when Run returns or by Close).
 type Server struct {
-	// static after New
-	cfg     *Config
-	log     *slog.Logger
-	store   *persist.Store
-	eps     map[string]*endpoint
-	hub     *hub
-	handler http.Handler
+	// static after New. cfg is the config New was given; Reload never changes the keys that
+	// need a restart (addr, data_dir, tls, quic_addr, …), so they are read there. Everything
+	// else is read from live.
+	cfg          *Config
+	log          *slog.Logger
+	store        *persist.Store
+	hub          *hub
+	handler      http.Handler
+	adminHandler http.Handler // served on admin_addr; nil when it is not set
+	metrics      *metrics
+	dedup        *dedup
+	metricsOpen  bool // /metrics without admin_token: admin_addr is loopback
+
+	live            atomic.Pointer[live]            // swapped by Reload
+	cert            atomic.Pointer[tls.Certificate] // configured tls cert; swapped by Reload
+	admin           atomic.Pointer[admin.Handler]   // nil: admin disabled (no admin_token)
+	adminFailedBase atomic.Uint64                   // failed logins of replaced admin handlers
+	metricsFailed   atomic.Uint64                   // wrong tokens on /metrics
+	reloadMu        sync.Mutex                      // one Reload at a time
 
 	state       atomic.Int32
 	storeClosed atomic.Bool
@@ -44,6 +58,7 @@ type Server struct {
 	// guarded by mu
 	mu          sync.Mutex
 	addr        string // set once listening
+	adminAddr   string // set once listening on admin_addr
 	quicAddr    string // reported by /v1/info
 	fingerprint string // reported by /v1/info
 	running     bool
@@ -65,45 +80,17 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
-	eps := make(map[string]*endpoint, len(cfg.Endpoints))
-	for i := range cfg.Endpoints {
-		e, err := newEndpoint(cfg.Endpoints[i])
-		if err != nil {
-			return nil, fmt.Errorf("endpoints[%d]: %w", i, err)
-		}
-		eps[e.name] = e
-		if len(e.cfg.Tokens) == 0 {
-			log.Warn("endpoint has no tokens: no agent can receive it", "endpoint", e.name)
-		}
-		if e.cfg.Sync {
-			log.Warn("sync mode is not built yet: webhooks are answered 202", "endpoint", e.name)
-		}
-	}
-	store, err := persist.Open(persist.Options{
-		Dir:         cfg.DataDir,
-		Logger:      log.With("component", "store"),
-		KeepDone:    cfg.KeepDone,
-		KeepDoneMax: cfg.KeepDoneMax,
-		Quota: func(queue string) int64 {
-			if e := eps[queue]; e != nil {
-				return int64(e.cfg.Quota)
-			}
-			return 0
-		},
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open store: %w", err)
-	}
 	s := &Server{
 		cfg:     cfg,
 		log:     log,
-		store:   store,
-		eps:     eps,
+		metrics: newMetrics(),
+		dedup:   newDedup(),
 		ready:   make(chan struct{}),
 		runDone: make(chan struct{}),
 	}
-	s.hub = newHub(s)
-	s.handler = s.routes()
+	if err := s.setup(); err != nil {
+		return nil, err
+	}
 	return s, nil
 }
 
@@ -115,6 +102,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/info", s.handleInfo)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	if s.cfg.AdminAddr == "" {
+		s.adminRoutes(mux)
+	} else {
+		amux := http.NewServeMux()
+		s.adminRoutes(amux)
+		s.adminHandler = amux
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p := r.URL.EscapedPath(); p == "/h" || strings.HasPrefix(p, "/h/") {
 			s.handleIngress(w, r)
@@ -131,8 +125,8 @@ func (s *Server) Handler() http.Handler { return s.handler }
 // Store returns the server's store, for the admin API and metrics.
 func (s *Server) Store() *persist.Store { return s.store }
 
-// Config returns the validated configuration. Do not modify it.
-func (s *Server) Config() *Config { return s.cfg }
+// Config returns the configuration in force (the last one Reload applied). Do not modify it.
+func (s *Server) Config() *Config { return s.live.Load().cfg }
 
 // Addr returns the address the HTTP listener is bound to, or "" before Run listens.
 func (s *Server) Addr() string {
@@ -173,38 +167,42 @@ func (s *Server) Run(ctx context.Context) error {
 		s.closeStore()
 		return fmt.Errorf("listen %s: %w", s.cfg.Addr, err)
 	}
-	srv := &http.Server{
-		Handler:           s.handler,
-		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
-		// No server-wide ReadTimeout/WriteTimeout: they would also cut long-lived tunnels.
-		// Ingress sets per-request deadlines of BodyTimeout instead.
-		IdleTimeout:    s.cfg.IdleTimeout,
-		MaxHeaderBytes: maxHeaderBytes,
-		ErrorLog:       slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
-		// No BaseContext from ctx: in-flight ingress requests must finish storing at shutdown.
+	adminLn, err := s.listenAdmin()
+	if err != nil {
+		ln.Close()
+		s.closeStore()
+		return fmt.Errorf("listen admin_addr %s: %w", s.cfg.AdminAddr, err)
 	}
+	quicLn, err := s.listenQUIC()
+	if err != nil {
+		ln.Close()
+		if adminLn != nil {
+			adminLn.Close()
+		}
+		s.closeStore()
+		return err
+	}
+	srv := s.httpServer(s.handler)
+	adminSrv := s.httpServer(s.adminHandler)
 
 	var wg sync.WaitGroup
-	serveErr := make(chan error, 1)
-	wg.Go(func() {
-		var err error
-		if s.cfg.TLS != nil && s.cfg.TLS.Cert != "" {
-			err = srv.ServeTLS(ln, s.cfg.TLS.Cert, s.cfg.TLS.Key)
-		} else {
-			err = srv.Serve(ln)
-		}
-		if !errors.Is(err, http.ErrServerClosed) {
-			serveErr <- err
-		}
-	})
+	serveErr := make(chan error, 2)
+	wg.Go(func() { s.serveHTTP(srv, ln, s.cfg.TLS != nil, serveErr) })
+	if adminLn != nil {
+		wg.Go(func() { s.serveHTTP(adminSrv, adminLn, s.cfg.TLS != nil && !isLoopback(s.cfg.AdminAddr), serveErr) })
+	}
 	wg.Go(func() { s.retentionLoop(ctx) })
+	if quicLn != nil {
+		wg.Go(func() { s.serveQUIC(ctx, quicLn) })
+	}
 
 	s.mu.Lock()
 	s.addr = ln.Addr().String()
 	s.mu.Unlock()
 	s.state.Store(stateServing)
 	close(s.ready)
-	s.log.Info("relay listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil, "endpoints", len(s.eps))
+	s.log.Info("relay listening", "addr", ln.Addr().String(), "tls", s.cfg.TLS != nil, "endpoints", len(s.live.Load().order))
+	s.logAdmin(adminLn)
 
 	var runErr error
 	select {
@@ -212,7 +210,7 @@ func (s *Server) Run(ctx context.Context) error {
 	case runErr = <-serveErr:
 		runErr = fmt.Errorf("serve: %w", runErr)
 	}
-	s.shutdown(srv)
+	s.shutdown(srv, adminSrv)
 	cancel()
 	wg.Wait()
 	if err := s.closeStore(); err != nil && runErr == nil {
@@ -223,15 +221,17 @@ func (s *Server) Run(ctx context.Context) error {
 
 // shutdown stops accepting, says GoAway to every session (releasing their webhooks) and
 // waits for in-flight requests up to ShutdownTimeout.
-func (s *Server) shutdown(srv *http.Server) {
+func (s *Server) shutdown(srv, adminSrv *http.Server) {
 	s.state.Store(stateStopping)
 	s.log.Info("relay shutting down")
 	s.hub.shutdown()
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), s.live.Load().cfg.ShutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(ctx); err != nil {
-		s.log.Warn("in-flight requests cut at shutdown", "err", err)
-		srv.Close()
+	for _, srv := range []*http.Server{srv, adminSrv} {
+		if err := srv.Shutdown(ctx); err != nil {
+			s.log.Warn("in-flight requests cut at shutdown", "err", err)
+			srv.Close()
+		}
 	}
 }
 
@@ -265,7 +265,7 @@ func (s *Server) serving() bool {
 
 func (s *Server) handleInfo(w http.ResponseWriter, r *http.Request) {
 	s.mu.Lock()
-	info := map[string]string{"version": s.cfg.Version, "quic_addr": s.quicAddr, "fingerprint": s.fingerprint}
+	info := map[string]string{"version": s.live.Load().cfg.Version, "quic_addr": s.quicAddr, "fingerprint": s.fingerprint}
 	s.mu.Unlock()
 	if info["version"] == "" {
 		info["version"] = "dev"
@@ -330,7 +330,7 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RetentionInterval)
 	defer t.Stop()
 	for {
-		for _, e := range s.eps {
+		for _, e := range s.live.Load().order {
 			n, err := s.store.Expire(e.name, e.cfg.Retention)
 			switch {
 			case errors.Is(err, persist.ErrClosed):

@@ -1,10 +1,14 @@
 package relay
 
 import (
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
@@ -34,10 +38,13 @@ const (
 type session struct {
 	// static after construction
 	store       *persist.Store
+	metrics     *metrics
 	t           protocol.Tunnel
 	id          string
 	agentID     string
-	endpoints   []string
+	tokenSum    [sha256.Size]byte // SHA-256 of the agent's token: never the token itself
+	requested   []string          // endpoints the agent asked for (none: all its token may)
+	endpoints   []string          // granted
 	log         *slog.Logger
 	connectedAt time.Time
 	maxWindow   int
@@ -45,6 +52,7 @@ type session struct {
 	out         chan protocol.Frame // webhooks to the writer
 	ctrl        chan protocol.Frame // small frames (Pong) to the writer, ahead of webhooks
 	wake        chan struct{}       // cap 1: the window may have room again
+	book        chan bookOp         // acks and reports for the bookkeeper to record
 	done        chan struct{}       // closed by stop
 
 	// owned by the dispatcher
@@ -57,34 +65,40 @@ type session struct {
 	// guarded by mu
 	mu       sync.Mutex
 	stopping bool
+	reason   string         // why it stopped: a hookrelay_tunnel_sessions_ended_total label
 	final    protocol.Frame // written by the writer before it closes the tunnel
 	kill     *time.Timer    // cuts the tunnel if the final frame hangs
 	window   int
-	inflight map[string]bool // leased to this session, not yet acked, nacked or reported
+	inflight map[string]string // id → endpoint: leased to this session, not yet acked, nacked or reported
 }
 
-func newSession(h *hub, t protocol.Tunnel, agentID string, endpoints []string, log *slog.Logger) *session {
+func newSession(h *hub, lv *live, t protocol.Tunnel, agentID string, tokenSum [sha256.Size]byte,
+	requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
 	if agentID == "" {
 		agentID = "session-" + id
 	}
 	return &session{
 		store:       h.srv.store,
+		metrics:     h.srv.metrics,
 		t:           t,
 		id:          id,
 		agentID:     agentID,
+		tokenSum:    tokenSum,
+		requested:   requested,
 		endpoints:   endpoints,
 		log:         log.With("session", id, "agent", agentID),
 		connectedAt: time.Now(),
-		maxWindow:   h.srv.cfg.Window,
-		leaseTTL:    h.srv.cfg.LeaseTTL,
+		maxWindow:   lv.cfg.Window,
+		leaseTTL:    lv.cfg.LeaseTTL,
 		out:         make(chan protocol.Frame, outQueue),
 		ctrl:        make(chan protocol.Frame, ctrlQueue),
 		wake:        make(chan struct{}, 1),
+		book:        make(chan bookOp, bookQueue),
 		done:        make(chan struct{}),
 		acked:       map[string]bool{},
-		window:      h.srv.cfg.Window,
-		inflight:    map[string]bool{},
+		window:      lv.cfg.Window,
+		inflight:    map[string]string{},
 	}
 }
 
@@ -94,9 +108,19 @@ func (s *session) run() {
 	var wg sync.WaitGroup
 	wg.Go(s.writeLoop)
 	wg.Go(s.dispatchLoop)
+	wg.Go(s.bookLoop)
 	err := s.readLoop()
+	close(s.book) // the bookkeeper records what the reader handed it, then stops
 	s.log.Debug("session reader stopped", "err", err)
-	s.stop(nil)
+	switch {
+	case errors.Is(err, protocol.ErrFrameTooLarge):
+		s.stop("frame_too_large", &protocol.Error{Code: protocol.CodeLimit,
+			Reason: fmt.Sprintf("frame over %d bytes", protocol.DefaultMaxFrame)})
+	case errors.Is(err, protocol.ErrMalformed):
+		s.stop("protocol", &protocol.Error{Code: protocol.CodeProtocol, Reason: "malformed frame"})
+	default:
+		s.stop("closed", nil)
+	}
 	wg.Wait()
 	s.t.Close()
 	s.mu.Lock()
@@ -111,8 +135,9 @@ func (s *session) run() {
 func (s *session) release() {
 	s.mu.Lock()
 	ids := make([]string, 0, len(s.inflight))
-	for id := range s.inflight {
+	for id, ep := range s.inflight {
 		ids = append(ids, id)
+		s.metrics.released.WithLabelValues(ep).Inc()
 	}
 	clear(s.inflight)
 	s.mu.Unlock()
@@ -122,15 +147,17 @@ func (s *session) release() {
 	}
 }
 
-// stop ends the session. A non-nil final frame (GoAway, Error) is written before the tunnel
-// closes; otherwise it closes at once. Only the first call counts.
-func (s *session) stop(final protocol.Frame) {
+// stop ends the session for reason (a metrics label: closed, shutdown, replaced, revoked,
+// grants_changed, frame_too_large, protocol, write). A non-nil final frame (GoAway, Error) is
+// written before the tunnel closes; otherwise it closes at once. Only the first call counts.
+func (s *session) stop(reason string, final protocol.Frame) {
 	s.mu.Lock()
 	if s.stopping {
 		s.mu.Unlock()
 		return
 	}
 	s.stopping = true
+	s.reason = reason
 	s.final = final
 	close(s.done)
 	if final != nil {
@@ -140,6 +167,22 @@ func (s *session) stop(final protocol.Frame) {
 	if final == nil {
 		s.t.Close() // outside mu: closing may take a moment (best-effort close message)
 	}
+}
+
+func (s *session) isStopping() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopping
+}
+
+// endReason is why the session stopped.
+func (s *session) endReason() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.reason == "" {
+		return "closed"
+	}
+	return s.reason
 }
 
 func (s *session) info() AgentInfo {
@@ -182,7 +225,7 @@ func (s *session) writeLoop() {
 		}
 		if err != nil {
 			s.log.Debug("tunnel write failed", "err", err)
-			s.stop(nil)
+			s.stop("write", nil)
 			return
 		}
 	}
@@ -226,7 +269,7 @@ func (s *session) readLoop() error {
 			}
 		case *protocol.Pong:
 		case *protocol.Hello:
-			s.stop(&protocol.Error{Code: protocol.CodeProtocol, Reason: "hello sent twice"})
+			s.stop("protocol", &protocol.Error{Code: protocol.CodeProtocol, Reason: "hello sent twice"})
 			return errors.New("hello sent twice")
 		default:
 			s.log.Debug("unexpected frame ignored", "type", f.Type())
@@ -242,15 +285,19 @@ func (s *session) signal() {
 	}
 }
 
-// takeInflight removes the ids this session has in flight and returns them.
-func (s *session) takeInflight(ids ...string) []string {
+// takeInflight removes the ids this session has in flight and returns them, counting each
+// in c by endpoint when c is set.
+func (s *session) takeInflight(c *prometheus.CounterVec, ids ...string) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for _, id := range ids {
-		if s.inflight[id] {
+		if ep, ok := s.inflight[id]; ok {
 			delete(s.inflight, id)
 			out = append(out, id)
+			if c != nil {
+				c.WithLabelValues(ep).Inc()
+			}
 		}
 	}
 	return out
@@ -259,22 +306,15 @@ func (s *session) takeInflight(ids ...string) []string {
 // handleAck marks the ids the agent now holds durably. Ids not in flight on this session
 // are ignored: an agent can only ack what it was sent.
 func (s *session) handleAck(ids []string) {
-	mine := s.takeInflight(ids...)
+	mine := s.takeInflight(s.metrics.acked, ids...)
 	if len(mine) == 0 {
 		return
 	}
 	s.signal()
-	if err := s.store.Ack(mine...); err != nil {
-		// One bad id must not keep the others unacked: retry one by one.
-		for _, id := range mine {
-			if err := s.store.Ack(id); err != nil {
-				s.log.Warn("ack not recorded", "id", id, "err", err)
-			}
-		}
-	}
 	for _, id := range mine {
 		s.rememberAcked(id)
 	}
+	s.book <- bookOp{acks: mine}
 }
 
 func (s *session) rememberAcked(id string) {
@@ -288,7 +328,7 @@ func (s *session) rememberAcked(id string) {
 
 // handleNack offers a webhook again after the agent's retry-after, counting no attempt.
 func (s *session) handleNack(n *protocol.Nack) {
-	if len(s.takeInflight(n.ID)) == 0 {
+	if len(s.takeInflight(s.metrics.nacked, n.ID)) == 0 {
 		return
 	}
 	s.signal()
@@ -302,7 +342,7 @@ func (s *session) handleNack(n *protocol.Nack) {
 // handleReport records the agent's final outcome. The record must belong to an endpoint of
 // this session; unknown or already finished ids are ignored.
 func (s *session) handleReport(r *protocol.Report) {
-	if len(s.takeInflight(r.ID)) > 0 {
+	if len(s.takeInflight(nil, r.ID)) > 0 {
 		s.signal() // reported before its ack arrived (the ack was lost)
 	} else if !s.acked[r.ID] {
 		rec, err := s.store.Get(r.ID)
@@ -316,6 +356,12 @@ func (s *session) handleReport(r *protocol.Report) {
 		}
 	}
 	st, reason := persist.StateDelivered, ""
+	switch r.Outcome {
+	case protocol.OutcomeDelivered:
+		s.metrics.reports.WithLabelValues("delivered").Inc()
+	case protocol.OutcomeDead:
+		s.metrics.reports.WithLabelValues("dead").Inc()
+	}
 	if r.Outcome == protocol.OutcomeDead {
 		st, reason = persist.StateDead, r.Error
 		if reason == "" {
@@ -329,13 +375,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	err := s.store.Complete(r.ID, st, &persist.Delivery{At: at, Status: r.Status, Error: r.Error}, reason)
-	switch {
-	case errors.Is(err, persist.ErrNotFound), errors.Is(err, persist.ErrState):
-		s.log.Debug("report for a finished id ignored", "id", r.ID)
-	case err != nil:
-		s.log.Warn("report not recorded", "id", r.ID, "err", err)
-	}
+	s.book <- bookOp{report: r, state: st, reason: reason, at: at}
 	delete(s.acked, r.ID) // the ring entry ages out by itself
 }
 

@@ -29,6 +29,7 @@ var (
 const usage = `usage:
   hookagent run --config agent.yaml [--log-level info] [--log-format auto]
   hookagent listen --relay URL --token TOKEN --endpoint NAME --forward http://localhost:3000
+                   [--print-body] [--admin ADDR] [--data DIR] [--rate N] [--concurrency N]
   hookagent install|uninstall|start|stop|status [--config agent.yaml]
   hookagent --version
 `
@@ -54,9 +55,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "run":
 		err = runAgent(args[1:], stderr)
 	case "listen":
-		slog.SetDefault(newLogger(stderr, slog.LevelInfo, "auto"))
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-		err = runListen(ctx, args[1:])
+		err = runListen(ctx, args[1:], stdout, stderr)
 		stop()
 	case "install", "uninstall", "start", "stop", "status":
 		err = serviceCommand(args[0], args[1:])

@@ -114,33 +114,76 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := relay.LoadConfig(*config)
+	// load reads the file and applies the flags over it (flag > env > file > default), at
+	// start and again on SIGHUP.
+	load := func() (*relay.Config, error) {
+		cfg, err := relay.LoadConfig(*config)
+		if err != nil {
+			return nil, err
+		}
+		if *addr != "" {
+			cfg.Addr = *addr
+		}
+		if *quicAddr != "" {
+			cfg.QUICAddr = *quicAddr
+		}
+		if *dataDir != "" {
+			cfg.DataDir = *dataDir
+		}
+		if err := cfg.Validate(); err != nil {
+			return nil, fmt.Errorf("config %s: %w", *config, err)
+		}
+		cfg.Version = version
+		return cfg, nil
+	}
+	cfg, err := load()
 	if err != nil {
 		return err
 	}
-	if *addr != "" {
-		cfg.Addr = *addr
-	}
-	if *quicAddr != "" {
-		cfg.QUICAddr = *quicAddr
-	}
-	if *dataDir != "" {
-		cfg.DataDir = *dataDir
-	}
-	if err := cfg.Validate(); err != nil {
-		return fmt.Errorf("config %s: %w", *config, err)
-	}
-	cfg.Version = version
 	srv, err := relay.New(cfg, log)
 	if err != nil {
 		return err
 	}
 	defer srv.Close()
+	stopReload := reloadOnHangup(srv, load, log)
+	defer stopReload()
 	if err := srv.Run(ctx); err != nil {
 		return err
 	}
 	log.Info("relay stopped")
 	return srv.Close()
+}
+
+// reloadOnHangup reloads the config on each SIGHUP until the returned stop is called (which
+// waits for a reload in progress). A file that cannot be read or fails validation is refused
+// with a log line, and the running config stays in force.
+func reloadOnHangup(srv *relay.Server, load func() (*relay.Config, error), log *slog.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		for {
+			select {
+			case <-done:
+				return
+			case <-hup:
+			}
+			log.Info("SIGHUP: reloading the config")
+			cfg, err := load()
+			if err != nil {
+				log.Error("config reload refused: the running config stays in force", "err", err)
+				continue
+			}
+			srv.Reload(cfg) // logs the outcome itself
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+		<-finished
+	}
 }
 
 // runToken prints a new agent token (256 random bits) and its hash.
@@ -158,14 +201,34 @@ func runToken(stdout, stderr io.Writer) error {
 	return nil
 }
 
+// runFingerprint prints the SHA-256 fingerprint of the relay's tunnel certificate (the
+// configured tls cert, or the self-signed one in data_dir, created if none exists yet), the
+// value agents pin as relay_fingerprint.
 func runFingerprint(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("fingerprint", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.String("config", "", "relay config file (YAML)")
+	config := fs.String("config", "", "relay config file (YAML)")
+	dataDir := fs.String("data", "", "data directory (overrides data_dir)")
 	if err := fs.Parse(args); err != nil {
 		return errUsage
 	}
-	return errors.New("fingerprint: not built yet (it comes with the QUIC transport)")
+	if *config == "" || fs.NArg() > 0 {
+		fmt.Fprint(stderr, "hookrelay fingerprint: --config is required, and takes no arguments\n", usage)
+		return errUsage
+	}
+	cfg, err := relay.LoadConfig(*config)
+	if err != nil {
+		return err
+	}
+	if *dataDir != "" {
+		cfg.DataDir = *dataDir
+	}
+	fp, err := relay.Fingerprint(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(stdout, fp)
+	return nil
 }
 
 // newLogger logs text to a terminal and JSON otherwise (journald, files, collectors).

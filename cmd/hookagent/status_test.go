@@ -1,0 +1,56 @@
+package main
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hookrelay/hookrelay/agent"
+)
+
+// TestAdminStatusShowsAgentView: what `hookagent status` prints for a running agent comes from
+// the agent's own admin API.
+func TestAdminStatusShowsAgentView(t *testing.T) {
+	t.Setenv("HOOKAGENT_TOKEN", "")
+	dir := t.TempDir()
+	adminAddr := closedPort(t)
+	path := filepath.Join(dir, "agent.yaml")
+	yaml := "relay: ws://" + closedPort(t) + "\ntoken: t\nagent_id: edge-test\ndata_dir: " + filepath.Join(dir, "data") +
+		"\nadmin_addr: " + adminAddr + "\nroutes:\n  - endpoint: github\n    target: http://127.0.0.1:1/hooks?secret=x\n"
+	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := agent.LoadConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Skipf("admin port taken meanwhile: %v", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+		a.Close()
+	})
+
+	out := adminStatus(path)
+	for _, want := range []string{`"side":"agent"`, `"agent_id":"edge-test"`, `"connected":false`,
+		`"endpoint":"github"`, `"target":"http://127.0.0.1:1/hooks"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("status output lacks %s:\n%s", want, out)
+		}
+	}
+	if strings.Contains(out, "secret=x") {
+		t.Errorf("status shows the target's query:\n%s", out)
+	}
+}

@@ -1,0 +1,106 @@
+package relay
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"fmt"
+	"slices"
+	"strings"
+
+	"golang.org/x/time/rate"
+
+	"github.com/hookrelay/hookrelay/relay/verify"
+)
+
+// live is the part of the configuration Reload swaps as a whole: the endpoints with their
+// verifiers and limiters, and the settings read per request or per session. Readers load it
+// once per request or handshake, so each sees one consistent config.
+type live struct {
+	cfg   *Config
+	eps   map[string]*endpoint
+	order []*endpoint // config order
+}
+
+// endpoint is an Endpoint ready for use: decoded token hashes, its verifier and rate limiter.
+type endpoint struct {
+	name     string
+	cfg      Endpoint
+	tokens   [][sha256.Size]byte
+	verifier *verify.Verifier
+	limiter  *rate.Limiter // nil when cfg.Rate == 0
+}
+
+// newLive compiles a validated cfg. An endpoint whose rate and burst did not change keeps its
+// limiter from old (nil at start), so a reload does not refill the buckets.
+func newLive(cfg *Config, old *live) (*live, error) {
+	lv := &live{cfg: cfg, eps: make(map[string]*endpoint, len(cfg.Endpoints))}
+	for i := range cfg.Endpoints {
+		var prev *endpoint
+		if old != nil {
+			prev = old.eps[cfg.Endpoints[i].Name]
+		}
+		e, err := newEndpoint(cfg.Endpoints[i], prev)
+		if err != nil {
+			return nil, fmt.Errorf("endpoints[%d]: %w", i, err)
+		}
+		lv.eps[e.name] = e
+		lv.order = append(lv.order, e)
+	}
+	return lv, nil
+}
+
+func newEndpoint(c Endpoint, prev *endpoint) (*endpoint, error) {
+	e := &endpoint{name: c.Name, cfg: c}
+	for i, t := range c.Tokens {
+		var h [sha256.Size]byte
+		if _, err := hex.Decode(h[:], []byte(strings.TrimPrefix(t, "sha256:"))); err != nil {
+			return nil, fmt.Errorf("tokens[%d]: %w", i, err)
+		}
+		e.tokens = append(e.tokens, h)
+	}
+	v, err := verify.New(c.Verify)
+	if err != nil {
+		return nil, fmt.Errorf("verify: %w", err)
+	}
+	e.verifier = v
+	switch {
+	case c.Rate <= 0:
+	case prev != nil && prev.limiter != nil && prev.cfg.Rate == c.Rate && prev.cfg.Burst == c.Burst:
+		e.limiter = prev.limiter
+	default:
+		e.limiter = rate.NewLimiter(rate.Limit(c.Rate), max(1, c.Burst))
+	}
+	return e, nil
+}
+
+// authorize returns the endpoints granted to a token (by its SHA-256): those requested (all,
+// when none is requested) that list the token. The hash is compared in constant time with
+// every configured hash. When none is granted, reason says why; it never holds the token.
+func (lv *live) authorize(sum [sha256.Size]byte, requested []string) (granted []string, reason string) {
+	allowed := map[string]bool{}
+	var order []string
+	for _, e := range lv.order {
+		for _, th := range e.tokens {
+			if subtle.ConstantTimeCompare(sum[:], th[:]) == 1 && !allowed[e.name] {
+				allowed[e.name] = true
+				order = append(order, e.name)
+			}
+		}
+	}
+	if len(allowed) == 0 {
+		return nil, "invalid token"
+	}
+	if len(requested) == 0 {
+		return order, ""
+	}
+	for _, name := range requested {
+		if allowed[name] && !slices.Contains(granted, name) {
+			granted = append(granted, name)
+		}
+	}
+	if len(granted) == 0 {
+		return nil, "token not allowed for endpoints " + strings.Join(requested, ", ")
+	}
+	return granted, ""
+}
