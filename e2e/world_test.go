@@ -107,7 +107,8 @@ admin_addr: 127.0.0.1:0
     concurrency: 16
     backoff_min: 50ms
     backoff_max: 500ms
-`, w.relayURL(), w.token, i, filepath.Join(w.dir, fmt.Sprintf("agent%d-data", i)), fp, w.target.srv.URL))
+    headers: {X-Agent: agent-%d}
+`, w.relayURL(), w.token, i, filepath.Join(w.dir, fmt.Sprintf("agent%d-data", i)), fp, w.target.srv.URL, i))
 	p := newProc(w.t, fmt.Sprintf("agent%d", i), bin.agent, "run", "--config", cfg)
 	p.start()
 	return p
