@@ -236,10 +236,7 @@ func TestBrowserUI(t *testing.T) {
 	}
 
 	// its detail: pretty-printed JSON body and its one delivery attempt
-	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row))); err != nil {
-		t.Fatalf("click the row: %v", err)
-	}
-	pollJS(t, ctx, "the detail", fmt.Sprintf(`document.getElementById('d-id').textContent === %q`, id))
+	clickRow(t, ctx, row, id)
 	var pretty bytes.Buffer
 	json.Indent(&pretty, pr, "", "  ")
 	want, _ := json.Marshal(pretty.String())
@@ -274,6 +271,7 @@ func TestBrowserUI(t *testing.T) {
 	}
 	pollJS(t, ctx, "the second attempt in the detail", `document.querySelectorAll('#attempts tr').length === 2 && document.getElementById('d-attempts').textContent === '2'`)
 	pollJS(t, ctx, "the delivered state after the replay", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered' && document.querySelector('#d-state .state').textContent === 'delivered'`, row))
+	pollJS(t, ctx, "two attempts in the list", fmt.Sprintf(`document.querySelector('%s td.num').textContent === '2'`, row))
 	shoot(t, ctx, "admin-ui.png")
 
 	// the agent's own UI (loopback, no login) lists the same webhook, delivered twice
@@ -285,16 +283,30 @@ func TestBrowserUI(t *testing.T) {
 	}
 	pollJS(t, actx, "the agent's side", `document.getElementById('side').textContent === 'agent admin'`)
 	pollJS(t, actx, "the webhook in the agent's list", fmt.Sprintf(`document.querySelector('%s .state') !== null && document.querySelector('%s .state').textContent === 'delivered'`, arow, arow))
-	if err := chromedp.Do(actx, chromedp.Click(chromedp.CSS(arow))); err != nil {
-		t.Fatalf("click the agent's row: %v", err)
-	}
-	pollJS(t, actx, "both deliveries in the agent's detail", fmt.Sprintf(`document.getElementById('d-id').textContent === %q && document.querySelectorAll('#attempts tr').length === 2`, id))
+	clickRow(t, actx, arow, id)
+	pollJS(t, actx, "both deliveries in the agent's detail", `document.querySelectorAll('#attempts tr').length === 2`)
 	pollJS(t, actx, "the agent's history", `document.querySelectorAll('#webhooks tr[data-id]').length === 6 && document.querySelector('#webhooks .state.dead') !== null`)
 	shoot(t, actx, "agent-ui.png")
 
 	if errs := jsErrors(); len(errs) > 0 {
 		t.Errorf("JavaScript exceptions: %s", strings.Join(errs, "; "))
 	}
+}
+
+// clickRow clicks a webhook's row until the detail shows it: the live list replaces a row
+// when its webhook changes, and a click aimed at the old node is lost.
+func clickRow(t *testing.T, ctx context.Context, sel, id string) {
+	t.Helper()
+	shown := fmt.Sprintf(`document.getElementById('d-id').textContent === %q`, id)
+	checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
+			return fmt.Errorf("click %s: %w", sel, err)
+		}
+		if ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](shown)); err != nil || !ok {
+			return fmt.Errorf("the detail does not show %s after a click (%v)", id, err)
+		}
+		return nil
+	})
 }
 
 // checkSessionCookie checks that logging in left a session cookie the page's script cannot read.
@@ -393,6 +405,7 @@ func pollJS(t *testing.T, ctx context.Context, what, expr string) {
 // HOOKRELAY_SCREENSHOT_DIR when set (docs/ keeps one for the README).
 func shoot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
+	pollJS(t, ctx, "the row highlights to fade", `document.getAnimations().length === 0`)
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)

@@ -171,6 +171,7 @@
     const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
     const info = $('body-info'), body = $('body');
     info.textContent = fmtBytes(bytes.length);
+    body.classList.remove('hex');
     if (bytes.length === 0) {
       body.textContent = '(empty)';
       return;
@@ -190,6 +191,7 @@
       return;
     }
     info.textContent += ' · binary';
+    body.classList.add('hex');
     body.textContent = hexDump(bytes.subarray(0, HEX_MAX)) +
       (bytes.length > HEX_MAX ? '\n… ' + fmtBytes(bytes.length - HEX_MAX) + ' more' : '');
   }
@@ -285,6 +287,16 @@
     extra.replaceChildren();
     if (p.status && typeof p.status === 'object') {
       for (const [k, v] of Object.entries(p.status)) {
+        if (v === null || v === '') continue;
+        if (Array.isArray(v) && v.every((r) => r && r.endpoint && r.target)) {
+          // the agent's routes: one line each
+          extra.append(el('div', null, k + ':'));
+          for (const r of v) {
+            extra.append(el('div', { class: 'mono route' }, r.endpoint + ' → ' + r.target +
+              ' · queued ' + r.queued + ' · dead ' + r.dead));
+          }
+          continue;
+        }
         extra.append(el('div', null, k + ': ', el('span', { class: 'mono', text: typeof v === 'object' ? JSON.stringify(v) : String(v) })));
       }
     }
