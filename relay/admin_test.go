@@ -63,10 +63,16 @@ func TestAdminAndMetricsNeedToken(t *testing.T) {
 		`hookrelay_store_commit_batch_records_count`,
 		`hookrelay_store_commit_seconds_bucket`,
 		`hookrelay_admin_failed_logins_total`,
-		`go_goroutines`,
+		`hookrelay_go_goroutines`,
+		`hookrelay_process_resident_memory_bytes`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	for _, line := range strings.Split(body, "\n") {
+		if line != "" && !strings.HasPrefix(line, "#") && !strings.HasPrefix(line, "hookrelay_") {
+			t.Errorf("metric without the hookrelay_ prefix: %s", line)
 		}
 	}
 	if strings.Contains(body, "nope") {

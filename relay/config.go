@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
@@ -312,6 +313,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.Endpoints[i].validate(fmt.Sprintf("endpoints[%d]", i), seen, i)...)
 	}
 	for i := range c.Endpoints {
+		if c.Endpoints[i].MaxBody > protocol.DefaultMaxBody {
+			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over %s, the largest body the tunnel carries to agents",
+				c.Endpoints[i].MaxBody, ByteSize(protocol.DefaultMaxBody))
+		}
 		if c.IngressBuffer > 0 && c.Endpoints[i].MaxBody > c.IngressBuffer {
 			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over ingress_buffer (%s): lower it or raise ingress_buffer",
 				c.Endpoints[i].MaxBody, c.IngressBuffer)

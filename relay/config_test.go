@@ -94,6 +94,7 @@ func TestParseConfigBad(t *testing.T) {
 		{"negative retention", "endpoints: [{name: a, retention: -1h}]", "endpoints[0].retention"},
 		{"negative rate", "endpoints: [{name: a, rate: -1}]", "endpoints[0].rate"},
 		{"max body over buffer", "ingress_buffer: 1MiB\nendpoints: [{name: a, max_body: 2MiB}]", "endpoints[0].max_body"},
+		{"max body over what the tunnel carries", "endpoints: [{name: a, max_body: 40MiB}]", "endpoints[0].max_body: 40MiB is over 32MiB"},
 		{"two documents", ep + "---\n" + ep, "more than one document"},
 		{"negative agents per token", "max_agents_per_token: -1\n" + ep, "max_agents_per_token"},
 		{"bad verify", "endpoints: [{name: a, verify: {hmac: {header: X-Sig, algorithm: md5, secret: s}}}]", "endpoints[0].verify.hmac.algorithm"},

@@ -94,7 +94,9 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.duplicates, m.dispatched, m.acked,
 		m.nacked, m.released, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
-		m.commitBatch, m.commitSeconds,
+		m.commitBatch, m.commitSeconds)
+	// The contract: every name starts hookrelay_, the runtime's too.
+	prometheus.WrapRegistererWithPrefix("hookrelay_", m.reg).MustRegister(
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m

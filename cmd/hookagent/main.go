@@ -112,6 +112,20 @@ func runAgent(args []string, stderr io.Writer) error {
 		// slog.Default(), not a logger made earlier: under a service manager without stderr,
 		// svc.Run points it at the system log.
 		log := slog.Default()
+		// SIGHUP would end the process by default; the agent has no reload, so say so instead.
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		defer signal.Stop(hup)
+		go func() {
+			for {
+				select {
+				case <-hup:
+					log.Warn("SIGHUP ignored: the agent does not reload its config; restart it to apply changes")
+				case <-ctx.Done():
+					return
+				}
+			}
+		}()
 		a, err := agent.New(cfg, log)
 		if err != nil {
 			return err

@@ -30,7 +30,8 @@ func TestRunSIGTERM(t *testing.T) {
 		filepath.Join(dir, "data"), admin)
 	os.WriteFile(path, []byte(cfg), 0o600)
 
-	var out, errOut bytes.Buffer
+	var out bytes.Buffer
+	var errOut syncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", path, "--log-format", "json"}, &out, &errOut) }()
 	deadline := time.Now().Add(20 * time.Second)
@@ -50,7 +51,19 @@ func TestRunSIGTERM(t *testing.T) {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	// The agent's signal handler is installed before it serves, so this does not kill the test.
+	// The agent's signal handlers are installed before it serves, so these do not kill the test.
+	// SIGHUP is logged and ignored (no reload): the agent keeps serving.
+	syscall.Kill(os.Getpid(), syscall.SIGHUP)
+	for !strings.Contains(errOut.String(), "SIGHUP ignored") {
+		select {
+		case code := <-done:
+			t.Fatalf("exited %d after SIGHUP: %s", code, errOut.String())
+		case <-time.After(20 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("SIGHUP was not logged")
+		}
+	}
 	syscall.Kill(os.Getpid(), syscall.SIGTERM)
 	select {
 	case code := <-done:
@@ -64,3 +77,4 @@ func TestRunSIGTERM(t *testing.T) {
 		t.Fatalf("log: %s", errOut.String())
 	}
 }
+
