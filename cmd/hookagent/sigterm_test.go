@@ -77,4 +77,3 @@ func TestRunSIGTERM(t *testing.T) {
 		t.Fatalf("log: %s", errOut.String())
 	}
 }
-
