@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,8 @@ const (
 	outQueue         = 256              // frames waiting for the writer
 	ackQueue         = 4096             // stored ids waiting to be acked
 	maxAckBatch      = 1024             // ids in one Ack frame
+	ackYields        = 2                // idle yields that end the gathering of an Ack frame
+	writeBurst       = 64               // frames written in one corked burst at most
 	reportBatch      = 256              // reports read from the store at once
 	storeRetryAfter  = 30 * time.Second // Nack delay when the agent cannot store
 )
@@ -294,35 +297,91 @@ func (e *writeError) Error() string { return "write frame: " + e.err.Error() }
 func (e *writeError) Unwrap() error { return e.err }
 
 // writeLoop is the only writer of frames once the session runs. Ids that are ready together
-// go out in one Ack frame.
+// go out in one Ack frame, and frames that are ready together are written corked
+// (protocol.Corker), in one system call; a frame's done hears its result once it has left.
 func (s *session) writeLoop() {
-	ids := make([]string, 0, maxAckBatch)
+	corker, _ := s.tun.(protocol.Corker)
+	var dones []chan<- error
 	for {
-		var err error
+		var o outFrame
 		select {
 		case <-s.ctx.Done():
 			return
 		case id := <-s.acks:
-			ids = append(ids[:0], id)
-		drain:
-			for len(ids) < maxAckBatch {
-				select {
-				case id := <-s.acks:
-					ids = append(ids, id)
-				default:
-					break drain
-				}
+			o = outFrame{f: &protocol.Ack{IDs: s.gatherAcks([]string{id})}}
+		case o = <-s.out:
+		}
+		if corker != nil {
+			corker.Cork()
+		}
+		err := s.writeOut(o, &dones)
+		for n := 1; err == nil && n < writeBurst; n++ {
+			var ok bool
+			if o, ok = s.readyOut(); !ok {
+				break
 			}
-			err = s.tun.WriteFrame(&protocol.Ack{IDs: slices.Clone(ids)})
-		case o := <-s.out:
-			err = s.tun.WriteFrame(o.f)
-			if o.done != nil {
-				o.done <- err
+			err = s.writeOut(o, &dones)
+		}
+		if corker != nil {
+			if uerr := corker.Uncork(); err == nil {
+				err = uerr
 			}
 		}
+		for _, d := range dones { // a corked frame has left only now
+			d <- err
+		}
+		dones = dones[:0]
 		if err != nil {
 			s.cancel(&writeError{err: err})
 			return
 		}
 	}
+}
+
+func (s *session) writeOut(o outFrame, dones *[]chan<- error) error {
+	if o.done != nil {
+		*dones = append(*dones, o.done)
+	}
+	return s.tun.WriteFrame(o.f)
+}
+
+// readyOut returns a frame waiting for the writer, if any: an Ack of the ids waiting, or a
+// queued frame.
+func (s *session) readyOut() (outFrame, bool) {
+	select {
+	case id := <-s.acks:
+		ids := []string{id}
+	drain:
+		for len(ids) < maxAckBatch {
+			select {
+			case id := <-s.acks:
+				ids = append(ids, id)
+			default:
+				break drain
+			}
+		}
+		return outFrame{f: &protocol.Ack{IDs: ids}}, true
+	case o := <-s.out:
+		return o, true
+	default:
+		return outFrame{}, false
+	}
+}
+
+// gatherAcks adds the ids waiting to ids, up to maxAckBatch. The store workers of one group
+// commit are woken one after the other, so the writer, woken by the first, would otherwise
+// send an Ack frame per id: it yields to let the others, runnable by then, queue theirs,
+// until a few yields in a row bring nothing.
+func (s *session) gatherAcks(ids []string) []string {
+	for idle := 0; len(ids) < maxAckBatch && idle < ackYields; {
+		select {
+		case id := <-s.acks:
+			ids = append(ids, id)
+			idle = 0
+		default:
+			idle++
+			runtime.Gosched()
+		}
+	}
+	return ids
 }

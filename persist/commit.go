@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -32,12 +33,16 @@ type request struct {
 	last int // number of the transaction holding its last write; -1 when it wrote nothing
 }
 
-// change is one record's new index summary (or its removal), kept until its transaction commits.
+// change is one record's new index summary and metadata (or its removal), kept until its
+// transaction commits.
 type change struct {
-	id  string
-	sum summary
-	del bool
-	txn int
+	id      string
+	sum     summary
+	meta    *Record // canonical, for the recent cache
+	bodyLen int
+	body    []byte // of a new record, for the recent cache; nil when not kept
+	del     bool
+	txn     int
 }
 
 // staged is a record's metadata as this batch has left it so far.
@@ -119,41 +124,67 @@ func (s *Store) commitLoop() {
 //
 // Without more, a fixed set of busy producers splits into two halves that take turns: while
 // one half's batch is being synced the other queues, and the first half comes back only after
-// the committer took the second. So collect expects as many requests as the last batch had
-// plus those that queued while it was committed (expect), and waits for the missing ones, but
-// at most as long as the last commit took (and 500µs), since it cannot know they will come.
-// It yields instead of sleeping: Go timers are ~1 ms coarse on an idle process. One producer,
-// or sparse traffic, never waits.
+// the committer took the second. So when fewer requests wait than the last batch had plus
+// those that queued while it was committed (expect), collect first yields to let producers
+// that are runnable right now (woken by the last commit) queue theirs, stopping after
+// yieldIdle yields in a row bring nothing; then, if some are still missing, it blocks on the
+// queue for them, at most half as long as the last commit took (and lingerMax), since it
+// cannot know they will come. Blocking, not spinning: a committer that spun until a deadline
+// (as this one once did, up to 500µs) burned a fifth of a core per process on a loaded
+// two-core machine, time the other process needed. Waiting longer than a commit gains
+// nothing: a request that comes later joins the next batch just as soon. One producer, or
+// sparse traffic, costs a few yields of an otherwise idle process.
 func (s *Store) collect(r *request) []*request {
 	reqs := []*request{r}
 	bytes := r.bytes
 	full := func() bool { return len(reqs) >= maxBatchRequests || bytes >= maxBatchBytes }
-	take := func() bool {
+	add := func(r *request) {
+		reqs = append(reqs, r)
+		bytes += r.bytes
+	}
+	for idle := 0; !full(); {
 		select {
 		case r := <-s.reqs:
-			reqs = append(reqs, r)
-			bytes += r.bytes
-			return true
+			add(r)
+			idle = 0
+			continue
 		default:
-			return false
 		}
+		if len(reqs) >= s.expect || idle >= yieldIdle || s.down.Load() {
+			break
+		}
+		idle++
+		runtime.Gosched()
 	}
-	for !full() && take() {
+	if len(reqs) >= s.expect || full() || s.down.Load() {
+		return reqs
 	}
-	if len(reqs) < s.expect && !s.down.Load() {
-		deadline := time.Now().Add(s.linger)
-		for idle := 0; len(reqs) < s.expect && !full(); {
-			if take() {
-				continue
-			}
-			if idle++; idle%8 == 0 && time.Now().After(deadline) {
-				break
-			}
-			runtime.Gosched()
+	linger := min(s.lastTook/2, lingerMax)
+	if s.lingerT == nil {
+		s.lingerT = time.NewTimer(linger)
+	} else {
+		s.lingerT.Reset(linger)
+	}
+	defer s.lingerT.Stop()
+	for len(reqs) < s.expect && !full() {
+		select {
+		case r := <-s.reqs:
+			add(r)
+		case <-s.lingerT.C:
+			return reqs
+		case <-s.stop:
+			return reqs
 		}
 	}
 	return reqs
 }
+
+const (
+	// yieldIdle is how many yields in a row that bring no request end collect's yielding.
+	yieldIdle = 4
+	// lingerMax bounds how long collect blocks for the requests it expects.
+	lingerMax = 500 * time.Microsecond
+)
 
 func (s *Store) runBatch(reqs []*request) {
 	b := &batch{
@@ -174,8 +205,9 @@ func (s *Store) runBatch(reqs []*request) {
 	}
 	b.commit()
 	b.rtxn.Discard()
+	s.adviseLogs(time.Now())
 	s.expect = min(len(taken)+len(s.reqs), maxBatchRequests)
-	s.linger = min(b.took, 500*time.Microsecond)
+	s.lastTook = b.took
 
 	applied := b.apply(taken)
 	if s.opts.OnCommit != nil && applied > 0 {
@@ -207,14 +239,18 @@ func (b *batch) apply(reqs []*request) int {
 		case c.del && e != nil:
 			s.freed.Add(e.size)
 			s.idx.removeLocked(e)
+			s.recent.delLocked(c.id)
 			continue
 		case c.del:
 			continue
 		case e == nil:
-			e = s.idx.addLocked(c.id, c.sum, now)
+			// A copy: the caller's id may share memory with more (the agent's ids point
+			// into the decoded frame's strings), which the index would keep alive.
+			e = s.idx.addLocked(strings.Clone(c.id), c.sum, now)
 		default:
 			s.idx.updateLocked(e, c.sum, now)
 		}
+		s.recent.putLocked(e.id, c.meta, c.bodyLen, c.body)
 		if e.state == StateReady {
 			e.q.broadcastLocked()
 		}
@@ -289,158 +325,4 @@ func (b *batch) commit() {
 	}
 	b.ntxn++
 	b.s.txns.Add(1)
-}
-
-func (b *batch) record(id string, sum summary, del bool) {
-	b.changes = append(b.changes, change{id: id, sum: sum, del: del, txn: b.ntxn})
-}
-
-// get returns a record's metadata as the batch has it, marking its index entry busy so Lease
-// leaves it alone until the batch is applied.
-func (b *batch) get(id string) (*staged, error) {
-	if st, ok := b.ov[id]; ok {
-		if st.gone {
-			return nil, ErrNotFound
-		}
-		return st, nil
-	}
-	if !validID(id) {
-		return nil, ErrNotFound
-	}
-	s := b.s
-	s.mu.Lock()
-	e := s.idx.byID[id]
-	leased := false
-	if e != nil {
-		e.busy++
-		leased = e.leased
-		b.touched = append(b.touched, e)
-	}
-	s.mu.Unlock()
-	if e == nil {
-		return nil, ErrNotFound
-	}
-	rec, bodyLen, err := readMeta(b.rtxn, id)
-	if err != nil {
-		return nil, err
-	}
-	st := &staged{rec: rec, bodyLen: bodyLen, leased: leased}
-	b.ov[id] = st
-	return st, nil
-}
-
-// errNoop tells modify that the record is already as asked: nothing to write.
-var errNoop = errors.New("no change")
-
-// modify stages a change of one record: fn checks and edits its metadata.
-func (b *batch) modify(id string, fn func(st *staged) error) error {
-	st, err := b.get(id)
-	if err != nil {
-		return fmt.Errorf("record %s: %w", id, err)
-	}
-	if err := fn(st); err != nil {
-		if errors.Is(err, errNoop) {
-			return nil
-		}
-		return fmt.Errorf("record %s: %w", id, err)
-	}
-	if err := b.set(metaKey(id), encodeMeta(st.rec, st.bodyLen)); err != nil {
-		return fmt.Errorf("record %s: %w", id, err)
-	}
-	b.record(id, summaryOf(st.rec), false)
-	return nil
-}
-
-// remove stages the deletion of a record and its body; fn may refuse it.
-func (b *batch) remove(id string, fn func(st *staged) error) error {
-	st, err := b.get(id)
-	if err != nil {
-		return fmt.Errorf("record %s: %w", id, err)
-	}
-	if fn != nil {
-		if err := fn(st); err != nil {
-			if errors.Is(err, errNoop) {
-				return nil
-			}
-			return fmt.Errorf("record %s: %w", id, err)
-		}
-	}
-	for i := range segments(st.bodyLen) {
-		if err := b.del(bodyKey(id, i)); err != nil {
-			return fmt.Errorf("record %s: %w", id, err)
-		}
-	}
-	if err := b.del(metaKey(id)); err != nil {
-		return fmt.Errorf("record %s: %w", id, err)
-	}
-	st.gone = true
-	b.record(id, summary{}, true)
-	return nil
-}
-
-// insert stages a new record: body segments first, metadata last, so a crash between
-// transactions leaves at most an orphan body (removed at Open), never metadata without body.
-func (b *batch) insert(r *Record, meta []byte) error {
-	s := b.s
-	st, inBatch := b.ov[r.ID]
-	s.mu.Lock()
-	_, indexed := s.idx.byID[r.ID]
-	var held int64
-	if q := s.idx.queues[r.Queue]; q != nil {
-		held = q.bytes
-	}
-	s.mu.Unlock()
-	if (inBatch && !st.gone) || (indexed && !inBatch) {
-		return ErrExists
-	}
-	held += b.qbytes[r.Queue]
-	if s.opts.Quota != nil {
-		if limit := s.opts.Quota(r.Queue); limit > 0 && held+r.Size > limit {
-			return fmt.Errorf("%w: queue %s holds %d of %d bytes", ErrQuota, r.Queue, held, limit)
-		}
-	}
-	if b.freeOK && b.free-int64(len(r.Body)) < s.minFree {
-		return fmt.Errorf("%w: %d bytes free, keeping %d", ErrDiskFull, b.free, s.minFree)
-	}
-	for i := range segments(len(r.Body)) {
-		seg := r.Body[i*segSize : min((i+1)*segSize, len(r.Body))]
-		if err := b.set(bodyKey(r.ID, i), seg); err != nil {
-			return err
-		}
-	}
-	if err := b.set(metaKey(r.ID), meta); err != nil {
-		return err
-	}
-	b.free -= int64(len(r.Body) + len(meta))
-	b.qbytes[r.Queue] += r.Size
-	rec := *r
-	rec.Body = nil
-	b.ov[r.ID] = &staged{rec: &rec, bodyLen: len(r.Body)}
-	b.record(r.ID, summaryOf(r), false)
-	return nil
-}
-
-func summaryOf(r *Record) summary {
-	return summary{
-		state: r.State, next: r.NextAttempt, received: r.ReceivedAt, finished: r.FinishedAt,
-		size: r.Size, reported: r.Reported, queue: r.Queue,
-	}
-}
-
-// readMeta reads and decodes a record's metadata.
-func readMeta(txn *badger.Txn, id string) (*Record, int, error) {
-	item, err := txn.Get(metaKey(id))
-	if errors.Is(err, badger.ErrKeyNotFound) {
-		return nil, 0, ErrNotFound
-	}
-	if err != nil {
-		return nil, 0, fmt.Errorf("read record %s: %w", id, err)
-	}
-	var rec *Record
-	var bodyLen int
-	err = item.Value(func(v []byte) error {
-		rec, bodyLen, err = decodeMeta(id, v)
-		return err
-	})
-	return rec, bodyLen, err
 }

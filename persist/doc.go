@@ -14,8 +14,9 @@
 // could lose its tail on power loss. Callers get their answer, and the index changes, only after
 // the commit; a change staged but not yet committed makes its record "busy", which Lease skips.
 // When fewer requests wait than the last round suggests are active, the committer yields a
-// little (at most the last commit's duration) for the rest, so that steady producers share
-// one batch instead of splitting into two halves that take turns (commit.go, collect).
+// few times to producers that are runnable, then blocks a little (at most half the last
+// commit's duration) for the rest, so that steady producers share one batch instead of
+// splitting into two halves that take turns (commit.go, collect).
 //
 // # Keys
 //

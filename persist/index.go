@@ -39,10 +39,13 @@ type index struct {
 	leases   leaseHeap // by expiry, over all queues
 	finished int       // Delivered + Dead records, all queues
 	bytes    int64     // sizes of all records
+	// unreported holds the finished records whose outcome was not reported yet, so that the
+	// agent's reporter does not scan every record each time one finishes.
+	unreported map[string]*entry
 }
 
 func newIndex() *index {
-	return &index{byID: map[string]*entry{}, queues: map[string]*queue{}}
+	return &index{byID: map[string]*entry{}, queues: map[string]*queue{}, unreported: map[string]*entry{}}
 }
 
 func (x *index) queueLocked(name string) *queue {
@@ -57,6 +60,7 @@ func (x *index) queueLocked(name string) *queue {
 // addLocked indexes a record just committed (or loaded at Open).
 func (x *index) addLocked(id string, s summary, now time.Time) *entry {
 	q := x.queueLocked(s.queue)
+	s.queue = q.name // one copy of the name, not one per record
 	e := &entry{id: id, q: q, summary: s, lidx: -1, hidx: -1}
 	x.byID[id] = e
 	q.entries[id] = e
@@ -72,6 +76,7 @@ func (x *index) updateLocked(e *entry, s summary, now time.Time) {
 	x.countLocked(e, -1)
 	x.unleaseLocked(e)
 	x.bytes += s.size - e.size
+	s.queue = e.q.name
 	e.summary = s
 	x.countLocked(e, 1)
 	x.placeLocked(e, now)
@@ -97,6 +102,13 @@ func (x *index) countLocked(e *entry, sign int) {
 		x.finished += sign
 	case StateDelivered:
 		x.finished += sign
+	}
+	if (e.state == StateDelivered || e.state == StateDead) && !e.reported {
+		if sign > 0 {
+			x.unreported[e.id] = e
+		} else {
+			delete(x.unreported, e.id)
+		}
 	}
 }
 

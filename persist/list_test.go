@@ -95,6 +95,27 @@ func TestUnreportedAndMarkReported(t *testing.T) {
 	}
 }
 
+// The reporter's set of unreported records follows reopen and deletion.
+func TestUnreportedAfterReopenAndDelete(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, nil)
+	a := appendT(t, s, rec("q", "a"))
+	b := appendT(t, s, rec("q", "b"))
+	appendT(t, s, rec("q", "c"))
+	mustOK(t, s.Complete(a.ID, StateDelivered, nil, ""))
+	mustOK(t, s.Complete(b.ID, StateDead, nil, "x"))
+	mustOK(t, s.MarkReported(b.ID))
+	mustOK(t, s.Close())
+	s = openT(t, dir, nil)
+	if got, _ := s.Unreported(10); len(got) != 1 || got[0].ID != a.ID {
+		t.Fatalf("unreported after reopen: %+v", got)
+	}
+	mustOK(t, s.Delete(a.ID))
+	if got, _ := s.Unreported(10); len(got) != 0 {
+		t.Fatalf("unreported after delete: %+v", got)
+	}
+}
+
 func TestStats(t *testing.T) {
 	s := openT(t, "", nil)
 	first := appendT(t, s, rec("a", "12345"))

@@ -3,6 +3,7 @@ package persist
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -30,9 +31,13 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 	r.FinishedAt = time.Time{}
 	r.Deliveries = lastDeliveries(r.Deliveries)
 	meta := encodeMeta(r, len(r.Body))
+	var cached []byte // the recent cache's own copy: the caller may reuse r.Body afterwards
+	if len(r.Body) <= recentBodyMax {
+		cached = slices.Clone(r.Body)
+	}
 	_, err := s.submit(ctx, &request{
 		bytes: len(r.Body),
-		stage: func(b *batch) (int, error) { return 0, b.insert(r, meta) },
+		stage: func(b *batch) (int, error) { return 0, b.insert(r, meta, cached) },
 	})
 	if err != nil {
 		return fmt.Errorf("append %s: %w", r.ID, err)
@@ -43,17 +48,19 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 // Ack marks records Acked (relay: the agent holds them). Acking an acked record does nothing;
 // a finished one gives ErrState. Every id is tried; the first error is returned.
 func (s *Store) Ack(ids ...string) error {
-	return s.each("ack", ids, func(b *batch, id string) error {
-		return b.modify(id, func(st *staged) error {
-			switch st.rec.State {
-			case StateAcked:
-				return errNoop
-			case StateReady:
-				st.rec.State = StateAcked
-				return nil
-			}
-			return ErrState
-		})
+	return s.each("ack", ids, func(b *batch, id string) error { return b.ack(id) })
+}
+
+func (b *batch) ack(id string) error {
+	return b.modify(id, func(st *staged) error {
+		switch st.rec.State {
+		case StateAcked:
+			return errNoop
+		case StateReady:
+			st.rec.State = StateAcked
+			return nil
+		}
+		return ErrState
 	})
 }
 
@@ -81,15 +88,58 @@ func (s *Store) Complete(id string, st State, d *Delivery, reason string) error 
 		return fmt.Errorf("complete %s as %v: %w", id, st, ErrState)
 	}
 	return s.each("complete", []string{id}, func(b *batch, id string) error {
-		return b.modify(id, func(sr *staged) error {
-			if sr.rec.State == st {
-				return errNoop
-			}
-			finish(sr.rec, st, reason, b.now)
-			addDelivery(sr.rec, d)
-			return nil
-		})
+		return b.complete(id, st, d, reason)
 	})
+}
+
+func (b *batch) complete(id string, st State, d *Delivery, reason string) error {
+	return b.modify(id, func(sr *staged) error {
+		if sr.rec.State == st {
+			return errNoop
+		}
+		finish(sr.rec, st, reason, b.now)
+		addDelivery(sr.rec, d)
+		return nil
+	})
+}
+
+// Change is one state change for Apply: an Ack (State StateAcked) or a Complete (State
+// StateDelivered or StateDead, with Delivery and Reason as Complete takes them).
+type Change struct {
+	ID       string
+	State    State
+	Delivery *Delivery
+	Reason   string
+}
+
+// Apply makes the changes in order as one request, so that they share one group commit
+// however many they are, and returns one error per change (nil when it was applied or had
+// nothing to do), with the same meaning as Ack's and Complete's. A failed commit fails them
+// all.
+func (s *Store) Apply(changes []Change) []error {
+	errs := make([]error, len(changes))
+	if len(changes) == 0 {
+		return errs
+	}
+	_, err := s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
+		for i, c := range changes {
+			switch c.State {
+			case StateAcked:
+				errs[i] = b.ack(c.ID)
+			case StateDelivered, StateDead:
+				errs[i] = b.complete(c.ID, c.State, c.Delivery, c.Reason)
+			default:
+				errs[i] = fmt.Errorf("record %s: change to %v: %w", c.ID, c.State, ErrState)
+			}
+		}
+		return 0, nil
+	}})
+	if err != nil {
+		for i := range errs {
+			errs[i] = fmt.Errorf("apply: %w", err)
+		}
+	}
+	return errs
 }
 
 // Replay makes a finished or acked record Ready again, due now, with Replay set; Attempts are

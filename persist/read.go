@@ -44,27 +44,49 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 			heap.Push(&q.due, e)
 		}
 	}
+	// What was just written comes from the recent cache; the rest from Badger.
+	found := make([]*Record, len(picked))
+	missing := 0
+	for i, e := range picked {
+		if c := s.recent.getLocked(e.id); c != nil {
+			found[i], _ = c.record(true)
+		}
+		if found[i] == nil {
+			missing++
+		}
+	}
 	s.mu.Unlock()
 	if len(picked) == 0 {
 		return nil, nil
 	}
 	s.kickReaper()
 
+	var err error
+	if missing > 0 {
+		err = s.db.View(func(txn *badger.Txn) error {
+			for i, e := range picked {
+				if found[i] != nil {
+					continue
+				}
+				r, err := readRecord(txn, e.id, true)
+				if errors.Is(err, ErrNotFound) {
+					continue // deleted while we looked
+				}
+				if err != nil {
+					return err
+				}
+				found[i] = r
+			}
+			return nil
+		})
+	}
 	recs := make([]*Record, 0, len(picked))
-	err := s.db.View(func(txn *badger.Txn) error {
-		for _, e := range picked {
-			r, err := readRecord(txn, e.id, true)
-			if errors.Is(err, ErrNotFound) {
-				continue // deleted while we looked
-			}
-			if err != nil {
-				return err
-			}
+	for _, r := range found {
+		if r != nil {
 			r.State = StateLeased
 			recs = append(recs, r)
 		}
-		return nil
-	})
+	}
 	if err != nil {
 		ids := make([]string, len(picked))
 		for i, e := range picked {
@@ -194,14 +216,17 @@ func (s *Store) List(f Filter) ([]*Record, error) {
 }
 
 // Unreported returns up to max finished records whose outcome was not reported yet, oldest
-// first, without bodies.
+// first, without bodies. It reads only those records (the index keeps them in a set).
 func (s *Store) Unreported(max int) ([]*Record, error) {
 	if max <= 0 {
 		return nil, nil
 	}
-	sel := s.pick("", func(e *entry) bool {
-		return (e.state == StateDelivered || e.state == StateDead) && !e.reported
-	})
+	s.mu.Lock()
+	sel := make([]listed, 0, len(s.idx.unreported))
+	for _, e := range s.idx.unreported {
+		sel = append(sel, listed{e.id, e.leased})
+	}
+	s.mu.Unlock()
 	slices.SortFunc(sel, func(a, b listed) int { return strings.Compare(a.id, b.id) })
 	return s.readListed(sel, max)
 }
@@ -232,17 +257,32 @@ func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
 		return nil, ErrClosed
 	}
 	out := make([]*Record, 0, min(limit, len(sel)))
+	cached := make([]*Record, min(limit, len(sel))) // from the recent cache, for the first ones
+	s.mu.Lock()
+	for i := range cached {
+		if c := s.recent.getLocked(sel[i].id); c != nil {
+			cached[i], _ = c.record(false)
+		}
+	}
+	s.mu.Unlock()
 	err := s.db.View(func(txn *badger.Txn) error {
-		for _, l := range sel {
+		for i, l := range sel {
 			if len(out) == limit {
 				return nil
 			}
-			r, err := readRecord(txn, l.id, false)
-			if errors.Is(err, ErrNotFound) {
-				continue
+			var r *Record
+			if i < len(cached) {
+				r = cached[i]
 			}
-			if err != nil {
-				return err
+			if r == nil {
+				var err error
+				r, err = readRecord(txn, l.id, false)
+				if errors.Is(err, ErrNotFound) {
+					continue
+				}
+				if err != nil {
+					return err
+				}
 			}
 			if l.leased && r.State == StateReady {
 				r.State = StateLeased

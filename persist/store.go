@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	mrand "math/rand/v2"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +30,11 @@ type Store struct {
 	wg      sync.WaitGroup
 
 	// Owned by the committer.
-	expect int           // requests the next batch may expect (see collect)
-	linger time.Duration // how long collect may wait for them
+	expect    int           // requests the next batch may expect (see collect)
+	lastTook  time.Duration // how long the last commit took
+	lingerT   *time.Timer   // collect's, reused
+	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
+	mapsDir   string        // opts.Dir as the kernel names it in /proc/self/maps
 
 	// life is write-locked by Close only; holding it for reading keeps db open and lets a
 	// request into reqs.
@@ -45,8 +49,9 @@ type Store struct {
 	freed        atomic.Int64 // bytes of records deleted since GC last flattened the LSM tree
 	flattenAfter int64
 
-	mu  sync.Mutex // guards idx and everything reachable from it
-	idx *index
+	mu     sync.Mutex // guards idx and recent, and everything reachable from them
+	idx    *index
+	recent *recent
 }
 
 // Open opens (creating if needed) the store in opts.Dir, checks the store format version, and
@@ -60,7 +65,7 @@ func Open(opts Options) (*Store, error) {
 		opts: opts, log: opts.Logger, minFree: opts.MinFree,
 		reqs: make(chan *request, maxBatchRequests),
 		stop: make(chan struct{}), kick: make(chan struct{}, 1),
-		idx: newIndex(),
+		idx: newIndex(), recent: newRecent(),
 	}
 	s.ids.seed()
 	bo := badgerOptions(opts, s.log)
@@ -70,6 +75,13 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, mapErr(err))
 	}
 	s.db = db
+	s.mapsDir = opts.Dir
+	if abs, err := filepath.Abs(opts.Dir); err == nil {
+		if real, err := filepath.EvalSymlinks(abs); err == nil {
+			s.mapsDir = real
+		}
+	}
+	s.adviseLogs(time.Now())
 	if err := checkFormat(db, opts.Dir); err != nil {
 		db.Close()
 		return nil, err
@@ -224,6 +236,20 @@ func (s *Store) reapLoop() {
 		case <-s.kick:
 		}
 	}
+}
+
+// adviseEvery is how often, while commits happen, the committer looks for new log mappings
+// to advise (Badger maps a new memtable WAL or value-log file now and then).
+const adviseEvery = 100 * time.Millisecond
+
+// adviseLogs marks the mappings of Badger's logs MADV_RANDOM (advise_linux.go) when
+// adviseEvery has passed since it last did.
+func (s *Store) adviseLogs(now time.Time) {
+	if now.Sub(s.advisedAt) < adviseEvery {
+		return
+	}
+	s.advisedAt = now
+	adviseRandom(s.mapsDir)
 }
 
 func (s *Store) kickReaper() {

@@ -58,11 +58,12 @@ func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunn
 		WriteBufferSize:  wsBufferSize,
 		Subprotocols:     []string{Subprotocol},
 	}
-	conn, err := up.Upgrade(w, r, nil) // answers the client itself on failure
+	hj := &corkHijacker{ResponseWriter: w, timeout: cfg.WriteTimeout}
+	conn, err := up.Upgrade(hj, r, nil) // answers the client itself on failure
 	if err != nil {
 		return nil, fmt.Errorf("accept websocket from %s: %w", r.RemoteAddr, err)
 	}
-	return newWSTunnel(conn, cfg), nil
+	return newWSTunnel(conn, cfg, hj.conn), nil
 }
 
 // DialWebSocket dials a ws:// or wss:// URL (the relay's /v1/tunnel) and returns a Tunnel. It
@@ -75,7 +76,16 @@ func DialWebSocket(ctx context.Context, url string, cfg WSDialConfig) (Tunnel, e
 	if proxy == nil {
 		proxy = http.ProxyFromEnvironment
 	}
+	var cork *corkConn
 	d := websocket.Dialer{
+		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			cork = newCorkConn(c, wc.WriteTimeout)
+			return cork, nil
+		},
 		Proxy:            proxy,
 		TLSClientConfig:  cfg.TLS,
 		HandshakeTimeout: wc.HandshakeTimeout,
@@ -96,15 +106,17 @@ func DialWebSocket(ctx context.Context, url string, cfg WSDialConfig) (Tunnel, e
 		return nil, fmt.Errorf("dial websocket %s: server chose subprotocol %q: %w", url, got,
 			ErrSubprotocol)
 	}
-	return newWSTunnel(conn, wc), nil
+	return newWSTunnel(conn, wc, cork), nil
 }
 
-// wsTunnel is a Tunnel over one WebSocket connection: one binary message per frame.
+// wsTunnel is a Tunnel over one WebSocket connection: one binary message per frame. It is a
+// Corker: the connection under the WebSocket can hold frames back and send them together.
 type wsTunnel struct {
 	// Static after construction.
 	conn   *websocket.Conn
 	cfg    WSConfig
 	remote string
+	cork   *corkConn // under conn; nil when the connection could not be wrapped
 
 	// Owned by the ReadFrame goroutine.
 	rbuf []byte
@@ -120,8 +132,8 @@ type wsTunnel struct {
 	wg        sync.WaitGroup
 }
 
-func newWSTunnel(conn *websocket.Conn, cfg WSConfig) *wsTunnel {
-	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(),
+func newWSTunnel(conn *websocket.Conn, cfg WSConfig, cork *corkConn) *wsTunnel {
+	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), cork: cork,
 		done: make(chan struct{})}
 	conn.SetReadLimit(int64(cfg.MaxFrame) + 4)
 	conn.SetPongHandler(func(string) error { return t.extendRead() })
@@ -256,6 +268,21 @@ func (t *wsTunnel) WriteFrame(f Frame) error {
 		err = cerr
 	}
 	return t.writeErr(err)
+}
+
+// Cork holds the frames written from now on until Uncork (see Corker).
+func (t *wsTunnel) Cork() {
+	if t.cork != nil {
+		t.cork.cork()
+	}
+}
+
+// Uncork sends the frames held since Cork and returns the error of sending them.
+func (t *wsTunnel) Uncork() error {
+	if t.cork == nil {
+		return nil
+	}
+	return t.writeErr(t.cork.uncork())
 }
 
 func (t *wsTunnel) writeErr(err error) error {

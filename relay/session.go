@@ -20,6 +20,8 @@ const (
 	leaseBatch = 8
 	outQueue   = 8
 	ctrlQueue  = 16
+	// writeBurst bounds the frames written in one corked burst.
+	writeBurst = 64
 	// finalGrace is how long a final frame (GoAway, Error) may take before the tunnel is cut.
 	finalGrace = 5 * time.Second
 	// pollEvery is the dispatcher's fallback wake-up (e.g. a lease that expired elsewhere).
@@ -200,7 +202,10 @@ func (s *session) info() AgentInfo {
 }
 
 // writeLoop is the only writer of the tunnel after the handshake. Control frames go first.
+// Frames that are ready together are written corked (protocol.Corker), so they share a
+// system call.
 func (s *session) writeLoop() {
+	corker, _ := s.t.(protocol.Corker)
 	for {
 		var f protocol.Frame
 		select {
@@ -217,11 +222,20 @@ func (s *session) writeLoop() {
 			case f = <-s.out:
 			}
 		}
-		var err error
-		if w, ok := f.(*protocol.Webhook); ok {
-			err = protocol.SendWebhook(s.t, w, protocol.DefaultChunk)
-		} else {
-			err = s.t.WriteFrame(f)
+		if corker != nil {
+			corker.Cork()
+		}
+		err := s.write(f)
+		for n := 1; err == nil && n < writeBurst; n++ {
+			if f = s.ready(); f == nil {
+				break
+			}
+			err = s.write(f)
+		}
+		if corker != nil {
+			if uerr := corker.Uncork(); err == nil {
+				err = uerr
+			}
 		}
 		if err != nil {
 			s.log.Debug("tunnel write failed", "err", err)
@@ -229,6 +243,30 @@ func (s *session) writeLoop() {
 			return
 		}
 	}
+}
+
+// ready returns a frame waiting for the writer, control frames first; nil when none is.
+func (s *session) ready() protocol.Frame {
+	select {
+	case f := <-s.ctrl:
+		return f
+	default:
+	}
+	select {
+	case f := <-s.ctrl:
+		return f
+	case f := <-s.out:
+		return f
+	default:
+		return nil
+	}
+}
+
+func (s *session) write(f protocol.Frame) error {
+	if w, ok := f.(*protocol.Webhook); ok {
+		return protocol.SendWebhook(s.t, w, protocol.DefaultChunk)
+	}
+	return s.t.WriteFrame(f)
 }
 
 func (s *session) writeFinal() {

@@ -251,6 +251,23 @@ func TestTunnelRedeliversUnacked(t *testing.T) {
 	}
 }
 
+// Acks are held back a moment (a report may make them moot); one held when the session
+// ends is still recorded, so the webhook is not sent again.
+func TestTunnelHeldAckRecordedAtSessionEnd(t *testing.T) {
+	s := startServer(t, nil)
+	id := accept(t, s, "/h/ep", []byte("1"))
+	a := dial(t, s, tokenA, "edge-1")
+	a.webhook()
+	a.send(&protocol.Ack{IDs: []string{id}})
+	a.close() // at once: well within ackHold
+	waitFor(t, "ack recorded", func() bool { return state(t, s, id) == persist.StateAcked })
+	b := dial(t, s, tokenA, "edge-1")
+	next := accept(t, s, "/h/ep", []byte("2"))
+	if w := b.webhook(); w.ID != next {
+		t.Fatalf("got %s, want the new %s (the acked webhook was sent again)", w.ID, next)
+	}
+}
+
 func TestTunnelTwoAgentsShareEndpoint(t *testing.T) {
 	s := startServer(t, nil)
 	agents := []*rawAgent{dial(t, s, tokenA, "edge-1"), dial(t, s, tokenA, "edge-2")}

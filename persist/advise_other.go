@@ -1,0 +1,6 @@
+//go:build !linux
+
+package persist
+
+// adviseRandom is needed on Linux only (see advise_linux.go).
+func adviseRandom(string) int { return 0 }

@@ -1,0 +1,95 @@
+package persist
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// fromDisk reads a record straight from Badger, past the recent cache.
+func fromDisk(t *testing.T, s *Store, id string) *Record {
+	t.Helper()
+	var r *Record
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		r, err = readRecord(txn, id, true)
+		return err
+	})
+	if err != nil {
+		t.Fatalf("read %s: %v", id, err)
+	}
+	return r
+}
+
+// What Lease and the committer take from the recent cache is exactly what Badger holds, after
+// appends and changes of every kind; and the cache stays within its bound.
+func TestRecentCacheAgreesWithDisk(t *testing.T) {
+	s := openT(t, "", nil)
+	small := appendT(t, s, rec("q", "small body"))
+	empty := appendT(t, s, rec("q", ""))
+	big := appendT(t, s, rec("q", strings.Repeat("b", recentBodyMax+1)))
+	check := func(what string, recs []*Record) {
+		t.Helper()
+		for _, r := range recs {
+			want := fromDisk(t, s, r.ID)
+			want.State = StateLeased
+			if !reflect.DeepEqual(r, want) {
+				t.Fatalf("%s: leased %+v\nbut stored %+v", what, r, want)
+			}
+		}
+	}
+	leased, err := s.Lease("q", 10, time.Minute)
+	if err != nil || len(leased) != 3 {
+		t.Fatalf("lease: %d %v", len(leased), err)
+	}
+	check("after append", leased)
+
+	d := &Delivery{At: time.Now(), Status: 500, Millis: 3, Error: "boom"}
+	mustOK(t, s.Nack(small.ID, time.Now(), d))
+	mustOK(t, s.Complete(empty.ID, StateDead, d, "status 500"))
+	mustOK(t, s.Replay(empty.ID))
+	mustOK(t, s.Nack(big.ID, time.Now(), nil))
+	leased, _ = s.Lease("q", 10, time.Minute)
+	if len(leased) != 3 {
+		t.Fatalf("lease after changes: %d", len(leased))
+	}
+	check("after changes", leased)
+	if got := leased[0]; got.ID != small.ID || got.Attempts != 1 || len(got.Deliveries) != 1 {
+		t.Fatalf("nacked record: %+v", got)
+	}
+
+	// Changes staged from cached metadata land on disk as from stored metadata.
+	mustOK(t, s.Complete(small.ID, StateDelivered, &Delivery{At: time.Now(), Status: 200}, ""))
+	got, _ := s.Get(small.ID)
+	if got.State != StateDelivered || got.Attempts != 2 || got.Deliveries[0].Status != 500 || string(got.Body) != "small body" {
+		t.Fatalf("after complete: %+v", got)
+	}
+	unrep, err := s.Unreported(10)
+	if err != nil || len(unrep) != 1 {
+		t.Fatalf("unreported: %+v %v", unrep, err)
+	}
+	want := fromDisk(t, s, small.ID)
+	want.Body = nil
+	if !reflect.DeepEqual(unrep[0], want) {
+		t.Fatalf("unreported %+v\nbut stored %+v", unrep[0], want)
+	}
+	mustOK(t, s.Delete(big.ID))
+	s.mu.Lock()
+	_, kept := s.recent.m[big.ID]
+	s.mu.Unlock()
+	if kept {
+		t.Fatal("a deleted record stayed in the cache")
+	}
+
+	for range 2 * recentMax / (4 << 10) {
+		appendT(t, s, rec("q", strings.Repeat("x", 4<<10)))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.recent.bytes > recentMax || len(s.recent.m) == 0 {
+		t.Fatalf("cache holds %d bytes in %d records, bound %d", s.recent.bytes, len(s.recent.m), recentMax)
+	}
+}

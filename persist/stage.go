@@ -1,0 +1,177 @@
+package persist
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// record notes a staged change of a record for apply: its new summary and metadata (for
+// the recent cache, with the body when new), or its removal.
+func (b *batch) record(id string, meta *Record, bodyLen int, body []byte) {
+	c := change{id: id, txn: b.ntxn, del: meta == nil}
+	if meta != nil {
+		c.sum, c.meta, c.bodyLen, c.body = summaryOf(meta), canonical(meta), bodyLen, body
+	}
+	b.changes = append(b.changes, c)
+}
+
+// get returns a record's metadata as the batch has it, marking its index entry busy so Lease
+// leaves it alone until the batch is applied.
+func (b *batch) get(id string) (*staged, error) {
+	if st, ok := b.ov[id]; ok {
+		if st.gone {
+			return nil, ErrNotFound
+		}
+		return st, nil
+	}
+	if !validID(id) {
+		return nil, ErrNotFound
+	}
+	s := b.s
+	s.mu.Lock()
+	e := s.idx.byID[id]
+	leased := false
+	var cached *recentRec
+	if e != nil {
+		e.busy++
+		leased = e.leased
+		b.touched = append(b.touched, e)
+		cached = s.recent.getLocked(id)
+	}
+	s.mu.Unlock()
+	if e == nil {
+		return nil, ErrNotFound
+	}
+	var st *staged
+	if cached != nil {
+		rec, _ := cached.record(false) // a copy: the batch edits it
+		st = &staged{rec: rec, bodyLen: cached.bodyLen, leased: leased}
+	} else {
+		rec, bodyLen, err := readMeta(b.rtxn, id)
+		if err != nil {
+			return nil, err
+		}
+		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased}
+	}
+	b.ov[id] = st
+	return st, nil
+}
+
+// errNoop tells modify that the record is already as asked: nothing to write.
+var errNoop = errors.New("no change")
+
+// modify stages a change of one record: fn checks and edits its metadata.
+func (b *batch) modify(id string, fn func(st *staged) error) error {
+	st, err := b.get(id)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", id, err)
+	}
+	if err := fn(st); err != nil {
+		if errors.Is(err, errNoop) {
+			return nil
+		}
+		return fmt.Errorf("record %s: %w", id, err)
+	}
+	if err := b.set(metaKey(id), encodeMeta(st.rec, st.bodyLen)); err != nil {
+		return fmt.Errorf("record %s: %w", id, err)
+	}
+	b.record(id, st.rec, st.bodyLen, nil)
+	return nil
+}
+
+// remove stages the deletion of a record and its body; fn may refuse it.
+func (b *batch) remove(id string, fn func(st *staged) error) error {
+	st, err := b.get(id)
+	if err != nil {
+		return fmt.Errorf("record %s: %w", id, err)
+	}
+	if fn != nil {
+		if err := fn(st); err != nil {
+			if errors.Is(err, errNoop) {
+				return nil
+			}
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+	}
+	for i := range segments(st.bodyLen) {
+		if err := b.del(bodyKey(id, i)); err != nil {
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+	}
+	if err := b.del(metaKey(id)); err != nil {
+		return fmt.Errorf("record %s: %w", id, err)
+	}
+	st.gone = true
+	b.record(id, nil, 0, nil)
+	return nil
+}
+
+// insert stages a new record: body segments first, metadata last, so a crash between
+// transactions leaves at most an orphan body (removed at Open), never metadata without body.
+// cached is a copy of the body for the recent cache (nil when too big to keep).
+func (b *batch) insert(r *Record, meta, cached []byte) error {
+	s := b.s
+	st, inBatch := b.ov[r.ID]
+	s.mu.Lock()
+	_, indexed := s.idx.byID[r.ID]
+	var held int64
+	if q := s.idx.queues[r.Queue]; q != nil {
+		held = q.bytes
+	}
+	s.mu.Unlock()
+	if (inBatch && !st.gone) || (indexed && !inBatch) {
+		return ErrExists
+	}
+	held += b.qbytes[r.Queue]
+	if s.opts.Quota != nil {
+		if limit := s.opts.Quota(r.Queue); limit > 0 && held+r.Size > limit {
+			return fmt.Errorf("%w: queue %s holds %d of %d bytes", ErrQuota, r.Queue, held, limit)
+		}
+	}
+	if b.freeOK && b.free-int64(len(r.Body)) < s.minFree {
+		return fmt.Errorf("%w: %d bytes free, keeping %d", ErrDiskFull, b.free, s.minFree)
+	}
+	for i := range segments(len(r.Body)) {
+		seg := r.Body[i*segSize : min((i+1)*segSize, len(r.Body))]
+		if err := b.set(bodyKey(r.ID, i), seg); err != nil {
+			return err
+		}
+	}
+	if err := b.set(metaKey(r.ID), meta); err != nil {
+		return err
+	}
+	b.free -= int64(len(r.Body) + len(meta))
+	b.qbytes[r.Queue] += r.Size
+	rec := *r
+	rec.Body = nil
+	b.ov[r.ID] = &staged{rec: &rec, bodyLen: len(r.Body)}
+	b.record(r.ID, &rec, len(r.Body), cached)
+	return nil
+}
+
+func summaryOf(r *Record) summary {
+	return summary{
+		state: r.State, next: r.NextAttempt, received: r.ReceivedAt, finished: r.FinishedAt,
+		size: r.Size, reported: r.Reported, queue: r.Queue,
+	}
+}
+
+// readMeta reads and decodes a record's metadata.
+func readMeta(txn *badger.Txn, id string) (*Record, int, error) {
+	item, err := txn.Get(metaKey(id))
+	if errors.Is(err, badger.ErrKeyNotFound) {
+		return nil, 0, ErrNotFound
+	}
+	if err != nil {
+		return nil, 0, fmt.Errorf("read record %s: %w", id, err)
+	}
+	var rec *Record
+	var bodyLen int
+	err = item.Value(func(v []byte) error {
+		rec, bodyLen, err = decodeMeta(id, v)
+		return err
+	})
+	return rec, bodyLen, err
+}
