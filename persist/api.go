@@ -42,8 +42,9 @@ type Record struct {
 	Path        string
 	Query       string
 	Headers     []Header
-	Body        []byte
-	Replay      bool // the next delivery is a replay (hookrelay-replay: 1)
+	Body        []byte // nil in List's records; Lease and Get fill it
+	BodyLen     int64  // the body's length in bytes, also where Body is left out (set by Append)
+	Replay      bool   // the next delivery is a replay (hookrelay-replay: 1)
 	State       State
 	Attempts    int
 	NextAttempt time.Time

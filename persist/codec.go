@@ -147,6 +147,7 @@ func decodeMeta(id string, v []byte) (*Record, int, error) {
 	d := decoder{b: v}
 	r := &Record{ID: id}
 	sum, bodyLen := d.summary()
+	r.BodyLen = int64(bodyLen)
 	r.State, r.NextAttempt, r.ReceivedAt, r.FinishedAt = sum.state, sum.next, sum.received, sum.finished
 	r.Size, r.Reported, r.Queue = sum.size, sum.reported, sum.queue
 	r.Attempts = d.attempts

@@ -27,6 +27,7 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 		r.ReceivedAt = now
 	}
 	r.State = StateReady
+	r.BodyLen = int64(len(r.Body))
 	r.Size = recordSize(r)
 	r.FinishedAt = time.Time{}
 	r.Deliveries = lastDeliveries(r.Deliveries)
@@ -67,16 +68,18 @@ func (b *batch) ack(id string) error {
 // Nack returns a record (leased, ready or acked) to Ready, due at next. A non-nil d counts an
 // attempt and is kept in Deliveries. A finished record gives ErrState.
 func (s *Store) Nack(id string, next time.Time, d *Delivery) error {
-	return s.each("nack", []string{id}, func(b *batch, id string) error {
-		return b.modify(id, func(st *staged) error {
-			if st.rec.State != StateReady && st.rec.State != StateAcked {
-				return ErrState
-			}
-			st.rec.State = StateReady
-			st.rec.NextAttempt = next
-			addDelivery(st.rec, d)
-			return nil
-		})
+	return s.each("nack", []string{id}, func(b *batch, id string) error { return b.nack(id, next, d) })
+}
+
+func (b *batch) nack(id string, next time.Time, d *Delivery) error {
+	return b.modify(id, func(st *staged) error {
+		if st.rec.State != StateReady && st.rec.State != StateAcked {
+			return ErrState
+		}
+		st.rec.State = StateReady
+		st.rec.NextAttempt = next
+		addDelivery(st.rec, d)
+		return nil
 	})
 }
 
@@ -103,18 +106,20 @@ func (b *batch) complete(id string, st State, d *Delivery, reason string) error 
 	})
 }
 
-// Change is one state change for Apply: an Ack (State StateAcked) or a Complete (State
-// StateDelivered or StateDead, with Delivery and Reason as Complete takes them).
+// Change is one state change for Apply: an Ack (State StateAcked), a Nack (State StateReady
+// with a non-zero Next, due then, with Delivery as Nack takes it) or a Complete (State StateDelivered or
+// StateDead, with Delivery and Reason as Complete takes them).
 type Change struct {
 	ID       string
 	State    State
+	Next     time.Time // Nack only; required
 	Delivery *Delivery
 	Reason   string
 }
 
 // Apply makes the changes in order as one request, so that they share one group commit
 // however many they are, and returns one error per change (nil when it was applied or had
-// nothing to do), with the same meaning as Ack's and Complete's. A failed commit fails them
+// nothing to do), with the same meaning as Ack's, Nack's and Complete's. A failed commit fails them
 // all.
 func (s *Store) Apply(changes []Change) []error {
 	errs := make([]error, len(changes))
@@ -126,6 +131,12 @@ func (s *Store) Apply(changes []Change) []error {
 			switch c.State {
 			case StateAcked:
 				errs[i] = b.ack(c.ID)
+			case StateReady:
+				if c.Next.IsZero() {
+					errs[i] = fmt.Errorf("record %s: nack without a next attempt time: %w", c.ID, ErrState)
+					break
+				}
+				errs[i] = b.nack(c.ID, c.Next, c.Delivery)
 			case StateDelivered, StateDead:
 				errs[i] = b.complete(c.ID, c.State, c.Delivery, c.Reason)
 			default:
