@@ -1,14 +1,18 @@
 package relay
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/persist"
 )
 
 // adminRoutes adds /admin/ (API and UI) and /metrics to mux: the public one, or the one on
@@ -25,13 +29,51 @@ func (s *Server) newAdmin(tokenHash string) (*admin.Handler, error) {
 	}
 	return admin.New(admin.Config{
 		Side:      admin.Relay,
-		Store:     s.store,
-		Agents:    s.adminAgents,
+		Store:     adminStore{s.queue},
+		Agents:    func() []admin.AgentInfo { return s.hub.agents() },
 		Status:    s.adminStatus,
 		TokenHash: tokenHash,
 		OnReplay:  s.onReplay,
 		Log:       s.log,
 	})
+}
+
+// adminStore is the queue as the admin API sees it: every consumer group at once, and every
+// record with its body.
+type adminStore struct{ q Queue }
+
+func (a adminStore) List(f persist.Filter) ([]*persist.Record, error) {
+	return a.q.List(context.Background(), f)
+}
+
+func (a adminStore) Get(id string) (*persist.Record, error) {
+	ctx := context.Background()
+	r, err := a.q.Get(ctx, id)
+	if err != nil || r.Body != nil || r.BodyLen == 0 {
+		return r, err
+	}
+	rc, err := a.q.Body(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer rc.Close()
+	if r.Body, err = io.ReadAll(rc); err != nil {
+		return nil, fmt.Errorf("read body of %s: %w", id, err)
+	}
+	return r, nil
+}
+
+func (a adminStore) Replay(id string) error { return a.q.Replay(context.Background(), "", id) }
+
+func (a adminStore) ReplayDead(queue string) (int, error) {
+	return a.q.ReplayDead(context.Background(), "", queue)
+}
+
+func (a adminStore) Delete(id string) error { return a.q.Delete(context.Background(), "", id) }
+
+func (a adminStore) Stats() []persist.QueueStats {
+	st, _ := a.q.Stats(context.Background()) // none on error: the status shows no queues
+	return st
 }
 
 // swapAdmin installs h (nil: disabled), closing the one it replaces and keeping its count of
@@ -104,16 +146,6 @@ func (s *Server) adminFailures() uint64 {
 	return n
 }
 
-func (s *Server) adminAgents() []admin.AgentInfo {
-	list := s.hub.agents()
-	out := make([]admin.AgentInfo, len(list))
-	for i, a := range list {
-		out[i] = admin.AgentInfo{AgentID: a.AgentID, Endpoints: a.Endpoints, Transport: a.Transport,
-			ConnectedAt: a.ConnectedAt, InFlight: a.InFlight}
-	}
-	return out
-}
-
 func (s *Server) adminStatus() any {
 	lv := s.live.Load()
 	names := make([]string, len(lv.order))
@@ -163,4 +195,20 @@ func (s *Server) AdminAddr() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.adminAddr
+}
+
+// logAdmin says at start where /admin/ and /metrics are served, or why they are not.
+func (s *Server) logAdmin(adminLn net.Listener) {
+	where := "addr"
+	if adminLn != nil {
+		where = adminLn.Addr().String()
+	}
+	switch {
+	case s.cfg.AdminToken != "":
+		s.log.Info("admin API and metrics served (admin token required)", "on", where)
+	case s.metricsOpen:
+		s.log.Warn("admin API disabled: admin_token is not set; /metrics served without a token on loopback", "on", where)
+	default:
+		s.log.Warn("admin API and /metrics disabled: admin_token is not set (hookrelay token prints one)")
+	}
 }

@@ -121,11 +121,32 @@ func (d *dedup) sweepLocked(now time.Time) {
 	}
 }
 
+// seedDedup remembers the message ids accepted inside the replay window of every endpoint
+// that verifies Standard Webhooks, from the records in the store.
+func (s *Server) seedDedup(lv *live) {
+	now := time.Now()
+	for _, e := range lv.order {
+		win := e.verifier.ReplayWindow()
+		if win <= 0 {
+			continue
+		}
+		n, err := s.dedup.seed(s.queue, e.name, win, now)
+		if err != nil {
+			s.log.Warn("could not read recent message ids: replays inside the window may be stored twice",
+				"endpoint", e.name, "err", err)
+			continue
+		}
+		if n > 0 {
+			s.log.Info("remembered recent Standard Webhooks message ids", "endpoint", e.name, "count", n, "window", win)
+		}
+	}
+}
+
 // seed remembers the message ids of endpoint's records received inside window before now,
 // read from their stored webhook-id header. An id already known keeps its entry; of two
 // records with one id, the older (smaller id) is the first answer.
-func (d *dedup) seed(store *persist.Store, endpoint string, window time.Duration, now time.Time) (int, error) {
-	recs, err := store.List(persist.Filter{Queue: endpoint, Since: now.Add(-window), Limit: 1 << 30})
+func (d *dedup) seed(q Queue, endpoint string, window time.Duration, now time.Time) (int, error) {
+	recs, err := q.List(context.Background(), persist.Filter{Queue: endpoint, Since: now.Add(-window), Limit: 1 << 30})
 	if err != nil {
 		return 0, err
 	}

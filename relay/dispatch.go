@@ -1,7 +1,10 @@
 package relay
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"reflect"
 	"time"
 
@@ -26,12 +29,17 @@ func (s *session) dispatchLoop() {
 		}
 		// Take the wake-up channels before leasing, so an append in between is not missed.
 		waits := make([]<-chan struct{}, len(s.endpoints))
+		var due time.Time // the earliest retry waiting; zero when none
 		for i, e := range s.endpoints {
-			waits[i] = s.store.Wait(e)
+			var d time.Time
+			waits[i], d = s.queue.Ready(s.group, e)
+			if !d.IsZero() && (due.IsZero() || d.Before(due)) {
+				due = d
+			}
 		}
 		n, err := s.leaseAndQueue(free)
 		switch {
-		case errors.Is(err, persist.ErrClosed), errors.Is(err, errStopping):
+		case errors.Is(err, persist.ErrClosed), errors.Is(err, errStopping), errors.Is(err, context.Canceled):
 			return
 		case err != nil:
 			s.log.Warn("lease failed", "err", err)
@@ -42,7 +50,7 @@ func (s *session) dispatchLoop() {
 		case n > 0:
 			continue
 		}
-		if !s.waitReady(waits) {
+		if !s.waitReady(waits, due) {
 			return
 		}
 	}
@@ -56,7 +64,7 @@ func (s *session) leaseAndQueue(free int) (int, error) {
 	queued := 0
 	for i := 0; i < len(s.endpoints) && free > 0; i++ {
 		ep := s.endpoints[(s.next+i)%len(s.endpoints)]
-		recs, err := s.store.Lease(ep, min(free, leaseBatch), s.leaseTTL)
+		recs, err := s.queue.Lease(s.ctx, s.group, ep, min(free, leaseBatch), s.leaseTTL)
 		if err != nil {
 			return queued, err
 		}
@@ -64,9 +72,14 @@ func (s *session) leaseAndQueue(free int) (int, error) {
 		if !ok {
 			return queued, errStopping // run releases what addInflight took
 		}
-		for _, rec := range fresh {
+		for i, rec := range fresh {
+			f, err := s.webhookFrame(rec)
+			if err != nil {
+				s.putBack(fresh[i:])
+				return queued, err
+			}
 			select {
-			case s.out <- webhookFrame(rec):
+			case s.out <- f:
 				queued++
 			case <-s.done:
 				return queued, errStopping
@@ -90,7 +103,7 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 			ids[i] = r.ID
 		}
 		if len(ids) > 0 {
-			s.store.Release(ids...)
+			s.queue.Release(context.Background(), s.group, ids...) // best effort: else the lease ends
 		}
 		return nil, false
 	}
@@ -105,15 +118,23 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 	return fresh, true
 }
 
+// putBack takes recs out of flight and makes them ready again (they were not sent).
+func (s *session) putBack(recs []*persist.Record) {
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = r.ID
+	}
+	if ids = s.takeInflight(nil, ids...); len(ids) > 0 {
+		s.queue.Release(context.Background(), s.group, ids...) // best effort: else the lease ends
+	}
+}
+
 // waitReady blocks until one of waits fires, the earliest retry is due, the fallback poll
 // passes, or the session stops (false).
-func (s *session) waitReady(waits []<-chan struct{}) bool {
+func (s *session) waitReady(waits []<-chan struct{}, due time.Time) bool {
 	d := pollEvery
-	now := time.Now()
-	for _, e := range s.endpoints {
-		if due, ok := s.store.NextDue(e); ok {
-			d = min(d, max(due.Sub(now), 50*time.Millisecond))
-		}
+	if !due.IsZero() {
+		d = min(d, max(time.Until(due), 50*time.Millisecond))
 	}
 	timer := time.NewTimer(d)
 	defer timer.Stop()
@@ -140,7 +161,21 @@ func (s *session) sleep(d time.Duration) bool {
 	}
 }
 
-func webhookFrame(r *persist.Record) *protocol.Webhook {
+// webhookFrame is the frame that carries leased record r. A body the queue left out of the
+// lease (a large one, stored in parts) is read through Queue.Body.
+func (s *session) webhookFrame(r *persist.Record) (*protocol.Webhook, error) {
+	body := r.Body
+	if body == nil && r.BodyLen > 0 {
+		rc, err := s.queue.Body(s.ctx, r.ID)
+		if err != nil {
+			return nil, fmt.Errorf("read body of %s: %w", r.ID, err)
+		}
+		body, err = io.ReadAll(io.LimitReader(rc, r.BodyLen))
+		rc.Close()
+		if err != nil {
+			return nil, fmt.Errorf("read body of %s: %w", r.ID, err)
+		}
+	}
 	hs := make([]protocol.Header, len(r.Headers))
 	for i, h := range r.Headers {
 		hs[i] = protocol.Header{Name: h.Name, Value: h.Value}
@@ -154,7 +189,7 @@ func webhookFrame(r *persist.Record) *protocol.Webhook {
 		Path:       r.Path,
 		Query:      r.Query,
 		Headers:    hs,
-		BodyLen:    int64(len(r.Body)),
-		Body:       r.Body,
-	}
+		BodyLen:    int64(len(body)),
+		Body:       body,
+	}, nil
 }

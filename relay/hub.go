@@ -12,30 +12,24 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // maxAgentID bounds the agent id an agent may claim.
 const maxAgentID = 256
 
-// AgentInfo describes one connected agent session (admin API: GET agents).
-type AgentInfo struct {
-	AgentID     string    `json:"agent_id"`
-	SessionID   string    `json:"session_id"`
-	Endpoints   []string  `json:"endpoints"`
-	Transport   string    `json:"transport"`
-	Remote      string    `json:"remote"`
-	ConnectedAt time.Time `json:"connected_at"`
-	InFlight    int       `json:"in_flight"`
-}
-
 // hub keeps the connected agent sessions: it authenticates new tunnels, replaces a session
 // when its agent id connects again, and ends them all on shutdown.
 type hub struct {
 	// static after construction
-	srv *Server
+	queue   Queue
+	metrics *metrics
+	live    *atomic.Pointer[live] // the config in force; swapLive replaces it
+	log     *slog.Logger
 
 	wg sync.WaitGroup // one per serve call in progress
 
@@ -47,9 +41,13 @@ type hub struct {
 	byAgent  map[string]*session
 }
 
-func newHub(srv *Server) *hub {
+// newHub serves sessions from q under the config in lv (which swapLive updates).
+func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hub {
 	h := &hub{
-		srv:      srv,
+		queue:    q,
+		metrics:  m,
+		live:     lv,
+		log:      log,
 		pending:  map[protocol.Tunnel]struct{}{},
 		sessions: map[*session]struct{}{},
 		byAgent:  map[string]*session{},
@@ -72,7 +70,7 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 	defer h.wg.Done()
 	defer t.Close()
 
-	log := h.srv.log.With("transport", t.Transport(), "remote", t.RemoteAddr())
+	log := h.log.With("transport", t.Transport(), "remote", t.RemoteAddr())
 	hello, err := h.handshake(t)
 	h.mu.Lock()
 	delete(h.pending, t)
@@ -104,7 +102,7 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 	stopOnCancel()
 	h.unregister(s)
 	s.release()
-	h.srv.metrics.sessionsEnded.WithLabelValues(s.endReason()).Inc()
+	h.metrics.sessionsEnded.WithLabelValues(s.endReason()).Inc()
 	s.log.Info("agent disconnected", "reason", s.endReason())
 }
 
@@ -133,14 +131,14 @@ func (h *hub) refused(log *slog.Logger, err error) {
 	if !errors.As(err, &he) {
 		he = &handshakeError{reason: "read", err: err}
 	}
-	h.srv.metrics.handshakeFail.WithLabelValues(he.reason).Inc()
+	h.metrics.handshakeFail.WithLabelValues(he.reason).Inc()
 	log.Info("tunnel refused", "reason", he.reason, "err", clip(err.Error(), 200))
 }
 
 // handshake reads the agent's Hello under HandshakeTimeout and checks its version. On
 // failure it has already sent the agent an Error when there is one to send.
 func (h *hub) handshake(t protocol.Tunnel) (*protocol.Hello, error) {
-	timeout := h.srv.live.Load().cfg.HandshakeTimeout
+	timeout := h.live.Load().cfg.HandshakeTimeout
 	timer := time.AfterFunc(timeout, func() { t.Close() })
 	f, err := t.ReadFrame()
 	if !timer.Stop() {
@@ -184,7 +182,7 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	sum := sha256.Sum256([]byte(hello.Token))
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	lv := h.srv.live.Load()
+	lv := h.live.Load()
 	var he *handshakeError
 	granted, reason := lv.authorize(sum, hello.Endpoints)
 	switch {
@@ -201,7 +199,7 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 		t.WriteFrame(he.frame)
 		return nil, he
 	}
-	s := newSession(h, lv, t, hello.AgentID, sum, hello.Endpoints, granted, log)
+	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.AgentID, sum, hello.Endpoints, granted, log)
 	if old := h.byAgent[s.agentID]; old != nil {
 		old.log.Info("agent replaced by a new session", "new_session", s.id)
 		old.stop("replaced", &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
@@ -247,14 +245,14 @@ func (h *hub) shutdown() {
 	h.wg.Wait()
 }
 
-func (h *hub) agents() []AgentInfo {
+func (h *hub) agents() []admin.AgentInfo {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]AgentInfo, 0, len(h.sessions))
+	out := make([]admin.AgentInfo, 0, len(h.sessions))
 	for s := range h.sessions {
 		out = append(out, s.info())
 	}
-	slices.SortFunc(out, func(a, b AgentInfo) int { return strings.Compare(a.AgentID, b.AgentID) })
+	slices.SortFunc(out, func(a, b admin.AgentInfo) int { return strings.Compare(a.AgentID, b.AgentID) })
 	return out
 }
 

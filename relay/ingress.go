@@ -150,7 +150,7 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		Headers: storedHeaders(r.Header),
 		Body:    body,
 	}
-	err = s.store.Append(r.Context(), rec)
+	err = s.queue.Append(r.Context(), rec)
 	if claim != nil {
 		if err != nil {
 			claim.done("", time.Time{})

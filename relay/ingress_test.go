@@ -56,7 +56,7 @@ func TestIngressStoresExactly(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil || out["id"] == "" {
 		t.Fatalf("answer is not {\"id\"}: %v %v", out, err)
 	}
-	rec, err := s.Store().Get(out["id"])
+	rec, err := s.Store().Get(t.Context(), out["id"])
 	if err != nil {
 		t.Fatalf("the 202's id is not stored: %v", err)
 	}
@@ -84,7 +84,7 @@ func TestIngressBodiesByteExact(t *testing.T) {
 	}
 	for name, body := range map[string][]byte{"binary": binary, "empty": {}, "zeros": make([]byte, 3)} {
 		id := accept(t, s, "/h/ep", body)
-		rec, err := s.Store().Get(id)
+		rec, err := s.Store().Get(t.Context(), id)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -199,7 +199,7 @@ func TestStoppingAnswers503(t *testing.T) {
 			t.Errorf("%s while stopping: %d Retry-After %q, want 503 with Retry-After", path, rr.Code, rr.Header().Get("Retry-After"))
 		}
 	}
-	if got := s.Store().Stats(); len(got) != 0 {
+	if got, _ := s.Store().Stats(t.Context()); len(got) != 0 {
 		t.Errorf("something was stored while stopping: %+v", got)
 	}
 }

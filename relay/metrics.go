@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"strings"
@@ -184,7 +185,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge := func(d *prometheus.Desc, v float64, label string) {
 		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, label)
 	}
-	for _, st := range c.s.store.Stats() {
+	stats, _ := c.s.queue.Stats(context.Background()) // none on error: the gauges stay at 0
+	for _, st := range stats {
 		seen[st.Queue] = true
 		age := 0.0
 		if !st.Oldest.IsZero() {

@@ -126,7 +126,7 @@ func keepRestartKeys(cur, next *Config) []string {
 func (h *hub) swapLive(lv *live) (revoked, regranted int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.srv.live.Store(lv)
+	h.live.Store(lv)
 	for s := range h.sessions {
 		granted, _ := lv.authorize(s.tokenSum, s.requested)
 		switch {

@@ -36,7 +36,7 @@ type Server struct {
 	// else is read from live.
 	cfg          *Config
 	log          *slog.Logger
-	store        *persist.Store
+	queue        Queue
 	hub          *hub
 	handler      http.Handler
 	adminHandler http.Handler // served on admin_addr; nil when it is not set
@@ -122,8 +122,8 @@ func (s *Server) routes() http.Handler {
 // serving it on another listener.
 func (s *Server) Handler() http.Handler { return s.handler }
 
-// Store returns the server's store, for the admin API and metrics.
-func (s *Server) Store() *persist.Store { return s.store }
+// Store returns the server's queue of webhooks (for tests and tools).
+func (s *Server) Store() Queue { return s.queue }
 
 // Config returns the configuration in force (the last one Reload applied). Do not modify it.
 func (s *Server) Config() *Config { return s.live.Load().cfg }
@@ -219,6 +219,39 @@ func (s *Server) Run(ctx context.Context) error {
 	return runErr
 }
 
+// httpServer is an http.Server with the relay's limits: ReadHeaderTimeout cuts a client
+// that sends its headers slowly (slow-loris); MaxHeaderBytes bounds them. There is no
+// server-wide ReadTimeout/WriteTimeout: they would also cut long-lived tunnels, so ingress
+// sets per-request deadlines of BodyTimeout instead.
+func (s *Server) httpServer(h http.Handler) *http.Server {
+	srv := &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: s.cfg.ReadHeaderTimeout,
+		IdleTimeout:       s.cfg.IdleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// No BaseContext from Run's ctx: in-flight ingress requests must finish storing at
+		// shutdown.
+	}
+	srv.RegisterOnShutdown(s.closeAdmin)
+	return srv
+}
+
+// serveHTTP serves srv on ln (with the configured certificate when useTLS) until it is shut
+// down; another end is sent on errc.
+func (s *Server) serveHTTP(srv *http.Server, ln net.Listener, useTLS bool, errc chan<- error) {
+	var err error
+	if useTLS {
+		srv.TLSConfig = s.serverTLS()
+		err = srv.ServeTLS(ln, "", "")
+	} else {
+		err = srv.Serve(ln)
+	}
+	if !errors.Is(err, http.ErrServerClosed) {
+		errc <- err
+	}
+}
+
 // shutdown stops accepting, says GoAway to every session (releasing their webhooks) and
 // waits for in-flight requests up to ShutdownTimeout.
 func (s *Server) shutdown(srv, adminSrv *http.Server) {
@@ -238,7 +271,7 @@ func (s *Server) shutdown(srv, adminSrv *http.Server) {
 func (s *Server) closeStore() error {
 	s.closeOnce.Do(func() {
 		s.storeClosed.Store(true)
-		if err := s.store.Close(); err != nil {
+		if err := s.queue.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}
 	})
@@ -312,7 +345,7 @@ func (s *Server) ServeTunnel(ctx context.Context, t protocol.Tunnel) {
 }
 
 // Agents lists the connected agent sessions.
-func (s *Server) Agents() []AgentInfo { return s.hub.agents() }
+func (s *Server) Agents() []admin.AgentInfo { return s.hub.agents() }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -331,9 +364,9 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	defer t.Stop()
 	for {
 		for _, e := range s.live.Load().order {
-			n, err := s.store.Expire(e.name, e.cfg.Retention)
+			n, err := s.queue.Expire(ctx, e.name, e.cfg.Retention)
 			switch {
-			case errors.Is(err, persist.ErrClosed):
+			case errors.Is(err, persist.ErrClosed), ctx.Err() != nil:
 				return
 			case err != nil:
 				s.log.Warn("retention sweep failed", "endpoint", e.name, "err", err)

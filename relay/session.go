@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -34,13 +36,22 @@ const (
 	recentAcked = 4096
 )
 
-// session is one agent's tunnel after a good handshake. Its reader runs in the caller's
-// goroutine (run); a writer goroutine owns every write to the tunnel, fed by the bounded out
-// channel; a dispatcher goroutine leases ready webhooks while the window has room.
+// session is one agent's tunnel after a good handshake, and the state machine of the
+// webhooks it carries. A webhook leased to it is in flight (inflight) until the agent acks it
+// (it holds it: recently acked, until its outcome), nacks it (ready again after the agent's
+// retry-after) or reports its outcome (delivered or dead); all three changes go to the
+// queue through one recorder. When the session ends, what is still in flight is released.
+//
+// Its reader runs in the caller's goroutine (run); a writer goroutine owns every write to the
+// tunnel, fed by the bounded out channel (session_writer.go); a dispatcher goroutine leases
+// ready webhooks while the window has room (dispatch.go); the recorder's goroutine writes
+// state changes (recorder.go).
 type session struct {
 	// static after construction
-	store       *persist.Store
+	queue       Queue
+	group       string // the consumer group the agent serves
 	metrics     *metrics
+	rec         *recorder
 	t           protocol.Tunnel
 	id          string
 	agentID     string
@@ -54,8 +65,9 @@ type session struct {
 	out         chan protocol.Frame // webhooks to the writer
 	ctrl        chan protocol.Frame // small frames (Pong) to the writer, ahead of webhooks
 	wake        chan struct{}       // cap 1: the window may have room again
-	book        chan bookOp         // acks and reports for the bookkeeper to record
 	done        chan struct{}       // closed by stop
+	ctx         context.Context     // cancelled by stop: for the queue calls of the session
+	cancel      context.CancelFunc
 
 	// owned by the dispatcher
 	next int // round-robin start among endpoints
@@ -74,45 +86,52 @@ type session struct {
 	inflight map[string]string // id → endpoint: leased to this session, not yet acked, nacked or reported
 }
 
-func newSession(h *hub, lv *live, t protocol.Tunnel, agentID string, tokenSum [sha256.Size]byte,
+// newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
+func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, agentID string, tokenSum [sha256.Size]byte,
 	requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
 	if agentID == "" {
 		agentID = "session-" + id
 	}
+	log = log.With("session", id, "agent", agentID)
+	ctx, cancel := context.WithCancel(context.Background())
 	return &session{
-		store:       h.srv.store,
-		metrics:     h.srv.metrics,
+		queue:       q,
+		group:       DefaultGroup,
+		metrics:     m,
+		rec:         newRecorder(q, DefaultGroup, log),
 		t:           t,
 		id:          id,
 		agentID:     agentID,
 		tokenSum:    tokenSum,
 		requested:   requested,
 		endpoints:   endpoints,
-		log:         log.With("session", id, "agent", agentID),
+		log:         log,
 		connectedAt: time.Now(),
-		maxWindow:   lv.cfg.Window,
-		leaseTTL:    lv.cfg.LeaseTTL,
+		maxWindow:   cfg.Window,
+		leaseTTL:    cfg.LeaseTTL,
 		out:         make(chan protocol.Frame, outQueue),
 		ctrl:        make(chan protocol.Frame, ctrlQueue),
 		wake:        make(chan struct{}, 1),
-		book:        make(chan bookOp, bookQueue),
 		done:        make(chan struct{}),
+		ctx:         ctx,
+		cancel:      cancel,
 		acked:       map[string]bool{},
-		window:      lv.cfg.Window,
+		window:      cfg.Window,
 		inflight:    map[string]string{},
 	}
 }
 
 // run serves the session until the tunnel ends or stop is called, and returns only after the
-// writer and dispatcher have stopped. The caller then unregisters it and calls release.
+// writer, dispatcher and recorder have stopped. The caller then unregisters it and calls
+// release.
 func (s *session) run() {
 	var wg sync.WaitGroup
 	wg.Go(s.writeLoop)
 	wg.Go(s.dispatchLoop)
-	wg.Go(s.bookLoop)
+	wg.Go(s.rec.run)
 	err := s.readLoop()
-	close(s.book) // the bookkeeper records what the reader handed it, then stops
+	s.rec.close() // the recorder records what the reader handed it, then stops
 	s.log.Debug("session reader stopped", "err", err)
 	switch {
 	case errors.Is(err, protocol.ErrFrameTooLarge):
@@ -144,7 +163,10 @@ func (s *session) release() {
 	clear(s.inflight)
 	s.mu.Unlock()
 	if len(ids) > 0 {
-		s.store.Release(ids...)
+		if err := s.queue.Release(context.Background(), s.group, ids...); err != nil {
+			s.log.Warn("release failed: the webhooks are offered again when their lease ends", "err", err)
+			return
+		}
 		s.log.Info("released unacked webhooks", "count", len(ids))
 	}
 }
@@ -162,6 +184,7 @@ func (s *session) stop(reason string, final protocol.Frame) {
 	s.reason = reason
 	s.final = final
 	close(s.done)
+	s.cancel()
 	if final != nil {
 		s.kill = time.AfterFunc(finalGrace, func() { s.t.Close() })
 	}
@@ -187,10 +210,10 @@ func (s *session) endReason() string {
 	return s.reason
 }
 
-func (s *session) info() AgentInfo {
+func (s *session) info() admin.AgentInfo {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return AgentInfo{
+	return admin.AgentInfo{
 		AgentID:     s.agentID,
 		SessionID:   s.id,
 		Endpoints:   s.endpoints,
@@ -199,86 +222,6 @@ func (s *session) info() AgentInfo {
 		ConnectedAt: s.connectedAt,
 		InFlight:    len(s.inflight),
 	}
-}
-
-// writeLoop is the only writer of the tunnel after the handshake. Control frames go first.
-// Frames that are ready together are written corked (protocol.Corker), so they share a
-// system call.
-func (s *session) writeLoop() {
-	corker, _ := s.t.(protocol.Corker)
-	for {
-		var f protocol.Frame
-		select {
-		case <-s.done:
-			s.writeFinal()
-			return
-		case f = <-s.ctrl:
-		default:
-			select {
-			case <-s.done:
-				s.writeFinal()
-				return
-			case f = <-s.ctrl:
-			case f = <-s.out:
-			}
-		}
-		if corker != nil {
-			corker.Cork()
-		}
-		err := s.write(f)
-		for n := 1; err == nil && n < writeBurst; n++ {
-			if f = s.ready(); f == nil {
-				break
-			}
-			err = s.write(f)
-		}
-		if corker != nil {
-			if uerr := corker.Uncork(); err == nil {
-				err = uerr
-			}
-		}
-		if err != nil {
-			s.log.Debug("tunnel write failed", "err", err)
-			s.stop("write", nil)
-			return
-		}
-	}
-}
-
-// ready returns a frame waiting for the writer, control frames first; nil when none is.
-func (s *session) ready() protocol.Frame {
-	select {
-	case f := <-s.ctrl:
-		return f
-	default:
-	}
-	select {
-	case f := <-s.ctrl:
-		return f
-	case f := <-s.out:
-		return f
-	default:
-		return nil
-	}
-}
-
-func (s *session) write(f protocol.Frame) error {
-	if w, ok := f.(*protocol.Webhook); ok {
-		return protocol.SendWebhook(s.t, w, protocol.DefaultChunk)
-	}
-	return s.t.WriteFrame(f)
-}
-
-func (s *session) writeFinal() {
-	s.mu.Lock()
-	f := s.final
-	s.mu.Unlock()
-	if f != nil {
-		if err := s.t.WriteFrame(f); err != nil {
-			s.log.Debug("final frame not sent", "err", err)
-		}
-	}
-	s.t.Close()
 }
 
 // readLoop handles the agent's frames until the tunnel fails or closes.
@@ -352,7 +295,7 @@ func (s *session) handleAck(ids []string) {
 	for _, id := range mine {
 		s.rememberAcked(id)
 	}
-	s.book <- bookOp{acks: mine}
+	s.rec.ack(mine)
 }
 
 func (s *session) rememberAcked(id string) {
@@ -371,9 +314,7 @@ func (s *session) handleNack(n *protocol.Nack) {
 	}
 	s.signal()
 	d := min(max(n.RetryAfter, minNackDelay), maxNackDelay)
-	if err := s.store.Nack(n.ID, time.Now().Add(d), nil); err != nil {
-		s.log.Warn("nack not recorded", "id", n.ID, "err", err)
-	}
+	s.rec.nack(n.ID, time.Now().Add(d))
 	s.log.Debug("webhook nacked", "id", n.ID, "reason", n.Reason, "retry_after", d)
 }
 
@@ -383,7 +324,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	if len(s.takeInflight(nil, r.ID)) > 0 {
 		s.signal() // reported before its ack arrived (the ack was lost)
 	} else if !s.acked[r.ID] {
-		rec, err := s.store.Get(r.ID)
+		rec, err := s.queue.Get(s.ctx, r.ID)
 		if err != nil || !s.grants(rec.Queue) {
 			s.log.Debug("report for an unknown id ignored", "id", r.ID)
 			return
@@ -413,7 +354,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	s.book <- bookOp{report: r, state: st, reason: reason, at: at}
+	s.rec.outcome(r.ID, st, &persist.Delivery{At: at, Status: r.Status, Error: r.Error}, reason)
 	delete(s.acked, r.ID) // the ring entry ages out by itself
 }
 

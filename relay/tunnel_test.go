@@ -145,7 +145,7 @@ func (a *rawAgent) ended() []protocol.Frame {
 
 func state(t *testing.T, s *Server, id string) persist.State {
 	t.Helper()
-	r, err := s.Store().Get(id)
+	r, err := s.Store().Get(t.Context(), id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -389,7 +389,7 @@ func TestTunnelReportAndNack(t *testing.T) {
 	a.webhook()
 	a.send(&protocol.Report{ID: dead, Outcome: protocol.OutcomeDead, Status: 500, Attempts: 20, Error: "max attempts"})
 	waitFor(t, "dead", func() bool { return state(t, s, dead) == persist.StateDead })
-	rec, _ := s.Store().Get(dead)
+	rec, _ := s.Store().Get(t.Context(), dead)
 	if rec.DeadReason == "" || len(rec.Deliveries) == 0 || rec.Deliveries[len(rec.Deliveries)-1].Status != 500 {
 		t.Errorf("dead record %+v lacks its reason or delivery", rec)
 	}
@@ -407,7 +407,7 @@ func TestTunnelReportAndNack(t *testing.T) {
 	if d := time.Since(start); d < 900*time.Millisecond {
 		t.Errorf("nacked webhook came back after %v, before its retry-after of 1s", d)
 	}
-	if rec, _ := s.Store().Get(nacked); rec.Attempts != 0 {
+	if rec, _ := s.Store().Get(t.Context(), nacked); rec.Attempts != 0 {
 		t.Errorf("a nack counted %d attempts, want 0", rec.Attempts)
 	}
 	if st := state(t, s, dead); st != persist.StateDead {

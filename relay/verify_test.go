@@ -46,7 +46,7 @@ func swHeaders(msgID string, ts time.Time, body string) http.Header {
 // stored counts the records of endpoint in the store.
 func stored(t *testing.T, s *Server, endpoint string) int {
 	t.Helper()
-	recs, err := s.Store().List(persist.Filter{Queue: endpoint, Limit: 1000})
+	recs, err := s.Store().List(t.Context(), persist.Filter{Queue: endpoint, Limit: 1000})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -66,7 +66,7 @@ func TestIngressVerifyGitHub(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("signed request: %d %v, want 202", code, out)
 	}
-	rec, err := s.Store().Get(out["id"])
+	rec, err := s.Store().Get(t.Context(), out["id"])
 	if err != nil || string(rec.Body) != body {
 		t.Fatalf("signed request not stored as sent: %v %v", rec, err)
 	}

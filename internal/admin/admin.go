@@ -1,5 +1,5 @@
 // Package admin is the admin API and web UI that both the relay and the agent serve under
-// /admin/, written once over a persist.Store. The relay guards it with its admin token (Bearer,
+// /admin/, written once over a Store: the agent's persist.Store, or the relay's queue. The relay guards it with its admin token (Bearer,
 // or a session cookie the UI gets by logging in); the agent serves it on its loopback admin
 // address without a token. Side decides the state names and whether the agents list exists.
 package admin
@@ -34,12 +34,34 @@ func (s Side) String() string {
 }
 
 // AgentInfo is one connected agent session, as GET /admin/api/agents lists it (relay).
+// SessionID and Remote are for the relay's own use (logs, tests): the API's JSON keeps its
+// contracted shape without them.
 type AgentInfo struct {
 	AgentID     string    `json:"agent_id"`
+	SessionID   string    `json:"-"`
 	Endpoints   []string  `json:"endpoints"`
 	Transport   string    `json:"transport"`
+	Remote      string    `json:"-"`
 	ConnectedAt time.Time `json:"connected_at"`
 	InFlight    int       `json:"in_flight"`
+}
+
+// Store is what the API reads and changes. The agent's *persist.Store is one; the relay
+// passes its queue through a small adapter (every consumer group at once). Errors wrap
+// persist's sentinels.
+type Store interface {
+	// List returns records matching f, newest first, without bodies.
+	List(f persist.Filter) ([]*persist.Record, error)
+	// Get returns a record with its body, or persist.ErrNotFound.
+	Get(id string) (*persist.Record, error)
+	// Replay makes an acked or finished record ready again, marked as a replay.
+	Replay(id string) error
+	// ReplayDead replays every dead record of queue ("": all) and returns how many.
+	ReplayDead(queue string) (int, error)
+	// Delete removes a record.
+	Delete(id string) error
+	// Stats describes each queue that has records.
+	Stats() []persist.QueueStats
 }
 
 // Config configures a Handler. Only Store is required. The funcs are called from request
@@ -47,7 +69,7 @@ type AgentInfo struct {
 // also called every few seconds per open UI (its event stream), so keep them cheap.
 type Config struct {
 	Side  Side
-	Store *persist.Store
+	Store Store
 	// Agents lists the connected agents (relay). Nil = an empty list.
 	Agents func() []AgentInfo
 	// Status returns extra JSON for GET /admin/api/status, under "status" (connected relay,

@@ -1,0 +1,75 @@
+package relay
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// DefaultGroup is the consumer group of an endpoint that declares none, and of an agent that
+// names none.
+const DefaultGroup = "default"
+
+// Queue is the relay's store of webhooks, the only way the relay reaches it: the embedded
+// Badger store (OpenBadgerQueue) on one machine, a JetStream stream in a cluster. It holds
+// one queue per endpoint; every webhook of an endpoint is delivered once to each of the
+// endpoint's consumer groups, whose state (leased, acked, delivered, dead) is kept per group.
+// Methods that change delivery state name the group; a group the queue does not hold is
+// refused with persist.ErrInvalid ("group X not declared").
+//
+// Errors wrap persist's sentinels (ErrNotFound, ErrState, ErrQuota, ErrDiskFull, ErrClosed,
+// ErrInvalid): match them with errors.Is. Every method is safe for concurrent use.
+//
+// Bodies may be stored in parts: Lease and Get may leave Record.Body nil when it is large
+// (Record.BodyLen is its size then); Body reads it whole either way.
+type Queue interface {
+	// Append stores r durably (fsynced, or replicated) and returns only then. It assigns
+	// r.ID, sortable and in commit order (id order is the order in which Appends returned),
+	// r.ReceivedAt when zero, r.State (Ready), r.Size and r.BodyLen. Errors: ErrQuota over
+	// the endpoint's quota (finished records do not count), ErrDiskFull, ErrClosed, ErrInvalid
+	// (no endpoint in r.Queue). A ctx that ends before it is stored may abandon it.
+	Append(ctx context.Context, r *persist.Record) error
+
+	// Lease hands out up to max records of endpoint that are ready and due for group, oldest
+	// id first, in state Leased: no other Lease gets them until ttl passes, Release or Apply.
+	Lease(ctx context.Context, group, endpoint string, max int, ttl time.Duration) ([]*persist.Record, error)
+	// Release makes leased records ready at once, counting no attempt; other ids are ignored.
+	Release(ctx context.Context, group string, ids ...string) error
+	// Apply records state changes of group's copies as one durable write, in order, and
+	// returns one error per change (nil when applied or already so): an ack (State
+	// StateAcked: the agent holds it), a nack (State StateReady, due again at Next; a
+	// Delivery counts an attempt), an outcome (StateDelivered or StateDead, with Delivery and
+	// Reason). ErrState when the record is not in a state for it, ErrNotFound when it is gone.
+	Apply(ctx context.Context, group string, changes []persist.Change) []error
+	// Ready returns a channel that is closed when a record of endpoint may have become ready
+	// for group (append, release, nack, replay, lease expiry) or the queue closed, and when
+	// the earliest record waiting for a retry is due: not after now when one is due already,
+	// zero when none waits. Take it before leasing, and a new one after each wake-up.
+	Ready(group, endpoint string) (wake <-chan struct{}, due time.Time)
+
+	// Get returns a record, or ErrNotFound. Body may be nil (see Queue).
+	Get(ctx context.Context, id string) (*persist.Record, error)
+	// Body reads a record's body, byte-exact. The caller closes it.
+	Body(ctx context.Context, id string) (io.ReadCloser, error)
+	// List returns records matching f, newest first, without bodies.
+	List(ctx context.Context, f persist.Filter) ([]*persist.Record, error)
+	// Stats describes each endpoint that has records, by name.
+	Stats(ctx context.Context) ([]persist.QueueStats, error)
+
+	// Replay makes a record ready again for group ("": every group where it is acked or
+	// finished), due now and marked as a replay. ErrState when it is still ready or leased.
+	Replay(ctx context.Context, group, id string) error
+	// ReplayDead replays the dead records of endpoint ("": all) for group ("": every group
+	// where they are dead), and returns how many.
+	ReplayDead(ctx context.Context, group, endpoint string) (int, error)
+	// Delete removes a record from group ("": the record itself, for every group).
+	Delete(ctx context.Context, group, id string) error
+	// Expire makes records of endpoint that waited longer than maxAge for an agent dead
+	// ("retention expired"), and returns how many. Leased ones are left to their holder.
+	Expire(ctx context.Context, endpoint string, maxAge time.Duration) (int, error)
+
+	// Close closes the queue; calls then give ErrClosed. Idempotent.
+	Close() error
+}

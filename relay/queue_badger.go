@@ -1,0 +1,122 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// OpenBadgerQueue opens the embedded Badger store in opts.Dir as the relay's Queue: the
+// single-machine default. It holds DefaultGroup only, for now: per-group state on Badger
+// comes with consumer groups.
+func OpenBadgerQueue(opts persist.Options) (Queue, error) {
+	st, err := persist.Open(opts)
+	if err != nil {
+		return nil, err
+	}
+	return badgerQueue{st}, nil
+}
+
+// badgerQueue adapts persist.Store, the one this file wraps, to Queue. It is the only place
+// in the relay that knows the store is Badger.
+type badgerQueue struct{ st *persist.Store }
+
+// checkGroup refuses a group other than DefaultGroup (and "" where any is means every group).
+func checkGroup(group string, anyOK bool) error {
+	if group == DefaultGroup || (anyOK && group == "") {
+		return nil
+	}
+	return fmt.Errorf("%w: group %q not declared", persist.ErrInvalid, group)
+}
+
+func (q badgerQueue) Append(ctx context.Context, r *persist.Record) error {
+	return q.st.Append(ctx, r)
+}
+
+func (q badgerQueue) Lease(_ context.Context, group, endpoint string, max int, ttl time.Duration) ([]*persist.Record, error) {
+	if err := checkGroup(group, false); err != nil {
+		return nil, fmt.Errorf("lease: %w", err)
+	}
+	return q.st.Lease(endpoint, max, ttl)
+}
+
+func (q badgerQueue) Release(_ context.Context, group string, ids ...string) error {
+	if err := checkGroup(group, false); err != nil {
+		return fmt.Errorf("release: %w", err)
+	}
+	q.st.Release(ids...)
+	return nil
+}
+
+func (q badgerQueue) Apply(_ context.Context, group string, changes []persist.Change) []error {
+	if err := checkGroup(group, false); err != nil {
+		errs := make([]error, len(changes))
+		for i := range errs {
+			errs[i] = fmt.Errorf("apply: %w", err)
+		}
+		return errs
+	}
+	return q.st.Apply(changes)
+}
+
+func (q badgerQueue) Ready(group, endpoint string) (<-chan struct{}, time.Time) {
+	if checkGroup(group, false) != nil {
+		return nil, time.Time{} // never ready: Lease says why
+	}
+	wake := q.st.Wait(endpoint)
+	due, _ := q.st.NextDue(endpoint)
+	return wake, due
+}
+
+func (q badgerQueue) Get(_ context.Context, id string) (*persist.Record, error) {
+	return q.st.Get(id)
+}
+
+// Body reads the whole body with the record: Badger keeps bodies in 512 KiB segments, but
+// within the 32 MiB a webhook may have that is cheap enough for now.
+func (q badgerQueue) Body(_ context.Context, id string) (io.ReadCloser, error) {
+	r, err := q.st.Get(id)
+	if err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	return io.NopCloser(bytes.NewReader(r.Body)), nil
+}
+
+func (q badgerQueue) List(_ context.Context, f persist.Filter) ([]*persist.Record, error) {
+	return q.st.List(f)
+}
+
+func (q badgerQueue) Stats(context.Context) ([]persist.QueueStats, error) {
+	return q.st.Stats(), nil
+}
+
+func (q badgerQueue) Replay(_ context.Context, group, id string) error {
+	if err := checkGroup(group, true); err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	return q.st.Replay(id)
+}
+
+func (q badgerQueue) ReplayDead(_ context.Context, group, endpoint string) (int, error) {
+	if err := checkGroup(group, true); err != nil {
+		return 0, fmt.Errorf("replay dead: %w", err)
+	}
+	return q.st.ReplayDead(endpoint)
+}
+
+func (q badgerQueue) Delete(_ context.Context, group, id string) error {
+	if err := checkGroup(group, true); err != nil {
+		return fmt.Errorf("delete: %w", err)
+	}
+	return q.st.Delete(id)
+}
+
+func (q badgerQueue) Expire(_ context.Context, endpoint string, maxAge time.Duration) (int, error) {
+	return q.st.Expire(endpoint, maxAge)
+}
+
+func (q badgerQueue) Close() error { return q.st.Close() }
