@@ -1,7 +1,7 @@
 // Package admin is the admin API and web UI that both the relay and the agent serve under
-// /admin/, written once over a Store: the agent's persist.Store, or the relay's queue. The relay guards it with its admin token (Bearer,
-// or a session cookie the UI gets by logging in); the agent serves it on its loopback admin
-// address without a token. Side decides the state names and whether the agents list exists.
+// /admin/, written once over a Store: the agent's Badger store, or the relay's queue. The
+// relay guards it with its admin token (Bearer, or a session cookie the UI gets by logging
+// in); the agent serves it on its loopback admin address without a token. Side decides the state names and whether the agents list exists.
 package admin
 
 import (
@@ -46,7 +46,7 @@ type AgentInfo struct {
 	InFlight    int       `json:"in_flight"`
 }
 
-// Store is what the API reads and changes. The agent's *persist.Store is one; the relay
+// Store is what the API reads and changes. The agent's Badger store is one as it is; the relay
 // passes its queue through a small adapter (every consumer group at once). Errors wrap
 // persist's sentinels.
 type Store interface {
