@@ -324,7 +324,7 @@ func TestQUICOnlyRefusesUnverifiedCertificate(t *testing.T) {
 			}
 		})
 	}
-	if rec, err := s.Store().Get(id); err != nil || rec.State != persist.StateReady {
+	if rec, err := s.Store().Get(t.Context(), id); err != nil || rec.State != persist.StateReady {
 		t.Errorf("webhook %s left the relay's queue: %+v %v", id, rec, err)
 	}
 }
