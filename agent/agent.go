@@ -220,3 +220,36 @@ func (a *Agent) wakeReports() {
 	default:
 	}
 }
+
+// sessionEnv is what a session of this agent needs from it.
+func (a *Agent) sessionEnv() sessionEnv {
+	return sessionEnv{
+		log:        a.log,
+		agentID:    a.cfg.AgentID,
+		token:      a.cfg.Token,
+		endpoints:  a.cfg.endpoints(),
+		relayTo:    a.relayTo,
+		store:      a.store,
+		routes:     a.routes,
+		emit:       a.emit,
+		reportWake: a.reportWake,
+		up:         a.sessionUp,
+		down:       a.sessionDown,
+	}
+}
+
+// sessionUp records a session the relay welcomed, for status and readiness, and tells.
+func (a *Agent) sessionUp(transport, session string, since time.Time) {
+	a.transport.Store(transport)
+	a.setTunnel(tunnelInfo{since: since, session: session})
+	a.connected.Store(true)
+	a.emit(Event{Kind: EventTunnelUp, Relay: a.relayTo, Transport: transport, Session: session,
+		AgentID: a.cfg.AgentID})
+}
+
+// sessionDown clears what sessionUp recorded.
+func (a *Agent) sessionDown() {
+	a.connected.Store(false)
+	a.transport.Store("")
+	a.setTunnel(tunnelInfo{})
+}

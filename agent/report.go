@@ -22,7 +22,7 @@ func (s *session) reportLoop() {
 	for {
 		n, err := s.sendReports()
 		if err != nil {
-			if s.ctx.Err() != nil {
+			if errors.Is(err, errSessionEnded) || s.ended() {
 				return
 			}
 			s.log.Warn("send reports", "err", err)
@@ -33,7 +33,9 @@ func (s *session) reportLoop() {
 		select {
 		case <-s.ctx.Done():
 			return
-		case <-s.a.reportWake:
+		case <-s.conn.Done():
+			return
+		case <-s.env.reportWake:
 		case <-retry.C:
 		}
 	}
@@ -42,7 +44,7 @@ func (s *session) reportLoop() {
 // sendReports sends one batch of unreported outcomes and marks them reported; it returns how
 // many records it read.
 func (s *session) sendReports() (int, error) {
-	recs, err := s.a.store.Unreported(reportBatch)
+	recs, err := s.env.store.Unreported(reportBatch)
 	if err != nil {
 		return 0, fmt.Errorf("read unreported: %w", err)
 	}
@@ -57,33 +59,43 @@ func (s *session) sendReports() (int, error) {
 	if len(reps) == 0 {
 		return len(recs), nil
 	}
-	written := make(chan error, 1)
+	// Frames keep their order: once the last one was written, all were.
 	for i, rep := range reps {
-		o := outFrame{f: rep}
-		if i == len(reps)-1 {
-			o.done = written // the writer keeps order: the last written means all were
+		var err error
+		if i < len(reps)-1 {
+			err = s.conn.Send(s.ctx, rep)
+		} else {
+			err = s.conn.SendWait(s.ctx, rep)
 		}
-		if !s.send(o) {
+		switch {
+		case err == nil:
+		case errors.Is(err, protocol.ErrClosed), s.ctx.Err() != nil:
 			return 0, errSessionEnded
-		}
-	}
-	select {
-	case err := <-written:
-		if err != nil {
+		default:
 			return 0, fmt.Errorf("write report: %w", err)
 		}
-	case <-s.ctx.Done():
-		return 0, errSessionEnded
 	}
-	if err := s.a.store.MarkReported(ids...); err != nil {
+	if err := s.env.store.MarkReported(ids...); err != nil {
 		return 0, fmt.Errorf("mark reported: %w", err)
 	}
 	s.log.Debug("reports sent", "count", len(ids))
-	s.a.emit(Event{Kind: EventReportsSent, Count: len(ids)})
+	s.env.emit(Event{Kind: EventReportsSent, Count: len(ids)})
 	return len(recs), nil
 }
 
 var errSessionEnded = errors.New("session ended")
+
+// ended reports whether the session is ending.
+func (s *session) ended() bool {
+	select {
+	case <-s.conn.Done():
+		return true
+	case <-s.ctx.Done():
+		return true
+	default:
+		return false
+	}
+}
 
 // reportFor builds the Report of a finished record, or nil when it is not finished.
 func reportFor(r *persist.Record) *protocol.Report {

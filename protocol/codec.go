@@ -14,7 +14,7 @@ const (
 	reuseLimit = 64 << 10
 	// readBufSize is the buffering in front of a Reader's byte stream.
 	readBufSize = 32 << 10
-	// splitBulk is the body size from which a Writer writes a body straight from the frame
+	// splitBulk is the body size from which a transport writes a body straight from the frame
 	// instead of copying it into its buffer.
 	splitBulk = 16 << 10
 )
@@ -123,36 +123,4 @@ func readFrame(r io.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
 	}
 	f, err := decodeFrame(b, alias)
 	return f, buf, err
-}
-
-// Writer writes length-prefixed frames to a byte stream. Not safe for concurrent use.
-type Writer struct {
-	w   io.Writer
-	buf []byte
-}
-
-// NewWriter writes frames to w.
-func NewWriter(w io.Writer) *Writer {
-	return &Writer{w: w}
-}
-
-// WriteFrame encodes f into the Writer's reused buffer and writes it; a large body is
-// written from f directly, in a second Write call.
-func (w *Writer) WriteFrame(f Frame) error {
-	var tail []byte
-	w.buf, tail = appendFrame(w.buf[:0], f, splitBulk)
-	if len(w.buf) == 0 {
-		return fmt.Errorf("write frame: unknown frame %T", f)
-	}
-	_, err := w.w.Write(w.buf)
-	if err == nil && len(tail) > 0 {
-		_, err = w.w.Write(tail)
-	}
-	if cap(w.buf) > reuseLimit {
-		w.buf = nil // many headers made it big: do not keep it
-	}
-	if err != nil {
-		return fmt.Errorf("write frame: %w", err)
-	}
-	return nil
 }

@@ -12,10 +12,16 @@
 //	                                        <- Webhook{id, …, first body part} [Chunk…]   (≤ window unacked)
 //	  Ack{ids…} ->                             (stored and fsynced by the agent)
 //	  Nack{id, reason, retry after} ->         (agent cannot store now; relay offers it again later)
-//	  Credit{window} ->                        (agent resizes its window; 0 pauses the relay)
+//	  Credit{window} ->                        (resizes the window, 0 pauses the relay; no
+//	                                            agent sends it yet, see FrameCredit)
 //	  Report{id, delivered|dead, status, attempts} ->   (final local outcome)
-//	  Ping / Pong either way
+//	  Ping{nonce} -> <- Pong{nonce}, and the other way round
 //	                                        <- GoAway{reason, reconnect after}   (relay stopping)
+//	                                           or Error{code, reason}, then close
+//
+// After the handshake a Conn owns each side of the tunnel. It sends a Ping every 5 s (±20%)
+// and answers each Ping with a Pong; a side that received no frame at all for 15 s takes the
+// peer for gone and closes, so a half-open tunnel is noticed on either transport.
 //
 // Every frame on the wire is:
 //
@@ -39,7 +45,9 @@
 //
 // Version changelog:
 //
-//	1 — first version.
+//	1 — first version. Later, still 1: both sides send Pings and drop a peer silent for 15 s
+//	    (Conn). Peers of the first release answer Ping with Pong and never sent Pings, so
+//	    they stay compatible.
 package protocol
 
 import (
@@ -79,7 +87,9 @@ const (
 	FrameNack FrameType = 6
 	// FrameReport: str id, u8 outcome, u16 status, u32 attempts, str error, time at.
 	FrameReport FrameType = 7
-	// FrameCredit: u32 window.
+	// FrameCredit: u32 window. Decoded, and honoured by the relay, but sent by no agent of
+	// this version: kept until the relay's session no longer reads it; then type 8 is
+	// reserved (a reader skips it as unknown).
 	FrameCredit FrameType = 8
 	// FramePing: u64 nonce.
 	FramePing FrameType = 9

@@ -253,13 +253,15 @@ func (t *quicTunnel) Close() error {
 	t.closeOnce.Do(func() {
 		peerFinished := t.readersUp.Load() == 0
 		t.stop()
-		grace := time.NewTimer(quicCloseGrace)
+		// One grace for all the waits below: a closed channel, since a timer's fires once.
+		expired := make(chan struct{})
+		grace := time.AfterFunc(quicCloseGrace, func() { close(expired) })
 		defer grace.Stop()
 		connDone := t.conn.Context().Done()
 		select {
 		case <-t.writersDone:
 		case <-connDone:
-		case <-grace.C:
+		case <-expired:
 		}
 		select {
 		case <-t.readersDone:
@@ -269,11 +271,11 @@ func (t *quicTunnel) Close() error {
 			if peerFinished {
 				select {
 				case <-connDone:
-				case <-grace.C:
+				case <-expired:
 				}
 			}
 		case <-connDone:
-		case <-grace.C:
+		case <-expired:
 		}
 		t.conn.CloseWithError(0, "")
 		t.writing.Wait()

@@ -8,8 +8,9 @@ import (
 )
 
 // Tunnel is one established, bidirectional frame stream between an agent and a relay.
-// ReadFrame is called from one goroutine; WriteFrame is safe for concurrent use. Keepalive and
-// dead-peer detection are the transport's job: a dead peer makes ReadFrame return an error.
+// ReadFrame is called from one goroutine; WriteFrame is safe for concurrent use. Each transport
+// keeps itself alive and notices a dead peer in its own way (a dead peer makes ReadFrame return
+// an error); a Conn adds frame-level keepalive on top, the same on every transport.
 type Tunnel interface {
 	// ReadFrame returns the next frame. Frames of unknown type are skipped. After Close, or
 	// when the peer is gone, it returns an error: ErrClosed after our Close, one wrapping
