@@ -19,6 +19,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -58,6 +59,10 @@ type Config struct {
 	// AdminAddr is the local /healthz, /readyz, metrics and admin address; default
 	// 127.0.0.1:7071. Port 0 picks a free port; "off" disables it (extra).
 	AdminAddr string `yaml:"admin_addr"`
+	// AdminToken (extra) is "sha256:" + hex of the SHA-256 of a token that /admin/ and
+	// /metrics then require (Authorization: Bearer, or the UI's login), as the relay's
+	// admin_token. Required when admin_addr is not loopback. Default: none (loopback only).
+	AdminToken string `yaml:"admin_token"`
 	// ShutdownGrace (extra) is how long in-flight deliveries may finish on shutdown before they
 	// are cancelled and handed back to the queue; default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -255,9 +260,20 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config relay_fingerprint: %w", err)
 		}
 	}
+	if c.AdminToken != "" {
+		if err := admin.CheckTokenHash(c.AdminToken); err != nil {
+			return fmt.Errorf("config admin_token: %w (hookrelay token prints a token and its hash)", err)
+		}
+	}
 	if c.AdminAddr != "off" {
-		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+		host, _, err := net.SplitHostPort(c.AdminAddr)
+		if err != nil {
 			return fmt.Errorf("config admin_addr: %q is not host:port (e.g. 127.0.0.1:7071, or off)", c.AdminAddr)
+		}
+		if c.AdminToken == "" && !isLoopback(host) {
+			// Without a token the admin API is open to whoever reaches it.
+			return fmt.Errorf("config admin_addr: %q is not loopback: set admin_token (the hash of a token "+
+				"that /admin/ and /metrics will require; hookrelay token prints one), or use 127.0.0.1", c.AdminAddr)
 		}
 	}
 	if c.ShutdownGrace < 0 {
@@ -325,6 +341,16 @@ func (r *Route) validate() error {
 		}
 	}
 	return nil
+}
+
+// isLoopback reports whether host (of host:port) is localhost or a loopback address; "" (all
+// interfaces) is not.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // resolveAgentID fills AgentID when empty from data_dir/agent-id, creating it once as
