@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/hookrelay/hookrelay/persist"
 )
 
 // agentReq sends one request to the agent's admin address with the given header pairs and
@@ -99,5 +101,57 @@ func TestAttackCrossSitePageOnAgentAdmin(t *testing.T) {
 	_, metrics := agentReq(t, a, "GET", "/metrics")
 	if !strings.Contains(metrics, "hookagent_admin_refused_total 1") {
 		t.Errorf("/metrics lacks hookagent_admin_refused_total 1")
+	}
+}
+
+// Attempt: any sender sets X-Forwarded-For / Forwarded to a trusted-looking address, and the
+// target, behind the agent, believes it (the route's own headers never replaced the sender's).
+// Now: a route's replace_headers makes its headers replace the sender's of those names, and
+// drops the sender's where the route sets no value; other headers stay byte-exact.
+func TestAttackForgedForwardedForReachesTarget(t *testing.T) {
+	tg := newTarget(t, nil)
+	r := fastRoute(tg.URL)
+	r.Headers = map[string]string{"X-Forwarded-For": "203.0.113.7", "Authorization": "Bearer route"}
+	r.ReplaceHeaders = []string{"x-forwarded-for", "Forwarded"}
+	a := newTestAgent(t, "ws://127.0.0.1:1", r)
+	runDeliverers(t, a)
+	appendRecord(t, a, &persist.Record{ID: "xff", Queue: "ep", Headers: []persist.Header{
+		{Name: "X-Forwarded-For", Value: "10.0.0.1"}, {Name: "x-forwarded-for", Value: "10.0.0.2"},
+		{Name: "Forwarded", Value: "for=10.0.0.1"}, {Name: "Authorization", Value: "Bearer sender"},
+		{Name: "X-Other", Value: "kept"},
+	}})
+	waitState(t, a, "xff", persist.StateDelivered)
+	got := tg.requests("xff")
+	if len(got) != 1 {
+		t.Fatalf("%d deliveries", len(got))
+	}
+	h := got[0].Header
+	if v := h["X-Forwarded-For"]; len(v) != 1 || v[0] != "203.0.113.7" {
+		t.Errorf("X-Forwarded-For at the target: %q, want only the route's 203.0.113.7", v)
+	}
+	if v, ok := h["Forwarded"]; ok {
+		t.Errorf("Forwarded at the target: %q, want the sender's dropped", v)
+	}
+	// Not listed: the sender's value still wins, as before.
+	if v := h.Get("Authorization"); v != "Bearer sender" {
+		t.Errorf("Authorization: %q, want the sender's (not in replace_headers)", v)
+	}
+	if v := h.Get("X-Other"); v != "kept" {
+		t.Errorf("X-Other: %q", v)
+	}
+}
+
+func TestReplaceHeadersConfig(t *testing.T) {
+	t.Setenv(TokenEnv, "")
+	route := "    target: http://127.0.0.1:3000/webhooks\n"
+	for _, bad := range []string{"[\"bad name\"]", "[Hookrelay-Id]", "[Host]", "[Content-Length]", "[\"\"]"} {
+		y := strings.Replace(goodConfig, route, route+"    replace_headers: "+bad+"\n", 1)
+		if _, err := ParseConfig([]byte(y)); err == nil || !strings.Contains(err.Error(), "replace_headers") {
+			t.Errorf("replace_headers: %s: %v, want an error naming replace_headers", bad, err)
+		}
+	}
+	y := strings.Replace(goodConfig, route, route+"    headers: {X-Forwarded-For: 1.2.3.4}\n    replace_headers: [X-Forwarded-For, Forwarded]\n", 1)
+	if _, err := ParseConfig([]byte(y)); err != nil {
+		t.Fatal(err)
 	}
 }

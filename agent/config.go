@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -98,6 +99,10 @@ type Route struct {
 	Ordered bool `yaml:"ordered"`
 	// Headers are added toward the target where the sender sent no header of that name.
 	Headers map[string]string `yaml:"headers"`
+	// ReplaceHeaders (extra) names headers whose value the route sets whatever the sender sent:
+	// Headers' value of that name replaces the sender's, and without one the sender's is
+	// dropped, so a target can trust them (X-Forwarded-For, Forwarded). Default: none.
+	ReplaceHeaders []string `yaml:"replace_headers"`
 	// CAFile is a PEM file of a private CA trusted (with the system roots) for an https target.
 	CAFile string `yaml:"ca_file"`
 	// Timeout (extra) bounds one attempt, response body included; default 30s.
@@ -107,7 +112,8 @@ type Route struct {
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
 
-	targetURL *url.URL // parsed Target, set by validate
+	targetURL *url.URL        // parsed Target, set by validate
+	replace   map[string]bool // canonical ReplaceHeaders, set by validate
 }
 
 // LoadConfig reads the YAML file at path, applies HOOKAGENT_TOKEN and the defaults, and
@@ -334,6 +340,14 @@ func (r *Route) validate() error {
 		if name == "" || strings.ContainsAny(name, " :\r\n\t") {
 			return fmt.Errorf("headers: %q is not a header name", name)
 		}
+	}
+	r.replace = make(map[string]bool, len(r.ReplaceHeaders))
+	for _, name := range r.ReplaceHeaders {
+		k := http.CanonicalHeaderKey(name)
+		if !validHeader(k, "") || dropHeaders[k] || strings.HasPrefix(k, "Hookrelay-") {
+			return fmt.Errorf("replace_headers: %q is not a header name the route may set (hop-by-hop, Host, Content-Length and hookrelay-* are not)", name)
+		}
+		r.replace[k] = true
 	}
 	if r.CAFile != "" {
 		if _, err := os.Stat(r.CAFile); err != nil {
