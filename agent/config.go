@@ -21,6 +21,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/internal/secretref"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -123,11 +124,23 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(b)
+	return parseConfig(b, filepath.Dir(path))
 }
 
-// ParseConfig is LoadConfig over bytes.
-func ParseConfig(b []byte) (*Config, error) {
+// ParseConfig is LoadConfig over bytes (relative KEY_file paths from the working directory).
+func ParseConfig(b []byte) (*Config, error) { return parseConfig(b, "") }
+
+// secretKeys are the keys whose value may instead come from KEY_file or KEY_env (see
+// secretref); "secret" is a route's signing secret.
+var secretKeys = []string{"token", "admin_token", "secret", "secrets"}
+
+// parseConfig reads KEY_file / KEY_env secrets (relative paths from dir), decodes b
+// strictly, applies HOOKAGENT_TOKEN and the defaults, and validates.
+func parseConfig(b []byte, dir string) (*Config, error) {
+	b, err := secretref.Resolve(b, secretKeys, []string{"secrets"}, dir, nil)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
