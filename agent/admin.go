@@ -3,34 +3,53 @@ package agent
 import (
 	"net/http"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
 )
 
-// adminHandler serves the agent's local admin address (loopback, no token): /healthz,
-// /readyz, /metrics, the admin API at /admin/api/ and the UI at /admin/.
+// adminHandler serves the agent's admin address: /healthz, /readyz, /metrics, the admin API at
+// /admin/api/ and the UI at /admin/. Without admin_token the address is loopback (the config
+// insists) and the admin handler refuses foreign Host headers and cross-site state changes;
+// with it, /admin/ and /metrics need the token.
 func (a *Agent) adminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.handleHealthz)
 	mux.HandleFunc("GET /readyz", a.handleReadyz)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{
+	mux.Handle("GET /metrics", a.adminAPI.RequireToken(promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{
 		ErrorLog: slogPrinter{a}, ErrorHandling: promhttp.ContinueOnError,
-	}))
+	})))
 	mux.Handle("/admin/", a.adminAPI)
 	mux.Handle("GET /{$}", http.RedirectHandler("/admin/", http.StatusFound))
 	return mux
 }
 
-// newAdminAPI builds the admin API and UI over the agent's store.
+// newAdminAPI builds the admin API and UI over the agent's store, and exports the count of
+// the requests it refuses.
 func (a *Agent) newAdminAPI() (*admin.Handler, error) {
-	return admin.New(admin.Config{
-		Side:     admin.Agent,
-		Store:    a.store,
-		Status:   func() any { return a.Status() },
-		OnReplay: a.onReplay,
-		Log:      a.log,
+	h, err := admin.New(admin.Config{
+		Side:      admin.Agent,
+		Store:     a.store,
+		Status:    func() any { return a.Status() },
+		TokenHash: a.cfg.AdminToken,
+		OnReplay:  a.onReplay,
+		Log:       a.log,
 	})
+	if err != nil {
+		return nil, err
+	}
+	a.metrics.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hookagent_admin_refused_total",
+			Help: "Admin requests refused as cross-site (Origin, Sec-Fetch-Site) or with a foreign Host (DNS rebinding).",
+		}, func() float64 { return float64(h.Refused()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hookagent_admin_failed_logins_total",
+			Help: "Wrong admin tokens (with admin_token): failed UI logins, admin API calls and /metrics scrapes.",
+		}, func() float64 { return float64(h.FailedLogins()) }),
+	)
+	return h, nil
 }
 
 // onReplay wakes the deliverer of a replayed webhook's route, or every deliverer after a bulk

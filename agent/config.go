@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +20,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/internal/secretref"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -58,6 +61,10 @@ type Config struct {
 	// AdminAddr is the local /healthz, /readyz, metrics and admin address; default
 	// 127.0.0.1:7071. Port 0 picks a free port; "off" disables it (extra).
 	AdminAddr string `yaml:"admin_addr"`
+	// AdminToken (extra) is "sha256:" + hex of the SHA-256 of a token that /admin/ and
+	// /metrics then require (Authorization: Bearer, or the UI's login), as the relay's
+	// admin_token. Required when admin_addr is not loopback. Default: none (loopback only).
+	AdminToken string `yaml:"admin_token"`
 	// ShutdownGrace (extra) is how long in-flight deliveries may finish on shutdown before they
 	// are cancelled and handed back to the queue; default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -93,6 +100,10 @@ type Route struct {
 	Ordered bool `yaml:"ordered"`
 	// Headers are added toward the target where the sender sent no header of that name.
 	Headers map[string]string `yaml:"headers"`
+	// ReplaceHeaders (extra) names headers whose value the route sets whatever the sender sent:
+	// Headers' value of that name replaces the sender's, and without one the sender's is
+	// dropped, so a target can trust them (X-Forwarded-For, Forwarded). Default: none.
+	ReplaceHeaders []string `yaml:"replace_headers"`
 	// CAFile is a PEM file of a private CA trusted (with the system roots) for an https target.
 	CAFile string `yaml:"ca_file"`
 	// Timeout (extra) bounds one attempt, response body included; default 30s.
@@ -102,7 +113,8 @@ type Route struct {
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
 
-	targetURL *url.URL // parsed Target, set by validate
+	targetURL *url.URL        // parsed Target, set by validate
+	replace   map[string]bool // canonical ReplaceHeaders, set by validate
 }
 
 // LoadConfig reads the YAML file at path, applies HOOKAGENT_TOKEN and the defaults, and
@@ -112,11 +124,23 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	return ParseConfig(b)
+	return parseConfig(b, filepath.Dir(path))
 }
 
-// ParseConfig is LoadConfig over bytes.
-func ParseConfig(b []byte) (*Config, error) {
+// ParseConfig is LoadConfig over bytes (relative KEY_file paths from the working directory).
+func ParseConfig(b []byte) (*Config, error) { return parseConfig(b, "") }
+
+// secretKeys are the keys whose value may instead come from KEY_file or KEY_env (see
+// secretref); "secret" is a route's signing secret.
+var secretKeys = []string{"token", "admin_token", "secret", "secrets"}
+
+// parseConfig reads KEY_file / KEY_env secrets (relative paths from dir), decodes b
+// strictly, applies HOOKAGENT_TOKEN and the defaults, and validates.
+func parseConfig(b []byte, dir string) (*Config, error) {
+	b, err := secretref.Resolve(b, secretKeys, []string{"secrets"}, dir, nil)
+	if err != nil {
+		return nil, err
+	}
 	cfg := &Config{}
 	dec := yaml.NewDecoder(bytes.NewReader(b))
 	dec.KnownFields(true)
@@ -255,9 +279,20 @@ func (c *Config) validate() error {
 			return fmt.Errorf("config relay_fingerprint: %w", err)
 		}
 	}
+	if c.AdminToken != "" {
+		if err := admin.CheckTokenHash(c.AdminToken); err != nil {
+			return fmt.Errorf("config admin_token: %w (hookrelay token prints a token and its hash)", err)
+		}
+	}
 	if c.AdminAddr != "off" {
-		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
+		host, _, err := net.SplitHostPort(c.AdminAddr)
+		if err != nil {
 			return fmt.Errorf("config admin_addr: %q is not host:port (e.g. 127.0.0.1:7071, or off)", c.AdminAddr)
+		}
+		if c.AdminToken == "" && !isLoopback(host) {
+			// Without a token the admin API is open to whoever reaches it.
+			return fmt.Errorf("config admin_addr: %q is not loopback: set admin_token (the hash of a token "+
+				"that /admin/ and /metrics will require; hookrelay token prints one), or use 127.0.0.1", c.AdminAddr)
 		}
 	}
 	if c.ShutdownGrace < 0 {
@@ -319,12 +354,30 @@ func (r *Route) validate() error {
 			return fmt.Errorf("headers: %q is not a header name", name)
 		}
 	}
+	r.replace = make(map[string]bool, len(r.ReplaceHeaders))
+	for _, name := range r.ReplaceHeaders {
+		k := http.CanonicalHeaderKey(name)
+		if !validHeader(k, "") || dropHeaders[k] || strings.HasPrefix(k, "Hookrelay-") {
+			return fmt.Errorf("replace_headers: %q is not a header name the route may set (hop-by-hop, Host, Content-Length and hookrelay-* are not)", name)
+		}
+		r.replace[k] = true
+	}
 	if r.CAFile != "" {
 		if _, err := os.Stat(r.CAFile); err != nil {
 			return fmt.Errorf("ca_file: %w", err)
 		}
 	}
 	return nil
+}
+
+// isLoopback reports whether host (of host:port) is localhost or a loopback address; "" (all
+// interfaces) is not.
+func isLoopback(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // resolveAgentID fills AgentID when empty from data_dir/agent-id, creating it once as

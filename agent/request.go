@@ -59,7 +59,7 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 	}
 	req.URL, req.Host = u, u.Host // u as built: a String/Parse round trip may re-escape it
 	req.ContentLength = int64(len(rec.Body))
-	req.Header = targetHeaders(rec, n, d.r.Headers)
+	req.Header = targetHeaders(rec, n, d.r.Headers, d.r.replace)
 	return req, nil
 }
 
@@ -121,8 +121,9 @@ func hasDotDot(p string) bool {
 
 // targetHeaders is the sender's headers in order (values of a repeated name kept in order;
 // hop-by-hop ones dropped), the route's headers where the sender sent none of that name, and
-// hookrelay's own. The map is filled directly so no values are merged or reordered.
-func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string) http.Header {
+// hookrelay's own. Names in replace (canonical) are the route's alone: its value if it has
+// one, else none. The map is filled directly so no values are merged or reordered.
+func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string, replace map[string]bool) http.Header {
 	h := make(http.Header, len(rec.Headers)+6)
 	drop := dropHeaders
 	for _, hd := range rec.Headers {
@@ -133,8 +134,8 @@ func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string) h
 	}
 	for _, hd := range rec.Headers {
 		k := http.CanonicalHeaderKey(hd.Name)
-		if drop[k] || strings.HasPrefix(k, "Hookrelay-") || !validHeader(k, hd.Value) {
-			continue // hookrelay-* are ours: a sender cannot forge them
+		if drop[k] || strings.HasPrefix(k, "Hookrelay-") || replace[k] || !validHeader(k, hd.Value) {
+			continue // hookrelay-* are ours, replace the route's: a sender cannot forge them
 		}
 		h[k] = append(h[k], hd.Value)
 	}

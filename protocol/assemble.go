@@ -2,8 +2,21 @@ package protocol
 
 import "fmt"
 
-// DefaultMaxBody is the Assembler's body limit when MaxBody is 0.
-const DefaultMaxBody = 32 << 20
+// Defaults of the Assembler's bounds. A relay sends one webhook's frames back to back, so
+// only a few webhooks are ever incomplete at once on a sane tunnel (QUIC's data streams may
+// interleave a handful); the bounds only stop a relay that opens bodies and never ends them.
+const (
+	// DefaultMaxBody is the Assembler's body limit when MaxBody is 0.
+	DefaultMaxBody = 32 << 20
+	// DefaultMaxPending bounds the incomplete webhooks when MaxPending is 0.
+	DefaultMaxPending = 64
+	// DefaultMaxPendingBytes bounds the sum of the declared body lengths of the incomplete
+	// webhooks when MaxPendingBytes is 0: eight 32 MiB bodies at once.
+	DefaultMaxPendingBytes = 256 << 20
+	// assembleInitialCap is the most body capacity allocated for an incomplete webhook before
+	// its chunks arrive; buffers then grow with the bytes received, never past BodyLen.
+	assembleInitialCap = 64 << 10
+)
 
 // SendWebhook writes w on t, splitting a body longer than chunk (0 = DefaultChunk) into one
 // Webhook frame carrying the first part and Chunk frames for the rest. It sets BodyLen to
@@ -32,16 +45,23 @@ func SendWebhook(t Tunnel, w *Webhook, chunk int) error {
 }
 
 // Assembler joins Webhook and Chunk frames back into whole webhooks, keyed by id, so the
-// frames of several webhooks may interleave. Not safe for concurrent use.
+// frames of several webhooks may interleave. Its memory is bounded whatever the sender does:
+// at most MaxPending incomplete webhooks whose declared lengths add up to at most
+// MaxPendingBytes, each buffer growing with the bytes actually received. Not safe for
+// concurrent use.
 type Assembler struct {
-	MaxBody int64 // largest body accepted; 0 = DefaultMaxBody (32 MiB)
+	MaxBody         int64 // largest body accepted; 0 = DefaultMaxBody (32 MiB)
+	MaxPending      int   // most incomplete webhooks at once; 0 = DefaultMaxPending (64)
+	MaxPendingBytes int64 // most declared body bytes of those; 0 = DefaultMaxPendingBytes (256 MiB)
 
-	partial map[string]*Webhook // id → webhook whose Body is still growing to BodyLen
+	partial  map[string]*Webhook // id → webhook whose Body is still growing to BodyLen
+	declared int64               // sum of BodyLen over partial
 }
 
 // Add takes a Webhook or Chunk frame and returns the whole webhook once its body is complete
-// (done = true). Chunks out of order, unknown ids or bodies over MaxBody are errors wrapping
-// ErrMalformed. Other frame types are an error too.
+// (done = true). Chunks out of order, unknown ids, bodies over MaxBody and a webhook past
+// MaxPending or MaxPendingBytes are errors wrapping ErrMalformed that name what was broken.
+// Other frame types are an error too.
 func (a *Assembler) Add(f Frame) (w *Webhook, done bool, err error) {
 	switch f := f.(type) {
 	case *Webhook:
@@ -63,6 +83,20 @@ func (a *Assembler) maxBody() int64 {
 	return DefaultMaxBody
 }
 
+func (a *Assembler) maxPending() int {
+	if a.MaxPending > 0 {
+		return a.MaxPending
+	}
+	return DefaultMaxPending
+}
+
+func (a *Assembler) maxPendingBytes() int64 {
+	if a.MaxPendingBytes > 0 {
+		return a.MaxPendingBytes
+	}
+	return DefaultMaxPendingBytes
+}
+
 func (a *Assembler) addWebhook(f *Webhook) (*Webhook, bool, error) {
 	switch {
 	case f.BodyLen < 0 || int64(len(f.Body)) > f.BodyLen:
@@ -76,14 +110,22 @@ func (a *Assembler) addWebhook(f *Webhook) (*Webhook, bool, error) {
 			ErrMalformed, f.ID)
 	case int64(len(f.Body)) == f.BodyLen:
 		return f, true, nil
+	case len(a.partial) >= a.maxPending():
+		return nil, false, fmt.Errorf("%w: webhook %s: more incomplete webhooks at once than the limit of %d (Assembler.MaxPending)",
+			ErrMalformed, f.ID, a.maxPending())
+	case a.declared+f.BodyLen > a.maxPendingBytes():
+		return nil, false, fmt.Errorf("%w: webhook %s: incomplete webhooks declare %d body bytes with this one, over the limit of %d (Assembler.MaxPendingBytes)",
+			ErrMalformed, f.ID, a.declared+f.BodyLen, a.maxPendingBytes())
 	}
 	w := *f
-	w.Body = make([]byte, len(f.Body), f.BodyLen)
+	// The declared length is only a claim: allocate for what came, plus a little.
+	w.Body = make([]byte, len(f.Body), min(f.BodyLen, max(int64(len(f.Body)), assembleInitialCap)))
 	copy(w.Body, f.Body)
 	if a.partial == nil {
 		a.partial = make(map[string]*Webhook)
 	}
 	a.partial[w.ID] = &w
+	a.declared += w.BodyLen
 	return nil, false, nil
 }
 
@@ -93,18 +135,38 @@ func (a *Assembler) addChunk(c *Chunk) (*Webhook, bool, error) {
 	case w == nil:
 		return nil, false, fmt.Errorf("%w: chunk for unknown webhook %s", ErrMalformed, c.ID)
 	case c.Offset != int64(len(w.Body)):
-		delete(a.partial, c.ID)
+		a.drop(w)
 		return nil, false, fmt.Errorf("%w: webhook %s: chunk at offset %d, want %d",
 			ErrMalformed, c.ID, c.Offset, len(w.Body))
 	case int64(len(c.Data)) > w.BodyLen-int64(len(w.Body)):
-		delete(a.partial, c.ID)
+		a.drop(w)
 		return nil, false, fmt.Errorf("%w: webhook %s: chunk past body length %d",
 			ErrMalformed, c.ID, w.BodyLen)
 	}
+	w.Body = grow(w.Body, len(c.Data), w.BodyLen)
 	w.Body = append(w.Body, c.Data...)
 	if int64(len(w.Body)) < w.BodyLen {
 		return nil, false, nil
 	}
-	delete(a.partial, c.ID)
+	a.drop(w)
 	return w, true, nil
+}
+
+// drop forgets an incomplete webhook and its share of the declared bytes.
+func (a *Assembler) drop(w *Webhook) {
+	delete(a.partial, w.ID)
+	a.declared -= w.BodyLen
+}
+
+// grow makes room for n more bytes in b, doubling its capacity but never past limit (the
+// declared body length, which the caller has checked n against), so a complete body has no
+// slack and the copies add up to at most twice the body.
+func grow(b []byte, n int, limit int64) []byte {
+	if len(b)+n <= cap(b) {
+		return b
+	}
+	c := min(limit, max(int64(2*cap(b)), int64(len(b)+n)))
+	nb := make([]byte, len(b), c)
+	copy(nb, b)
+	return nb
 }

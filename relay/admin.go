@@ -76,11 +76,12 @@ func (a adminStore) Stats() []persist.QueueStats {
 	return st
 }
 
-// swapAdmin installs h (nil: disabled), closing the one it replaces and keeping its count of
-// failed logins.
+// swapAdmin installs h (nil: disabled), closing the one it replaces and keeping its counts of
+// failed logins and refused requests.
 func (s *Server) swapAdmin(h *admin.Handler) {
 	if old := s.admin.Swap(h); old != nil {
 		s.adminFailedBase.Add(old.FailedLogins())
+		s.metrics.adminRefusedBase.Add(old.Refused())
 		old.Close()
 	}
 }
@@ -142,6 +143,16 @@ func (s *Server) adminFailures() uint64 {
 	n := s.adminFailedBase.Load() + s.metricsFailed.Load()
 	if h := s.admin.Load(); h != nil {
 		n += h.FailedLogins()
+	}
+	return n
+}
+
+// adminRefused counts admin requests refused as cross-site or with a foreign Host, by the
+// current and the replaced admin handlers.
+func (s *Server) adminRefused() uint64 {
+	n := s.metrics.adminRefusedBase.Load()
+	if h := s.admin.Load(); h != nil {
+		n += h.Refused()
 	}
 	return n
 }

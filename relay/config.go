@@ -12,6 +12,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/hookrelay/hookrelay/internal/secretref"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
@@ -150,7 +151,7 @@ func LoadConfig(path string) (*Config, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
-	c, err := decodeConfig(data)
+	c, err := decodeConfig(data, filepath.Dir(path))
 	if err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
@@ -160,9 +161,10 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-// ParseConfig decodes YAML (no environment), fills defaults and validates.
+// ParseConfig decodes YAML (no HOOKRELAY_* environment; KEY_env secrets are read), fills
+// defaults and validates.
 func ParseConfig(data []byte) (*Config, error) {
-	c, err := decodeConfig(data)
+	c, err := decodeConfig(data, "")
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
 	}
@@ -173,8 +175,20 @@ func ParseConfig(data []byte) (*Config, error) {
 	return c, nil
 }
 
-// decodeConfig decodes strictly: unknown keys and a second YAML document are errors.
-func decodeConfig(data []byte) (*Config, error) {
+// secretKeys are the keys whose value may instead come from KEY_file or KEY_env (at any depth,
+// see secretref); secretLists are those of them that hold lists.
+var (
+	secretKeys  = []string{"secret", "secrets", "password_hash", "admin_token", "tokens", "verify_token", "consumer_secret"}
+	secretLists = []string{"secrets", "tokens"}
+)
+
+// decodeConfig reads KEY_file / KEY_env secrets (relative paths from dir) and decodes
+// strictly: unknown keys and a second YAML document are errors.
+func decodeConfig(data []byte, dir string) (*Config, error) {
+	data, err := secretref.Resolve(data, secretKeys, secretLists, dir, nil)
+	if err != nil {
+		return nil, err
+	}
 	var c Config
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,6 +36,8 @@ const (
 // one), so that two servers in one process (tests) do not collide. No label holds an id.
 type metrics struct {
 	reg *prometheus.Registry
+
+	adminRefusedBase atomic.Uint64 // requests refused by replaced admin handlers' guard
 
 	ingress       *prometheus.CounterVec // endpoint, code
 	rejected      *prometheus.CounterVec // endpoint, limit
@@ -110,6 +113,10 @@ func (m *metrics) register(s *Server) {
 			Name: "hookrelay_admin_failed_logins_total",
 			Help: "Wrong admin tokens: failed UI logins, admin API calls and /metrics scrapes.",
 		}, func() float64 { return float64(s.adminFailures()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{
+			Name: "hookrelay_admin_refused_total",
+			Help: "Admin requests refused as cross-site (Origin, Sec-Fetch-Site) or with a foreign Host.",
+		}, func() float64 { return float64(s.adminRefused()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hookrelay_ingress_buffer_bytes",
 			Help: "Request body bytes reserved by ingress requests in flight (bounded by ingress_buffer).",

@@ -98,6 +98,7 @@ type Handler struct {
 	sessions  sessions
 	failed    atomic.Uint64 // failed logins and wrong Bearer tokens
 	streams   atomic.Int64  // open event streams
+	refused   atomic.Uint64 // requests guard refused (guard.go)
 
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close: event streams end
@@ -176,7 +177,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	hd.Set("X-Frame-Options", "DENY")
 	hd.Set("Referrer-Policy", "no-referrer")
 	hd.Set("Cache-Control", "no-store")
-	if h.tokenHash != nil && !h.authorize(w, r) {
+	if !h.guard(w, r) || h.tokenHash != nil && !h.authorize(w, r) {
 		return
 	}
 	h.mux.ServeHTTP(w, r)
