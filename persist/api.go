@@ -69,6 +69,10 @@ type Options struct {
 	// default 24h. KeepDoneMax bounds their count; default 10000.
 	KeepDone    time.Duration
 	KeepDoneMax int
+	// KeepDead and KeepDeadMax are the same for Dead records (dead letters), counted apart
+	// from delivered ones so that ordinary traffic never evicts them; defaults 7 days and 10000.
+	KeepDead    time.Duration
+	KeepDeadMax int
 	// HoldUnreported (agent) keeps finished records whose outcome was not reported yet
 	// (MarkReported) past KeepDone; KeepDoneMax still bounds them. Default false (relay).
 	HoldUnreported bool

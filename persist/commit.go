@@ -51,6 +51,7 @@ type staged struct {
 	bodyLen int
 	leased  bool // when the batch first read it
 	gone    bool // deleted in this batch
+	txn     int  // the transaction holding this batch's last write of it; -1 when unwritten
 }
 
 // batch is one group commit: the requests the committer took at once.
@@ -308,7 +309,13 @@ func (b *batch) commit() {
 		return
 	}
 	start := time.Now()
-	err := b.txn.Commit()
+	var err error
+	if hook := b.s.commitHook; hook != nil {
+		err = hook()
+	}
+	if err == nil {
+		err = b.txn.Commit()
+	}
 	b.took += time.Since(start)
 	b.txn.Discard()
 	b.txn = nil

@@ -89,40 +89,49 @@ func (s *Store) sweep(now time.Time) (int, error) {
 	return deleted, nil
 }
 
-// sweepPick returns the finished records to delete: past KeepDone (reported ones only with
-// HoldUnreported), then the oldest beyond KeepDoneMax.
+// sweepPick returns the finished records to delete: delivered ones past KeepDone, then the
+// oldest beyond KeepDoneMax; dead ones likewise by KeepDead and KeepDeadMax. With
+// HoldUnreported, a record whose outcome was not reported yet is never picked.
 func (s *Store) sweepPick(now time.Time) []string {
-	cutoff := now.Add(-s.opts.KeepDone)
-	type done struct {
-		id string
-		at time.Time
-	}
-	var old []string
-	var keep []done
+	var done, dead []finishedEntry
 	s.mu.Lock()
 	for _, q := range s.idx.queues {
 		for _, e := range q.entries {
-			if e.state != StateDelivered && e.state != StateDead {
+			if s.opts.HoldUnreported && !e.reported {
 				continue
 			}
-			if e.finished.Before(cutoff) && (e.reported || !s.opts.HoldUnreported) {
-				old = append(old, e.id)
-				continue
+			switch e.state {
+			case StateDelivered:
+				done = append(done, finishedEntry{e.id, e.finished})
+			case StateDead:
+				dead = append(dead, finishedEntry{e.id, e.finished})
 			}
-			keep = append(keep, done{e.id, e.finished})
 		}
 	}
 	s.mu.Unlock()
-	if over := len(keep) - s.opts.KeepDoneMax; over > 0 {
-		slices.SortFunc(keep, func(a, b done) int {
-			if c := a.at.Compare(b.at); c != 0 {
-				return c
-			}
-			return strings.Compare(a.id, b.id)
-		})
-		for _, d := range keep[:over] {
-			old = append(old, d.id)
+	old := pickOld(nil, done, now.Add(-s.opts.KeepDone), s.opts.KeepDoneMax)
+	return pickOld(old, dead, now.Add(-s.opts.KeepDead), s.opts.KeepDeadMax)
+}
+
+type finishedEntry struct {
+	id string
+	at time.Time
+}
+
+// pickOld adds to old the ids of es finished before cutoff, then the oldest beyond max.
+func pickOld(old []string, es []finishedEntry, cutoff time.Time, max int) []string {
+	slices.SortFunc(es, func(a, b finishedEntry) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
 		}
+		return strings.Compare(a.id, b.id)
+	})
+	over := len(es) - max
+	for i, e := range es {
+		if i >= over && !e.at.Before(cutoff) {
+			break
+		}
+		old = append(old, e.id)
 	}
 	return old
 }

@@ -343,3 +343,9 @@ func readRecord(txn *badger.Txn, id string, body bool) (*Record, error) {
 	}
 	return r, nil
 }
+
+// Quarantined returns the ids of records set aside at Open because their metadata did not
+// decode. They are kept on disk untouched (metadata and body) for an operator to inspect.
+func (s *Store) Quarantined() []string {
+	return slices.Clone(s.quarantined)
+}

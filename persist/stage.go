@@ -21,6 +21,7 @@ func (b *batch) record(id string, meta *Record, bodyLen int, body []byte) {
 // leaves it alone until the batch is applied.
 func (b *batch) get(id string) (*staged, error) {
 	if st, ok := b.ov[id]; ok {
+		b.dependOn(st)
 		if st.gone {
 			return nil, ErrNotFound
 		}
@@ -47,16 +48,25 @@ func (b *batch) get(id string) (*staged, error) {
 	var st *staged
 	if cached != nil {
 		rec, _ := cached.record(false) // a copy: the batch edits it
-		st = &staged{rec: rec, bodyLen: cached.bodyLen, leased: leased}
+		st = &staged{rec: rec, bodyLen: cached.bodyLen, leased: leased, txn: -1}
 	} else {
 		rec, bodyLen, err := readMeta(b.rtxn, id)
 		if err != nil {
 			return nil, err
 		}
-		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased}
+		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased, txn: -1}
 	}
 	b.ov[id] = st
 	return st, nil
+}
+
+// dependOn makes the current request's answer depend on the batch's earlier write of st: if
+// that write's transaction fails to commit, so does this request, whatever it saw staged
+// (an Append answered ErrExists by a copy that never committed would be acked wrongly).
+func (b *batch) dependOn(st *staged) {
+	if st.txn > b.cur.last {
+		b.cur.last = st.txn
+	}
 }
 
 // errNoop tells modify that the record is already as asked: nothing to write.
@@ -77,6 +87,7 @@ func (b *batch) modify(id string, fn func(st *staged) error) error {
 	if err := b.set(metaKey(id), encodeMeta(st.rec, st.bodyLen)); err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
+	st.txn = b.cur.last
 	b.record(id, st.rec, st.bodyLen, nil)
 	return nil
 }
@@ -104,6 +115,7 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
 	st.gone = true
+	st.txn = b.cur.last
 	b.record(id, nil, 0, nil)
 	return nil
 }
@@ -114,6 +126,9 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 func (b *batch) insert(r *Record, meta, cached []byte) error {
 	s := b.s
 	st, inBatch := b.ov[r.ID]
+	if inBatch {
+		b.dependOn(st)
+	}
 	s.mu.Lock()
 	_, indexed := s.idx.byID[r.ID]
 	var held int64
@@ -146,7 +161,7 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 	b.qbytes[r.Queue] += r.Size
 	rec := *r
 	rec.Body = nil
-	b.ov[r.ID] = &staged{rec: &rec, bodyLen: len(r.Body)}
+	b.ov[r.ID] = &staged{rec: &rec, bodyLen: len(r.Body), txn: b.cur.last}
 	b.record(r.ID, &rec, len(r.Body), cached)
 	return nil
 }

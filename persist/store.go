@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	mrand "math/rand/v2"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -48,6 +49,12 @@ type Store struct {
 	txns         atomic.Int64 // Badger transactions committed (tests look)
 	freed        atomic.Int64 // bytes of records deleted since GC last flattened the LSM tree
 	flattenAfter int64
+
+	// commitHook, when set (tests only), is called before each transaction commit; an error
+	// fails that commit as Badger's would.
+	commitHook func() error
+	// quarantined are the ids whose metadata did not decode at Open (static after Open).
+	quarantined []string
 
 	mu     sync.Mutex // guards idx and recent, and everything reachable from them
 	idx    *index
@@ -106,6 +113,12 @@ func withDefaults(o Options) Options {
 	if o.KeepDoneMax <= 0 {
 		o.KeepDoneMax = 10000
 	}
+	if o.KeepDead <= 0 {
+		o.KeepDead = 7 * 24 * time.Hour
+	}
+	if o.KeepDeadMax <= 0 {
+		o.KeepDeadMax = 10000
+	}
 	if o.GCInterval <= 0 {
 		o.GCInterval = time.Minute
 	}
@@ -141,7 +154,9 @@ func (s *Store) load() error {
 			err := item.Value(func(v []byte) error {
 				sum, _, err := decodeSummary(v)
 				if err != nil {
-					s.log.Error("persist: skipping unreadable record", "id", id, "err", err)
+					// Set aside, never deleted: its body stays too (see the orphan scan).
+					s.log.Error("persist: record quarantined: its metadata does not decode", "id", id, "err", err)
+					s.quarantined = append(s.quarantined, id)
 					return nil
 				}
 				s.idx.addLocked(id, sum, now)
@@ -155,7 +170,8 @@ func (s *Store) load() error {
 		defer bt.Close()
 		for bt.Rewind(); bt.Valid(); bt.Next() {
 			k := bt.Item().Key()
-			if _, ok := s.idx.byID[bodyKeyID(k)]; !ok {
+			id := bodyKeyID(k)
+			if _, ok := s.idx.byID[id]; !ok && !slices.Contains(s.quarantined, id) {
 				orphans = append(orphans, bt.Item().KeyCopy(nil))
 			}
 		}

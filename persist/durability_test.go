@@ -1,0 +1,152 @@
+package persist
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+)
+
+// Dead letters are kept by their own limit: delivered traffic past KeepDoneMax must not evict
+// them (the relay's "retention expired" dead letters exist nowhere else).
+func TestDeadLettersKeptByOwnLimit(t *testing.T) {
+	s := openT(t, "", func(o *Options) { o.KeepDone = time.Hour; o.KeepDoneMax = 3; o.KeepDeadMax = 2 })
+	var dead []string
+	for i := range 3 {
+		r := appendT(t, s, rec("q", fmt.Sprint("dead", i)))
+		mustOK(t, s.Complete(r.ID, StateDead, nil, "retention expired"))
+		dead = append(dead, r.ID)
+	}
+	var done []string
+	for i := range 10 {
+		r := appendT(t, s, rec("q", fmt.Sprint("done", i)))
+		mustOK(t, s.Complete(r.ID, StateDelivered, nil, ""))
+		done = append(done, r.ID)
+	}
+	mustOK(t, s.GC())
+	for i, id := range dead {
+		_, err := s.Get(id)
+		if kept := i >= 1; kept != (err == nil) {
+			t.Errorf("dead letter %d: %v (KeepDeadMax 2 keeps the newest two, whatever was delivered)", i, err)
+		}
+	}
+	for i, id := range done {
+		_, err := s.Get(id)
+		if kept := i >= 7; kept != (err == nil) {
+			t.Errorf("delivered %d: %v (KeepDoneMax 3 keeps the newest three)", i, err)
+		}
+	}
+}
+
+// With HoldUnreported (the agent), a finished record whose outcome the relay has not heard of
+// is never deleted, however many there are: deleting it would leave the relay's copy "acked".
+func TestUnreportedNeverEvicted(t *testing.T) {
+	s := openT(t, "", func(o *Options) { o.KeepDone = time.Hour; o.KeepDoneMax = 2; o.HoldUnreported = true })
+	var ids []string
+	for i := range 6 {
+		r := appendT(t, s, rec("q", fmt.Sprint(i)))
+		mustOK(t, s.Complete(r.ID, StateDelivered, nil, ""))
+		ids = append(ids, r.ID)
+	}
+	mustOK(t, s.GC())
+	for i, id := range ids {
+		if _, err := s.Get(id); err != nil {
+			t.Fatalf("unreported record %d evicted by the count bound: %v", i, err)
+		}
+	}
+	mustOK(t, s.MarkReported(ids...))
+	mustOK(t, s.GC())
+	for i, id := range ids {
+		_, err := s.Get(id)
+		if kept := i >= 4; kept != (err == nil) {
+			t.Errorf("reported record %d: %v (KeepDoneMax 2 keeps the newest two)", i, err)
+		}
+	}
+}
+
+// A record whose metadata no longer decodes is set aside at Open, counted, and never deleted:
+// neither its metadata nor its body (which the orphan sweep would otherwise remove).
+func TestUndecodableRecordQuarantined(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, nil)
+	good := appendT(t, s, rec("q", "good"))
+	bad := appendT(t, s, rec("q", "bad body kept"))
+	mustOK(t, s.Close())
+
+	db, err := badger.Open(badgerOptions(withDefaults(Options{Dir: dir, Small: true, Logger: testLogger(t)}), testLogger(t)))
+	mustOK(t, err)
+	mustOK(t, db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey(bad.ID), []byte{0xff, 1, 2}) }))
+	mustOK(t, db.Close())
+
+	for range 2 { // twice: the second Open must find it set aside, not gone
+		s = openT(t, dir, nil)
+		if got := s.Quarantined(); len(got) != 1 || got[0] != bad.ID {
+			t.Fatalf("quarantined = %v, want [%s]", got, bad.ID)
+		}
+		if r, err := s.Get(good.ID); err != nil || string(r.Body) != "good" {
+			t.Fatalf("good record: %v", err)
+		}
+		if _, err := s.Get(bad.ID); err == nil {
+			t.Fatalf("quarantined record served: %v", err)
+		}
+		mustOK(t, s.db.View(func(txn *badger.Txn) error {
+			if _, err := txn.Get(bodyKey(bad.ID, 0)); err != nil {
+				return fmt.Errorf("quarantined record's body deleted: %w", err)
+			}
+			_, err := txn.Get(metaKey(bad.ID))
+			return err
+		}))
+		mustOK(t, s.Close())
+	}
+}
+
+// An id appended twice in one group commit: the second Append answers ErrExists only if the
+// first copy really committed. When the first copy's transaction fails, both fail (an agent
+// that acked on ErrExists would otherwise ack a webhook it does not hold).
+func TestStagedTwiceFailsWithTheFirst(t *testing.T) {
+	s := openT(t, "", nil)
+	failed := errors.New("injected commit failure")
+	s.commitHook = func() error { return failed }
+	// Hold the committer so both appends land in one batch.
+	hold, started := make(chan struct{}), make(chan struct{})
+	released := false
+	release := func() {
+		if !released {
+			released = true
+			close(hold)
+		}
+	}
+	defer release()
+	go s.submit(context.Background(), &request{stage: func(*batch) (int, error) {
+		close(started)
+		<-hold
+		return 0, nil
+	}})
+	<-started
+	errs := make(chan error, 2)
+	for range 2 {
+		go func() {
+			r := rec("q", "twice")
+			r.ID = "01TWICE"
+			errs <- s.Append(context.Background(), r)
+		}()
+	}
+	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+		if len(s.reqs) < 2 {
+			return errors.New("appends not queued yet")
+		}
+		return nil
+	})
+	release()
+	for range 2 {
+		if err := <-errs; err == nil || errors.Is(err, ErrExists) {
+			t.Fatalf("append of an id whose first copy failed to commit: %v, want a commit error", err)
+		}
+	}
+	if _, err := s.Get("01TWICE"); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("get after failed commits: %v", err)
+	}
+}
