@@ -39,7 +39,6 @@ func TestAttackCrossSiteAdminReplay(t *testing.T) {
 // again. Wanted: a session with the same agent_id but another token is refused, and the
 // connected agent keeps its session.
 func TestAttackOtherTokenKicksAgent(t *testing.T) {
-	t.Skip("fixed after the hub restructure lands")
 	s := startServer(t, func(c *Config) { c.Endpoints[0].Tokens = []string{hashOf(tokenA), hashOf(tokenB)} })
 	victim := dial(t, s, tokenA, "edge-1", "ep")
 	attacker := connect(t, s, protocol.Hello{AgentID: "edge-1", Token: tokenB, Endpoints: []string{"ep"}})

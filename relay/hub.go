@@ -194,6 +194,11 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	case h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
 		msg := fmt.Sprintf("this token already has %d agents connected (max_agents_per_token)", lv.cfg.MaxAgentsPerToken)
 		he = refuse("agents_per_token", protocol.CodeLimit, msg, errors.New(msg))
+	case h.byAgent[hello.AgentID] != nil && h.byAgent[hello.AgentID].tokenSum != sum:
+		// Only the same agent (the same token) may replace its session: any other valid
+		// token could otherwise kick an agent off again and again.
+		msg := "agent id " + clip(hello.AgentID, 64) + " is connected with another token"
+		he = refuse("agent_id_taken", protocol.CodeUnauthorized, msg, errors.New(msg))
 	}
 	if he != nil {
 		t.WriteFrame(he.frame)
