@@ -82,6 +82,9 @@ type Options struct {
 	// (Badger writes through mmap, so a really full disk would crash it rather than fail a
 	// write). Default 64 MiB with Small, else 256 MiB; negative disables the check.
 	MinFree int64
+	// valueDir puts Badger's value log in another directory (tests only: a filesystem that
+	// fails writes, for TestValueLogWritebackError). "" = Dir.
+	valueDir string
 	// OnCommit, when set, is called after each group commit with the number of records written
 	// in it and how long the synced write took (for metrics).
 	OnCommit func(records int, took time.Duration)

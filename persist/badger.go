@@ -22,6 +22,9 @@ func badgerOptions(o Options, log *slog.Logger) badger.Options {
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
 		WithNumCompactors(2)
+	if o.valueDir != "" {
+		bo = bo.WithValueDir(o.valueDir)
+	}
 	if o.Small {
 		// About 30 MiB of memory: 2×8 MiB memtables, 8+4 MiB caches. Values (bodies, and
 		// metadata with large headers) from 1 KiB go to the value log: kept in the LSM tree,

@@ -309,12 +309,19 @@ func (b *batch) commit() {
 		return
 	}
 	start := time.Now()
-	var err error
-	if hook := b.s.commitHook; hook != nil {
+	err := b.s.ioErr
+	if hook := b.s.commitHook; hook != nil && err == nil {
 		err = hook()
 	}
 	if err == nil {
 		err = b.txn.Commit()
+	}
+	if err == nil {
+		// Badger logs a failed value-log sync and reports success: check it ourselves. The
+		// disk lost writes; no later commit can be trusted either, until a restart.
+		if err = b.s.vlog.check(); err != nil {
+			b.s.ioErr = err
+		}
 	}
 	b.took += time.Since(start)
 	b.txn.Discard()

@@ -31,6 +31,8 @@ type Store struct {
 	wg      sync.WaitGroup
 
 	// Owned by the committer.
+	vlog      *vlogCheck    // see vlogcheck.go
+	ioErr     error         // a value-log write-back error: every later write fails with it
 	expect    int           // requests the next batch may expect (see collect)
 	lastTook  time.Duration // how long the last commit took
 	lingerT   *time.Timer   // collect's, reused
@@ -93,7 +95,16 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, err
 	}
+	vdir := opts.Dir
+	if opts.valueDir != "" {
+		vdir = opts.valueDir
+	}
+	if s.vlog, err = openVlogCheck(vdir); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
+	}
 	if err := s.load(); err != nil {
+		s.vlog.close()
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
@@ -224,6 +235,7 @@ func (s *Store) Close() error {
 			q.broadcastLocked()
 		}
 		s.mu.Unlock()
+		s.vlog.close()
 		if err := s.db.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
 		}
