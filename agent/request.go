@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // Headers hookrelay sets toward the target.
@@ -43,9 +44,6 @@ var dropHeaders = map[string]bool{
 	"Content-Length":      true,
 }
 
-// ErrDotDot refuses a path suffix with a ".." segment, encoded or not.
-var ErrDotDot = errors.New("path suffix has a .. segment")
-
 // buildRequest makes attempt n of rec toward the route's target. Only the target's scheme,
 // host and port are ever dialled: the record contributes the path suffix and query.
 func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int) (*http.Request, error) {
@@ -64,16 +62,14 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 }
 
 // targetURL appends the escaped path suffix and the raw query to the target URL, keeping both
-// byte-exact.
+// byte-exact. A suffix protocol.CheckPath refuses is refused here too, and the result is
+// checked once more: the request line stays in origin form under the target's path.
 func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
-	if strings.ContainsFunc(suffix+query, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }) {
-		return nil, fmt.Errorf("path suffix or query has a control character, space or #")
+	if err := protocol.CheckPath(suffix); err != nil {
+		return nil, err
 	}
-	if suffix != "" && !strings.HasPrefix(suffix, "/") {
-		return nil, fmt.Errorf("path suffix %q does not start with /", suffix)
-	}
-	if hasDotDot(suffix) {
-		return nil, ErrDotDot
+	if strings.ContainsFunc(query, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }) {
+		return nil, fmt.Errorf("query has a control character, space or #")
 	}
 	u := *base
 	u.User = nil
@@ -98,25 +94,10 @@ func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
 		u.RawQuery += "&" + query
 	}
 	u.ForceQuery = false
-	return &u, nil
-}
-
-// hasDotDot reports a ".." segment in a path, raw or after up to three rounds of unescaping,
-// with "/" or "\" as separators.
-func hasDotDot(p string) bool {
-	for range 4 {
-		for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
-			if seg == ".." {
-				return true
-			}
-		}
-		u, err := url.PathUnescape(p)
-		if err != nil || u == p {
-			return false
-		}
-		p = u
+	if p := u.RequestURI(); !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return nil, fmt.Errorf("path suffix %q: request line %q would not be in origin form", suffix, p)
 	}
-	return false
+	return &u, nil
 }
 
 // targetHeaders is the sender's headers in order (values of a repeated name kept in order;

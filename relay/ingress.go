@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
@@ -63,9 +64,9 @@ func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	label = name
-	if hasDotDot(suffix) {
+	if err := protocol.CheckPath(suffix); err != nil {
 		s.metrics.reject(label, limitPath)
-		writeError(sw, http.StatusBadRequest, `path suffix has a ".." segment: not allowed`)
+		writeError(sw, http.StatusBadRequest, err.Error()+": not allowed")
 		return
 	}
 	s.ingest(sw, w, r, lv, ep, suffix)
@@ -270,20 +271,6 @@ func splitIngressPath(p string) (name, suffix string, ok bool) {
 		return "", "", false
 	}
 	return name, suffix, true
-}
-
-// hasDotDot reports whether the suffix has a ".." segment, as sent or once percent-decoded
-// (%2e%2e, %2E., and %2F or '\' as separators), since a target may decode before resolving.
-func hasDotDot(suffix string) bool {
-	isSep := func(r rune) bool { return r == '/' || r == '\\' }
-	if slices.Contains(strings.FieldsFunc(suffix, isSep), "..") {
-		return true
-	}
-	dec, err := url.PathUnescape(suffix)
-	if err != nil {
-		return strings.Contains(strings.ToLower(suffix), "%2e")
-	}
-	return slices.Contains(strings.FieldsFunc(dec, isSep), "..")
 }
 
 // storedHeaders returns the sender's headers: names in canonical form sorted by name, each
