@@ -27,22 +27,10 @@ const (
 	headerWebhook = "Webhook-Id"
 )
 
-// dropHeaders are not forwarded: hop-by-hop headers (RFC 9110 §7.6.1), and those the client
-// sets itself from the request (Host from the target, Content-Length from the body).
-var dropHeaders = map[string]bool{
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Connection":    true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-	"Expect":              true,
-	"Host":                true,
-	"Content-Length":      true,
-}
+// ownHeaders are not forwarded: the client sets them itself from the request (Host from the
+// target, Content-Length from the body, Expect never). Hop-by-hop headers are not forwarded
+// either (protocol.HopByHop).
+var ownHeaders = map[string]bool{"Expect": true, "Host": true, "Content-Length": true}
 
 // buildRequest makes attempt n of rec toward the route's target. Only the target's scheme,
 // host and port are ever dialled: the record contributes the path suffix and query.
@@ -105,23 +93,23 @@ func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
 // hookrelay's own. The map is filled directly so no values are merged or reordered.
 func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string) http.Header {
 	h := make(http.Header, len(rec.Headers)+6)
-	drop := dropHeaders
+	var conn []string
 	for _, hd := range rec.Headers {
 		if http.CanonicalHeaderKey(hd.Name) == "Connection" {
-			drop = connectionDrops(rec.Headers)
-			break
+			conn = append(conn, hd.Value)
 		}
 	}
+	hop, hopRoute := protocol.HopByHop(conn), protocol.HopByHop(nil)
 	for _, hd := range rec.Headers {
 		k := http.CanonicalHeaderKey(hd.Name)
-		if drop[k] || strings.HasPrefix(k, "Hookrelay-") || !validHeader(k, hd.Value) {
+		if hop(k) || ownHeaders[k] || strings.HasPrefix(k, "Hookrelay-") || !validHeader(k, hd.Value) {
 			continue // hookrelay-* are ours: a sender cannot forge them
 		}
 		h[k] = append(h[k], hd.Value)
 	}
 	for name, v := range routeHeaders {
 		k := http.CanonicalHeaderKey(name)
-		if _, sent := h[k]; !sent && !dropHeaders[k] {
+		if _, sent := h[k]; !sent && !hopRoute(k) && !ownHeaders[k] {
 			h[k] = []string{v}
 		}
 	}
@@ -154,25 +142,6 @@ func validHeader(name, value string) bool {
 		}
 	}
 	return true
-}
-
-// connectionDrops adds the names a Connection header lists to dropHeaders.
-func connectionDrops(hs []persist.Header) map[string]bool {
-	m := make(map[string]bool, len(dropHeaders)+2)
-	for k := range dropHeaders {
-		m[k] = true
-	}
-	for _, hd := range hs {
-		if http.CanonicalHeaderKey(hd.Name) != "Connection" {
-			continue
-		}
-		for _, name := range strings.Split(hd.Value, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				m[http.CanonicalHeaderKey(name)] = true
-			}
-		}
-	}
-	return m
 }
 
 // result is one attempt's outcome, classified: kind is "ok", "status", "timeout", "connect" or

@@ -32,13 +32,6 @@ const (
 	retryDiskFull = 60
 )
 
-// hopHeaders are connection-level headers (RFC 9110 §7.6.1); they are not the sender's
-// message and are not stored.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
-	"Te": true, "Trailer": true, "Upgrade": true,
-}
-
 // handleIngress accepts one webhook at /h/{endpoint}[/{path…}]. It answers 2xx only after
 // the webhook is stored (fsynced); every failure to store gets an error status. Each answer
 // is counted by endpoint and code, and each refusal by its limit.
@@ -276,18 +269,7 @@ func splitIngressPath(p string) (name, suffix string, ok bool) {
 // storedHeaders returns the sender's headers: names in canonical form sorted by name, each
 // name's values in received order, without hop-by-hop headers (nor those Connection names).
 func storedHeaders(h http.Header) []persist.Header {
-	var listed map[string]bool // named by Connection: hop-by-hop too
-	for _, v := range h["Connection"] {
-		for _, n := range strings.Split(v, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				if listed == nil {
-					listed = map[string]bool{}
-				}
-				listed[http.CanonicalHeaderKey(n)] = true
-			}
-		}
-	}
-	drop := func(name string) bool { return hopHeaders[name] || listed[name] }
+	drop := protocol.HopByHop(h["Connection"])
 	names := make([]string, 0, len(h))
 	for name := range h {
 		if !drop(name) {
