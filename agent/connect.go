@@ -4,9 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
-	"net/url"
-	"strings"
 	"time"
 
 	"github.com/hookrelay/hookrelay/protocol"
@@ -83,7 +80,7 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 		if upFor >= stableAfter {
 			attempt = 0
 		}
-		wait := fullJitter(reconnectMin, reconnectMax, attempt)
+		wait := backoff(time.Millisecond, reconnectMin, reconnectMax, attempt)
 		attempt++
 		var ga *goAwayError
 		var re *RelayError
@@ -110,7 +107,7 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 	}
 }
 
-// connectionOnce dials once (d chooses the transport: see auto.go) and runs a session until
+// connectionOnce dials once (d chooses the transport: see dial.go) and runs a session until
 // it ends. In auto mode a WebSocket session is ended when QUIC works again, and a session runs
 // on the QUIC tunnel right away. It returns how long the last session was up after the
 // relay's Welcome (0 when it never was) and why it ended.
@@ -147,52 +144,4 @@ func (a *Agent) connectionOnce(ctx context.Context, d *dialer) (time.Duration, e
 		}
 		tun = next
 	}
-}
-
-// dialWebSocket dials the relay's /v1/tunnel over WebSocket. HTTPS_PROXY/NO_PROXY are honoured
-// by the protocol package's default proxy function.
-func (a *Agent) dialWebSocket(ctx context.Context, u *url.URL) (protocol.Tunnel, error) {
-	t := *u
-	t.Path = strings.TrimSuffix(t.Path, "/") + "/v1/tunnel"
-	t.RawPath = ""
-	t.RawQuery = ""
-	t.Fragment = ""
-	cfg := protocol.WSDialConfig{}
-	if t.Scheme == "wss" && a.cfg.RelayFingerprint != "" {
-		tc, err := protocol.PinnedTLSConfig(a.cfg.RelayFingerprint, t.Hostname())
-		if err != nil {
-			return nil, fmt.Errorf("relay fingerprint: %w", err)
-		}
-		cfg.TLS = tc
-	}
-	tun, err := protocol.DialWebSocket(ctx, t.String(), cfg)
-	if err != nil {
-		return nil, fmt.Errorf("dial websocket: %w", err)
-	}
-	return tun, nil
-}
-
-// fullJitter is a random wait in [0, min(limit, base·2^attempt)), at least a millisecond.
-func fullJitter(base, limit time.Duration, attempt int) time.Duration {
-	d := limit
-	if attempt < 30 {
-		if c := base << attempt; c > 0 && c < limit {
-			d = c
-		}
-	}
-	w := time.Duration(rand.Int64N(int64(d)))
-	if w < time.Millisecond {
-		w = time.Millisecond
-	}
-	return w
-}
-
-// redactURL drops user info from a URL before it is logged.
-func redactURL(s string) string {
-	u, err := url.Parse(s)
-	if err != nil {
-		return "(unparsable url)"
-	}
-	u.User = nil
-	return u.String()
 }

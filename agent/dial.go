@@ -319,3 +319,26 @@ func (d *dialer) retryQUIC(ctx context.Context) protocol.Tunnel {
 		last = reason
 	}
 }
+
+// dialWebSocket dials the relay's /v1/tunnel over WebSocket. HTTPS_PROXY/NO_PROXY are honoured
+// by the protocol package's default proxy function.
+func (a *Agent) dialWebSocket(ctx context.Context, u *url.URL) (protocol.Tunnel, error) {
+	t := *u
+	t.Path = strings.TrimSuffix(t.Path, "/") + "/v1/tunnel"
+	t.RawPath = ""
+	t.RawQuery = ""
+	t.Fragment = ""
+	cfg := protocol.WSDialConfig{}
+	if t.Scheme == "wss" && a.cfg.RelayFingerprint != "" {
+		tc, err := protocol.PinnedTLSConfig(a.cfg.RelayFingerprint, t.Hostname())
+		if err != nil {
+			return nil, fmt.Errorf("relay fingerprint: %w", err)
+		}
+		cfg.TLS = tc
+	}
+	tun, err := protocol.DialWebSocket(ctx, t.String(), cfg)
+	if err != nil {
+		return nil, fmt.Errorf("dial websocket: %w", err)
+	}
+	return tun, nil
+}
