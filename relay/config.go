@@ -384,14 +384,6 @@ func validName(s string) bool {
 
 // validHash reports whether s is "sha256:" + 64 lowercase hex digits.
 func validHash(s string) bool {
-	h, ok := strings.CutPrefix(s, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	for _, r := range h {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
+	_, err := protocol.ParseSHA256(s)
+	return err == nil && s == strings.ToLower(s)
 }
