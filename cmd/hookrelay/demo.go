@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -131,14 +130,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping")
 	return nil
-}
-
-func newToken() (token, hash string) {
-	b := make([]byte, 24)
-	rand.Read(b)
-	token = "hr_" + hex.EncodeToString(b)
-	sum := sha256.Sum256([]byte(token))
-	return token, "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // sendSample posts a webhook signed as GitHub signs them and returns the relay's id.
