@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/agent"
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -103,7 +104,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	})
 
-	fmt.Fprintf(stdout, "hookrelay demo (%s)\n", versionLine())
+	fmt.Fprintf(stdout, "hookrelay demo (%s)\n", buildinfo.Line("hookrelay", version, commit))
 	fmt.Fprintf(stdout, "  relay   %s   (ingress %s/h/demo)\n", relayURL, relayURL)
 	fmt.Fprintf(stdout, "  agent   %s → target %s/webhooks\n", "demo-agent", tg.url)
 	fmt.Fprintf(stdout, "  data    %s\n\n", dir)

@@ -11,9 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -56,7 +56,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "--version", "-version", "version":
-		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout, buildinfo.Line("hookrelay", version, commit))
 		return nil
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
@@ -74,21 +74,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "hookrelay: unknown command %q\n%s", args[0], usage)
 		return errUsage
 	}
-}
-
-func versionLine() string {
-	v, c := version, commit
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && c == "unknown" && s.Value != "" {
-				c = s.Value
-			}
-		}
-	}
-	return fmt.Sprintf("hookrelay %s %s", v, c)
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
