@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -147,7 +148,7 @@ func TestDeliverRefusesEscapingSuffix(t *testing.T) {
 func waitFinished(t *testing.T, a *Agent, id string) *persist.Record {
 	t.Helper()
 	var rec *persist.Record
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		r, err := a.Store().Get(id)
 		if err != nil {
 			return err
