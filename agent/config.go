@@ -358,16 +358,6 @@ func (c *Config) resolveAgentID() error {
 	return nil
 }
 
-// route returns the route of an endpoint, or nil.
-func (c *Config) route(endpoint string) *Route {
-	for i := range c.Routes {
-		if c.Routes[i].Endpoint == endpoint {
-			return &c.Routes[i]
-		}
-	}
-	return nil
-}
-
 func (c *Config) endpoints() []string {
 	out := make([]string, len(c.Routes))
 	for i, r := range c.Routes {

@@ -160,8 +160,8 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-// ParseConfig decodes YAML (no environment), fills defaults and validates.
-func ParseConfig(data []byte) (*Config, error) {
+// parseConfig decodes YAML (no environment), fills defaults and validates.
+func parseConfig(data []byte) (*Config, error) {
 	c, err := decodeConfig(data)
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
