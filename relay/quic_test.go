@@ -81,24 +81,7 @@ func dialQUIC(t *testing.T, s *Server, fingerprint string, hello protocol.Hello)
 	if err != nil {
 		return nil, err
 	}
-	a := &rawAgent{t: t, tun: tun, frames: make(chan protocol.Frame, 1024), done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		defer close(a.frames)
-		for {
-			f, err := tun.ReadFrame()
-			if err != nil {
-				return
-			}
-			a.frames <- f
-		}
-	}()
-	t.Cleanup(a.close)
-	if hello.Version == 0 {
-		hello.Version = protocol.Version
-	}
-	a.send(&hello)
-	return a, nil
+	return startRawAgent(t, tun, hello), nil
 }
 
 func TestSelfSignedCertCreatedOnceAndReused(t *testing.T) {

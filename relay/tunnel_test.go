@@ -25,15 +25,8 @@ type rawAgent struct {
 	asm     protocol.Assembler
 }
 
-// connect dials the relay's /v1/tunnel and sends Hello; it does not read the answer.
-func connect(t *testing.T, s *Server, hello protocol.Hello) *rawAgent {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tun, err := protocol.DialWebSocket(ctx, "ws://"+s.Addr()+"/v1/tunnel", protocol.WSDialConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+// startRawAgent reads tun's frames into a new rawAgent until it closes, and sends hello.
+func startRawAgent(t *testing.T, tun protocol.Tunnel, hello protocol.Hello) *rawAgent {
 	a := &rawAgent{t: t, tun: tun, frames: make(chan protocol.Frame, 1024), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
@@ -52,6 +45,18 @@ func connect(t *testing.T, s *Server, hello protocol.Hello) *rawAgent {
 	}
 	a.send(&hello)
 	return a
+}
+
+// connect dials the relay's /v1/tunnel and sends Hello; it does not read the answer.
+func connect(t *testing.T, s *Server, hello protocol.Hello) *rawAgent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tun, err := protocol.DialWebSocket(ctx, "ws://"+s.Addr()+"/v1/tunnel", protocol.WSDialConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRawAgent(t, tun, hello)
 }
 
 // dial connects with token and agent id and expects a Welcome.
