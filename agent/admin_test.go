@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -110,7 +111,7 @@ func TestAdminAPIOnAgent(t *testing.T) {
 	if code := adminCall(t, a, "POST", "/admin/api/webhooks/ok1/replay", nil); code != http.StatusAccepted {
 		t.Fatalf("replay: %d", code)
 	}
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		if reqs := tg.requests("ok1"); len(reqs) != 2 {
 			return fmt.Errorf("ok1 reached the target %d times", len(reqs))
 		}

@@ -357,7 +357,7 @@ func (r *Route) validate() error {
 	r.replace = make(map[string]bool, len(r.ReplaceHeaders))
 	for _, name := range r.ReplaceHeaders {
 		k := http.CanonicalHeaderKey(name)
-		if !validHeader(k, "") || dropHeaders[k] || strings.HasPrefix(k, "Hookrelay-") {
+		if !validHeader(k, "") || protocol.HopByHop(nil)(k) || ownHeaders[k] || strings.HasPrefix(k, "Hookrelay-") {
 			return fmt.Errorf("replace_headers: %q is not a header name the route may set (hop-by-hop, Host, Content-Length and hookrelay-* are not)", name)
 		}
 		r.replace[k] = true
@@ -408,16 +408,6 @@ func (c *Config) resolveAgentID() error {
 		return fmt.Errorf("write agent id: %w", err)
 	}
 	c.AgentID = id
-	return nil
-}
-
-// route returns the route of an endpoint, or nil.
-func (c *Config) route(endpoint string) *Route {
-	for i := range c.Routes {
-		if c.Routes[i].Endpoint == endpoint {
-			return &c.Routes[i]
-		}
-	}
 	return nil
 }
 

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -276,7 +275,7 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 	case n-d.attemptBase(rec) >= d.r.MaxAttempts:
 		d.finishDead(log, rec, del, "max attempts", ev)
 	default:
-		next := start.Add(max(d.backoff(n), res.retryAfter))
+		next := start.Add(max(backoff(d.r.BackoffMin, d.r.BackoffMin, d.r.BackoffMax, n-1), res.retryAfter))
 		if !rec.Replay && next.Sub(rec.ReceivedAt) > d.r.MaxAge {
 			d.finishDead(log, rec, del, "max age", ev)
 			return
@@ -354,22 +353,6 @@ func (d *deliverer) finish(log attemptLog, rec *persist.Record, st persist.State
 	}
 	d.a.wakeReports()
 	return true
-}
-
-// backoff is the wait after failed attempt n: exponential from backoff_min, capped at
-// backoff_max, with full jitter above backoff_min.
-func (d *deliverer) backoff(n int) time.Duration {
-	lo, hi := d.r.BackoffMin, d.r.BackoffMax
-	c := hi
-	if n-1 < 40 {
-		if e := lo << (n - 1); e > 0 && e < hi {
-			c = e
-		}
-	}
-	if c <= lo {
-		return lo
-	}
-	return lo + time.Duration(rand.Int64N(int64(c-lo)+1))
 }
 
 // sleepCtx waits d; false when ctx ended first.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -280,7 +281,7 @@ func TestDeliverConcurrencyBound(t *testing.T) {
 	for i := range 6 {
 		appendRecord(t, a, &persist.Record{ID: fmt.Sprintf("c%d", i), Queue: "ep"})
 	}
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if n := inflight.Load(); n != 3 {
 			return fmt.Errorf("%d in flight, want 3", n)
 		}
@@ -354,7 +355,7 @@ func TestDeliverShutdownHandsBack(t *testing.T) {
 	ctx, cancel := testContext(t)
 	done := make(chan struct{})
 	go func() { a.routes["ep"].run(ctx); close(done) }()
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if len(tg.requests("sd")) != 1 {
 			return fmt.Errorf("not delivering yet")
 		}

@@ -57,14 +57,16 @@ func (k EventKind) String() string {
 	return "unknown"
 }
 
-// Outcome is what became of a delivery attempt.
-type Outcome string
+// AttemptOutcome is what became of one delivery attempt, as events and metric labels name it.
+// It is not protocol.Outcome: that is the final result (delivered or dead, never retry) that
+// a Report frame carries to the relay once per webhook.
+type AttemptOutcome string
 
 // Outcomes of EventAttempt.
 const (
-	OutcomeDelivered Outcome = "delivered" // the target answered 2xx
-	OutcomeRetry     Outcome = "retry"     // it failed and will be tried again after RetryIn
-	OutcomeDead      Outcome = "dead"      // it failed for good and is a dead letter (Reason)
+	OutcomeDelivered AttemptOutcome = "delivered" // the target answered 2xx
+	OutcomeRetry     AttemptOutcome = "retry"     // it failed and will be tried again after RetryIn
+	OutcomeDead      AttemptOutcome = "dead"      // it failed for good and is a dead letter (Reason)
 )
 
 // Error kinds of an attempt (Event.ErrKind) when the target gave no status.
@@ -103,7 +105,7 @@ type Event struct {
 
 	// attempt
 	Attempt  int // 1, 2, …
-	Outcome  Outcome
+	Outcome  AttemptOutcome
 	Status   int    // the target's HTTP status; 0 when there was none
 	ErrKind  string // Attempt without a status: connect, timeout, request or none; Nacked: why
 	Err      string // the attempt's error text ("" on success); never holds the target URL

@@ -13,25 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
-
-// checkFor polls fn every step until it returns nil, failing the test after total.
-func checkFor(t *testing.T, total, step time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", total, err)
-		}
-		time.Sleep(step)
-	}
-}
 
 func testLogger(t *testing.T) *slog.Logger {
 	if testing.Verbose() {
@@ -178,7 +163,7 @@ func appendRecord(t *testing.T, a *Agent, r *persist.Record) {
 func waitState(t *testing.T, a *Agent, id string, st persist.State) *persist.Record {
 	t.Helper()
 	var rec *persist.Record
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		r, err := a.Store().Get(id)
 		if err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -48,7 +49,7 @@ func scrape(t *testing.T, a *Agent) map[string]float64 {
 // waitMetric polls /metrics until series has value want.
 func waitMetric(t *testing.T, a *Agent, series string, want float64) {
 	t.Helper()
-	checkFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
 		got, ok := scrape(t, a)[series]
 		if !ok || got != want {
 			return fmt.Errorf("%s = %v (present %v), want %v", series, got, ok, want)

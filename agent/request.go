@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // Headers hookrelay sets toward the target.
@@ -26,25 +27,10 @@ const (
 	headerWebhook = "Webhook-Id"
 )
 
-// dropHeaders are not forwarded: hop-by-hop headers (RFC 9110 §7.6.1), and those the client
-// sets itself from the request (Host from the target, Content-Length from the body).
-var dropHeaders = map[string]bool{
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Connection":    true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
-	"Expect":              true,
-	"Host":                true,
-	"Content-Length":      true,
-}
-
-// ErrDotDot refuses a path suffix with a ".." segment, encoded or not.
-var ErrDotDot = errors.New("path suffix has a .. segment")
+// ownHeaders are not forwarded: the client sets them itself from the request (Host from the
+// target, Content-Length from the body, Expect never). Hop-by-hop headers are not forwarded
+// either (protocol.HopByHop).
+var ownHeaders = map[string]bool{"Expect": true, "Host": true, "Content-Length": true}
 
 // buildRequest makes attempt n of rec toward the route's target. Only the target's scheme,
 // host and port are ever dialled: the record contributes the path suffix and query.
@@ -64,16 +50,14 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 }
 
 // targetURL appends the escaped path suffix and the raw query to the target URL, keeping both
-// byte-exact.
+// byte-exact. A suffix protocol.CheckPath refuses is refused here too, and the result is
+// checked once more: the request line stays in origin form under the target's path.
 func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
-	if strings.ContainsFunc(suffix+query, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }) {
-		return nil, fmt.Errorf("path suffix or query has a control character, space or #")
+	if err := protocol.CheckPath(suffix); err != nil {
+		return nil, err
 	}
-	if suffix != "" && !strings.HasPrefix(suffix, "/") {
-		return nil, fmt.Errorf("path suffix %q does not start with /", suffix)
-	}
-	if hasDotDot(suffix) {
-		return nil, ErrDotDot
+	if strings.ContainsFunc(query, func(r rune) bool { return r <= ' ' || r == 0x7f || r == '#' }) {
+		return nil, fmt.Errorf("query has a control character, space or #")
 	}
 	u := *base
 	u.User = nil
@@ -98,25 +82,10 @@ func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
 		u.RawQuery += "&" + query
 	}
 	u.ForceQuery = false
-	return &u, nil
-}
-
-// hasDotDot reports a ".." segment in a path, raw or after up to three rounds of unescaping,
-// with "/" or "\" as separators.
-func hasDotDot(p string) bool {
-	for range 4 {
-		for _, seg := range strings.FieldsFunc(p, func(r rune) bool { return r == '/' || r == '\\' }) {
-			if seg == ".." {
-				return true
-			}
-		}
-		u, err := url.PathUnescape(p)
-		if err != nil || u == p {
-			return false
-		}
-		p = u
+	if p := u.RequestURI(); !strings.HasPrefix(p, "/") || strings.HasPrefix(p, "//") {
+		return nil, fmt.Errorf("path suffix %q: request line %q would not be in origin form", suffix, p)
 	}
-	return false
+	return &u, nil
 }
 
 // targetHeaders is the sender's headers in order (values of a repeated name kept in order;
@@ -125,23 +94,23 @@ func hasDotDot(p string) bool {
 // one, else none. The map is filled directly so no values are merged or reordered.
 func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string, replace map[string]bool) http.Header {
 	h := make(http.Header, len(rec.Headers)+6)
-	drop := dropHeaders
+	var conn []string
 	for _, hd := range rec.Headers {
 		if http.CanonicalHeaderKey(hd.Name) == "Connection" {
-			drop = connectionDrops(rec.Headers)
-			break
+			conn = append(conn, hd.Value)
 		}
 	}
+	hop, hopRoute := protocol.HopByHop(conn), protocol.HopByHop(nil)
 	for _, hd := range rec.Headers {
 		k := http.CanonicalHeaderKey(hd.Name)
-		if drop[k] || strings.HasPrefix(k, "Hookrelay-") || replace[k] || !validHeader(k, hd.Value) {
+		if hop(k) || ownHeaders[k] || strings.HasPrefix(k, "Hookrelay-") || replace[k] || !validHeader(k, hd.Value) {
 			continue // hookrelay-* are ours, replace the route's: a sender cannot forge them
 		}
 		h[k] = append(h[k], hd.Value)
 	}
 	for name, v := range routeHeaders {
 		k := http.CanonicalHeaderKey(name)
-		if _, sent := h[k]; !sent && !dropHeaders[k] {
+		if _, sent := h[k]; !sent && !hopRoute(k) && !ownHeaders[k] {
 			h[k] = []string{v}
 		}
 	}
@@ -174,25 +143,6 @@ func validHeader(name, value string) bool {
 		}
 	}
 	return true
-}
-
-// connectionDrops adds the names a Connection header lists to dropHeaders.
-func connectionDrops(hs []persist.Header) map[string]bool {
-	m := make(map[string]bool, len(dropHeaders)+2)
-	for k := range dropHeaders {
-		m[k] = true
-	}
-	for _, hd := range hs {
-		if http.CanonicalHeaderKey(hd.Name) != "Connection" {
-			continue
-		}
-		for _, name := range strings.Split(hd.Value, ",") {
-			if name = strings.TrimSpace(name); name != "" {
-				m[http.CanonicalHeaderKey(name)] = true
-			}
-		}
-	}
-	return m
 }
 
 // result is one attempt's outcome, classified: kind is "ok", "status", "timeout", "connect" or

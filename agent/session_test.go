@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -86,7 +87,7 @@ func TestSessionStoresBeforeAck(t *testing.T) {
 		t.Fatalf("readyz before welcome: %d", code)
 	}
 	c.write(t, &protocol.Welcome{SessionID: "s1", Endpoints: []string{"ep"}, Window: 64, ServerTime: time.Now()})
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if !a.Connected() || a.Transport() != "websocket" || readyz(t, a) != http.StatusOK {
 			return fmt.Errorf("not ready: connected %v transport %q", a.Connected(), a.Transport())
 		}
@@ -127,7 +128,7 @@ func TestSessionStoresBeforeAck(t *testing.T) {
 	if !bytes.Equal(tg.requests("w07")[0].Body, big) {
 		t.Error("chunked body differs at the target")
 	}
-	checkFor(t, 5*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 10*time.Millisecond, func() error {
 		if n, _ := a.Store().Unreported(10); len(n) != 0 {
 			return fmt.Errorf("%d records not marked reported", len(n))
 		}
@@ -210,7 +211,7 @@ func TestSessionReconnectKeepsReports(t *testing.T) {
 	v := newView()
 	c.send(t, webhook("k1", []byte("k")))
 	c.until(t, v, func() bool { return v.acked["k1"] == 1 })
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if len(tg.requests("k1")) == 0 {
 			return fmt.Errorf("not at the target yet")
 		}
@@ -219,7 +220,7 @@ func TestSessionReconnectKeepsReports(t *testing.T) {
 
 	// The relay drops the tunnel; the delivery finishes while the agent is disconnected.
 	c.tun.Close()
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if a.Connected() {
 			return fmt.Errorf("still connected")
 		}
@@ -248,7 +249,7 @@ func TestSessionReconnectKeepsReports(t *testing.T) {
 	// Unauthorized: the agent keeps trying.
 	c3.write(t, &protocol.Error{Code: protocol.CodeUnauthorized, Reason: "bad token"})
 	fr.welcome(t)
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		if !a.Connected() {
 			return fmt.Errorf("not connected again")
 		}

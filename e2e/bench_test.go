@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // BenchmarkE2E drives 1 KiB webhooks from 16 concurrent senders through the built relay and
@@ -34,7 +36,7 @@ func BenchmarkE2E(b *testing.B) {
 			w := newWorld(b, worldOpts{transport: tr})
 			tg := newLatencyTarget()
 			w.target.hook.Store(tg) // the agent's route points at w.target: hand its requests to tg
-			checkFor(b, 30*time.Second, 20*time.Millisecond, func() error {
+			testutil.CheckFor(b, 30*time.Second, 20*time.Millisecond, func() error {
 				// one warm-up webhook: the agent is connected once it arrives
 				if err := post(w.client, fmt.Sprintf("http://127.0.0.1:%d/h/e2e/warm", w.relayPort), -1); err != nil {
 					return err

@@ -11,16 +11,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/network"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
+	"github.com/hookrelay/hookrelay/internal/testutil/browser"
 )
 
 // Secrets the UI world's senders sign with (the relay verifies them).
@@ -46,7 +46,7 @@ func newUIWorld(t *testing.T) *uiWorld {
 		http.Error(rw, "upstream database unavailable", http.StatusServiceUnavailable)
 	}))
 	t.Cleanup(failing.Close)
-	w.relayPort = freePort(t)
+	w.relayPort = testutil.FreePort(t)
 	agentToken, agentHash := newToken(t)
 	adminToken, adminHash := newToken(t)
 	w.token = agentToken
@@ -69,7 +69,7 @@ func newUIWorld(t *testing.T) *uiWorld {
 	w.relay.start()
 	w.waitRelay()
 
-	adminPort := freePort(t)
+	adminPort := testutil.FreePort(t)
 	var routes strings.Builder
 	for _, ep := range []string{"github", "stripe", "twilio", "sensors"} {
 		fmt.Fprintf(&routes, "  - endpoint: %s\n    target: %s/base\n    backoff_min: 50ms\n    backoff_max: 200ms\n", ep, w.target.srv.URL)
@@ -184,7 +184,7 @@ func (u *uiWorld) sendHistory() {
 			"X-Shop-Topic": {"orders/create"},
 		}): "dead",
 	}
-	checkFor(u.t, 10*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(u.t, 10*time.Second, 50*time.Millisecond, func() error {
 		for id, want := range ids {
 			if st, err := u.relayState(id); err != nil || st != want {
 				return fmt.Errorf("history webhook %s: relay state %q (%v), want %s", id, st, err, want)
@@ -198,11 +198,11 @@ func (u *uiWorld) sendHistory() {
 // with the admin token, sees a webhook sent meanwhile appear and get delivered, opens it,
 // replays it and checks the replay at the target, then finds it in the agent's own UI.
 func TestBrowserUI(t *testing.T) {
-	chrome := chromiumPath(t)
+	chrome := browser.ChromiumPath(t)
 	u := newUIWorld(t)
 	u.sendHistory()
-	ctx := browser(t, chrome)
-	jsErrors := watchExceptions(ctx)
+	ctx := browser.Start(t, chrome, 60*time.Second)
+	jsErrors := browser.WatchExceptions(ctx)
 
 	// log in once with the admin token; the session cookie is HttpOnly
 	base := u.relayBase()
@@ -221,16 +221,16 @@ func TestBrowserUI(t *testing.T) {
 		t.Fatalf("after login: %d %s, want 200 %s/admin/", resp.Status, resp.URL, base)
 	}
 	checkSessionCookie(t, ctx, base+"/admin/")
-	pollJS(t, ctx, "the live stream", `document.querySelector('#live.on') !== null`)
-	pollJS(t, ctx, "the history", `document.querySelectorAll('#webhooks tr[data-id]').length === 5`)
-	pollJS(t, ctx, "the agent", `document.querySelector('#agents tr[data-agent="edge-1"]') !== null`)
+	browser.PollJS(t, ctx, "the live stream", `document.querySelector('#live.on') !== null`)
+	browser.PollJS(t, ctx, "the history", `document.querySelectorAll('#webhooks tr[data-id]').length === 5`)
+	browser.PollJS(t, ctx, "the agent", `document.querySelector('#agents tr[data-agent="edge-1"]') !== null`)
 
 	// a webhook sent now appears without a reload, then turns delivered
 	pr := []byte(`{"action":"opened","number":42,"pull_request":{"title":"Add admin UI","user":{"login":"octocat"},"draft":false,"head":{"ref":"admin-ui"},"base":{"ref":"main"}},"labels":["ui","admin"]}`)
 	id := u.post("/h/github", "application/json", pr, githubHeaders("pull_request", "72d3162e-cc78-11e3-81ab-4c9367dc0958", pr))
 	row := fmt.Sprintf(`#webhooks tr[data-id="%s"]`, id)
-	pollJS(t, ctx, "the new row", fmt.Sprintf(`document.querySelector('%s') !== null`, row))
-	pollJS(t, ctx, "the delivered state", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered'`, row))
+	browser.PollJS(t, ctx, "the new row", fmt.Sprintf(`document.querySelector('%s') !== null`, row))
+	browser.PollJS(t, ctx, "the delivered state", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered'`, row))
 	if n := len(u.arrivals(id)); n != 1 {
 		t.Fatalf("the target got %s %d times before the replay, want 1", id, n)
 	}
@@ -240,16 +240,16 @@ func TestBrowserUI(t *testing.T) {
 	var pretty bytes.Buffer
 	json.Indent(&pretty, pr, "", "  ")
 	want, _ := json.Marshal(pretty.String())
-	pollJS(t, ctx, "the pretty-printed body", fmt.Sprintf(`document.getElementById('body').textContent === %s`, want))
-	pollJS(t, ctx, "the signature header", `Array.from(document.querySelectorAll('#headers td:first-child')).some((td) => td.textContent.toLowerCase() === 'x-hub-signature-256')`)
-	pollJS(t, ctx, "one delivery attempt", `document.querySelectorAll('#attempts tr').length === 1 && document.querySelector('#attempts td:nth-child(2)').textContent === '200'`)
+	browser.PollJS(t, ctx, "the pretty-printed body", fmt.Sprintf(`document.getElementById('body').textContent === %s`, want))
+	browser.PollJS(t, ctx, "the signature header", `Array.from(document.querySelectorAll('#headers td:first-child')).some((td) => td.textContent.toLowerCase() === 'x-hub-signature-256')`)
+	browser.PollJS(t, ctx, "one delivery attempt", `document.querySelectorAll('#attempts tr').length === 1 && document.querySelector('#attempts td:nth-child(2)').textContent === '200'`)
 
 	// replay: the target gets it again, marked as a replay, and the UI shows the new attempt
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("replay"))); err != nil {
 		t.Fatalf("click replay: %v", err)
 	}
-	pollJS(t, ctx, "the replay confirmation", `document.getElementById('replay-status').textContent.startsWith('Replay queued')`)
-	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+	browser.PollJS(t, ctx, "the replay confirmation", `document.getElementById('replay-status').textContent.startsWith('Replay queued')`)
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
 		if n := len(u.arrivals(id)); n < 2 {
 			return fmt.Errorf("the target got %s %d times after the replay, want 2", id, n)
 		}
@@ -269,9 +269,9 @@ func TestBrowserUI(t *testing.T) {
 	case !bytes.Equal(got[1].body, pr) || again.Get("X-Hub-Signature-256") != first.Get("X-Hub-Signature-256"):
 		t.Errorf("replayed delivery differs from the original: body %q", got[1].body)
 	}
-	pollJS(t, ctx, "the second attempt in the detail", `document.querySelectorAll('#attempts tr').length === 2 && document.getElementById('d-attempts').textContent === '2'`)
-	pollJS(t, ctx, "the delivered state after the replay", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered' && document.querySelector('#d-state .state').textContent === 'delivered'`, row))
-	pollJS(t, ctx, "two attempts in the list", fmt.Sprintf(`document.querySelector('%s td.num').textContent === '2'`, row))
+	browser.PollJS(t, ctx, "the second attempt in the detail", `document.querySelectorAll('#attempts tr').length === 2 && document.getElementById('d-attempts').textContent === '2'`)
+	browser.PollJS(t, ctx, "the delivered state after the replay", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered' && document.querySelector('#d-state .state').textContent === 'delivered'`, row))
+	browser.PollJS(t, ctx, "two attempts in the list", fmt.Sprintf(`document.querySelector('%s td.num').textContent === '2'`, row))
 	shoot(t, ctx, "admin-ui.png")
 
 	// the agent's own UI (loopback, no login) lists the same webhook, delivered twice
@@ -281,11 +281,11 @@ func TestBrowserUI(t *testing.T) {
 	if err := chromedp.Do(actx, chromedp.Navigate(u.agentAdmin+"/admin/")); err != nil {
 		t.Fatalf("open the agent's UI: %v", err)
 	}
-	pollJS(t, actx, "the agent's side", `document.getElementById('side').textContent === 'agent admin'`)
-	pollJS(t, actx, "the webhook in the agent's list", fmt.Sprintf(`document.querySelector('%s .state') !== null && document.querySelector('%s .state').textContent === 'delivered'`, arow, arow))
+	browser.PollJS(t, actx, "the agent's side", `document.getElementById('side').textContent === 'agent admin'`)
+	browser.PollJS(t, actx, "the webhook in the agent's list", fmt.Sprintf(`document.querySelector('%s .state') !== null && document.querySelector('%s .state').textContent === 'delivered'`, arow, arow))
 	clickRow(t, actx, arow, id)
-	pollJS(t, actx, "both deliveries in the agent's detail", `document.querySelectorAll('#attempts tr').length === 2`)
-	pollJS(t, actx, "the agent's history", `document.querySelectorAll('#webhooks tr[data-id]').length === 6 && document.querySelector('#webhooks .state.dead') !== null`)
+	browser.PollJS(t, actx, "both deliveries in the agent's detail", `document.querySelectorAll('#attempts tr').length === 2`)
+	browser.PollJS(t, actx, "the agent's history", `document.querySelectorAll('#webhooks tr[data-id]').length === 6 && document.querySelector('#webhooks .state.dead') !== null`)
 	shoot(t, actx, "agent-ui.png")
 
 	if errs := jsErrors(); len(errs) > 0 {
@@ -298,7 +298,7 @@ func TestBrowserUI(t *testing.T) {
 func clickRow(t *testing.T, ctx context.Context, sel, id string) {
 	t.Helper()
 	shown := fmt.Sprintf(`document.getElementById('d-id').textContent === %q`, id)
-	checkFor(t, 10*time.Second, 100*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 100*time.Millisecond, func() error {
 		if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(sel))); err != nil {
 			return fmt.Errorf("click %s: %w", sel, err)
 		}
@@ -329,83 +329,11 @@ func checkSessionCookie(t *testing.T, ctx context.Context, url string) {
 	}
 }
 
-// chromiumPath finds the browser, or skips the test (fails it when CI=true).
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found and CI=true: install it (apt-get install -y chromium)")
-	}
-	t.Skip("chromium not found: install it (apt-get install -y chromium) to run the browser test")
-	return ""
-}
-
-// browser starts headless Chromium with the flags this offline machine needs and returns a
-// tab's context, with a 60s deadline for the whole test's browsing.
-func browser(t *testing.T, path string) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(path),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1400, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil { // starts the browser, bound to ctx (no timeout)
-		t.Fatalf("start chromium: %v", err)
-	}
-	tctx, tcancel := context.WithTimeout(ctx, 60*time.Second)
-	t.Cleanup(tcancel)
-	return tctx
-}
-
-// watchExceptions collects the page's uncaught JavaScript exceptions; call the result to read them.
-func watchExceptions(ctx context.Context) func() []string {
-	var mu sync.Mutex
-	var errs []string
-	go func() {
-		for ev, err := range chromedp.Events(ctx, runtime.ExceptionThrown) {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			errs = append(errs, fmt.Sprintf("%s %+v", ev.ExceptionDetails.Text, ev.ExceptionDetails.Exception))
-			mu.Unlock()
-		}
-	}()
-	return func() []string {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]string(nil), errs...)
-	}
-}
-
-// pollJS waits until the JavaScript expression is truthy.
-func pollJS(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingTimeout(10*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
-	}
-}
-
 // shoot saves a full-page screenshot to the test's artifact folder, and to
 // HOOKRELAY_SCREENSHOT_DIR when set (docs/ keeps one for the README).
 func shoot(t *testing.T, ctx context.Context, name string) {
 	t.Helper()
-	pollJS(t, ctx, "the row highlights to fade", `document.getAnimations().length === 0`)
+	browser.PollJS(t, ctx, "the row highlights to fade", `document.getAnimations().length === 0`)
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)

@@ -4,6 +4,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // transports are the tunnel kinds every delivery scenario runs over.
@@ -102,7 +104,7 @@ func TestRelayKilled(t *testing.T) {
 // waitAccepted waits until the sender has n accepted webhooks.
 func waitAccepted(t *testing.T, s *sender, n int) {
 	t.Helper()
-	checkFor(t, 60*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 60*time.Second, 10*time.Millisecond, func() error {
 		if got := len(s.accepted()); got < n {
 			return errorf("%d of %d accepted so far", got, n)
 		}

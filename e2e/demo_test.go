@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // TestDemo runs `hookrelay demo` as a user would: the sample webhook arrives with its
@@ -17,7 +19,7 @@ func TestDemo(t *testing.T) {
 	p := newProc(t, "demo", bin.relay, "demo")
 	p.start()
 	var out string
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		b, _ := os.ReadFile(p.log)
 		out = string(b)
 		if !strings.Contains(out, "Ctrl-C stops the demo") {
@@ -43,7 +45,7 @@ func TestDemo(t *testing.T) {
 	if resp.StatusCode != 202 {
 		t.Fatalf("the demo's curl line got %d", resp.StatusCode)
 	}
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if !p.logContains(`{"hello": "world"}`) {
 			return fmt.Errorf("the curl webhook has not reached the demo target")
 		}

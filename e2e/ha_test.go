@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // TestTwoAgentsOneEndpoint: two agents serve one endpoint as a work queue (each webhook goes
@@ -13,7 +15,7 @@ import (
 func TestTwoAgentsOneEndpoint(t *testing.T) {
 	forEachTransport(t, func(t *testing.T, tr string) {
 		w := newWorld(t, worldOpts{transport: tr, agents: 2})
-		checkFor(t, 30*time.Second, 20*time.Millisecond, func() error {
+		testutil.CheckFor(t, 30*time.Second, 20*time.Millisecond, func() error {
 			return w.bothConnected()
 		})
 		s := &sender{w: w}
@@ -33,7 +35,7 @@ func TestTwoAgentsOneEndpoint(t *testing.T) {
 		w.agents[0].kill()
 		<-done
 		// agent-1 alone delivers everything but what agent-0 had acked before it died.
-		checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+		testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 			if n := w.undelivered(s); n > 128 {
 				return fmt.Errorf("%d accepted webhooks not delivered while agent-0 is down", n)
 			}

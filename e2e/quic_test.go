@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // autoAgent starts another agent of w's endpoint toward relayURL, with relay_fingerprint fp
@@ -61,7 +63,7 @@ func transportChoices(p *proc, tr string) []string {
 // waitChoice waits until p logs that it uses transport tr for a reason containing why.
 func waitChoice(t *testing.T, p *proc, tr, why string) {
 	t.Helper()
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		reasons := transportChoices(p, tr)
 		for _, r := range reasons {
 			if strings.Contains(r, why) {
@@ -152,7 +154,7 @@ endpoints:
 	}
 
 	ns.run(t, "iptables", "-D", "INPUT", "-p", "udp", "--dport", fmt.Sprint(w.quicPort), "-j", "DROP")
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if !a.logContains(`"msg":"quic works now: leaving websocket"`) {
 			return fmt.Errorf("the agent has not moved to QUIC since UDP passes again")
 		}
@@ -184,11 +186,7 @@ func newNetns(t *testing.T) *netns {
 		}
 	}
 	if len(missing) > 0 {
-		msg := "network namespace test needs " + strings.Join(missing, ", ")
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg + " (CI=true: not skipped)")
-		}
-		t.Skip(msg)
+		testutil.Missing(t, "network namespace test needs %s", strings.Join(missing, ", "))
 	}
 	pid := os.Getpid()
 	n := &netns{name: fmt.Sprintf("hookrelay-e2e-%d", pid), relayIP: fmt.Sprintf("10.231.%d.2", pid%250)}
@@ -228,7 +226,7 @@ func (n *netns) run(t *testing.T, args ...string) {
 // every time, the one the relay then serves and reports at /v1/info; --data overrides
 // data_dir.
 func TestFingerprintCommand(t *testing.T) {
-	w := &world{t: t, dir: t.TempDir(), relayPort: freePort(t), quicPort: freePort(t)}
+	w := &world{t: t, dir: t.TempDir(), relayPort: testutil.FreePort(t), quicPort: testutil.FreePort(t)}
 	cfg := writeFile(t, filepath.Join(w.dir, "relay.yaml"), fmt.Sprintf(`addr: 127.0.0.1:%d
 quic_addr: 127.0.0.1:%d
 data_dir: %s
@@ -255,7 +253,7 @@ endpoints:
 	}
 	relay := newProc(t, "relay", bin.relay, "serve", "--config", cfg)
 	relay.start()
-	checkFor(t, 20*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		resp, err := healthClient.Get(fmt.Sprintf("http://127.0.0.1:%d/v1/info", w.relayPort))
 		if err != nil {
 			return err

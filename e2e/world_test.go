@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // world is one relay, one or more agents and a recording target, all on loopback.
@@ -58,7 +60,7 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	}
 	w := &world{t: t, dir: t.TempDir(), transport: o.transport}
 	w.target = newTarget(t, o.delay)
-	w.relayPort, w.quicPort = freePort(t), freePort(t)
+	w.relayPort, w.quicPort = testutil.FreePort(t), testutil.FreePort(t)
 	token, hash := newToken(t)
 	w.token = token
 	quic := ""
@@ -129,7 +131,7 @@ var healthClient = &http.Client{Timeout: 5 * time.Second, Transport: &http.Trans
 // waitRelay waits until the relay answers /healthz.
 func (w *world) waitRelay() {
 	w.t.Helper()
-	checkFor(w.t, 20*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(w.t, 20*time.Second, 50*time.Millisecond, func() error {
 		resp, err := healthClient.Get(fmt.Sprintf("http://%s:%d/healthz", w.relayHost(), w.relayPort))
 		if err != nil {
 			return err
@@ -276,7 +278,7 @@ func newTarget(t testing.TB, delay time.Duration) *target {
 func (w *world) verify(s *sender, total time.Duration) (dups int) {
 	w.t.Helper()
 	acc := s.accepted()
-	checkFor(w.t, total, 100*time.Millisecond, func() error {
+	testutil.CheckFor(w.t, total, 100*time.Millisecond, func() error {
 		w.target.mu.Lock()
 		defer w.target.mu.Unlock()
 		missing := 0

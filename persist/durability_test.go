@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // Dead letters are kept by their own limit: delivered traffic past KeepDoneMax must not evict
@@ -134,7 +136,7 @@ func TestStagedTwiceFailsWithTheFirst(t *testing.T) {
 			errs <- s.Append(context.Background(), r)
 		}()
 	}
-	checkFor(t, 5*time.Second, time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, time.Millisecond, func() error {
 		if len(s.reqs) < 2 {
 			return errors.New("appends not queued yet")
 		}

@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
-	"time"
 )
 
 // testLogger discards info and below so Badger's warnings still show.
@@ -52,24 +51,6 @@ func appendT(t testing.TB, s *Store, r *Record) *Record {
 		t.Fatalf("append: %v", err)
 	}
 	return r
-}
-
-// checkFor polls fn until it returns nil or total passes, then fails with its last error.
-func checkFor(t testing.TB, total, step time.Duration, fn func() error) {
-	t.Helper()
-	deadline := time.Now().Add(total)
-	for {
-		err := fn()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %v: %v", total, err)
-		}
-		select {
-		case <-time.After(step):
-		}
-	}
 }
 
 // diskUsage is the space the files under dir take on disk (allocated blocks, as du counts:

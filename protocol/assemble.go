@@ -73,8 +73,8 @@ func (a *Assembler) Add(f Frame) (w *Webhook, done bool, err error) {
 	}
 }
 
-// Pending is the number of webhooks whose body is still incomplete.
-func (a *Assembler) Pending() int { return len(a.partial) }
+// pending is the number of webhooks whose body is still incomplete.
+func (a *Assembler) pending() int { return len(a.partial) }
 
 func (a *Assembler) maxBody() int64 {
 	if a.MaxBody > 0 {

@@ -57,8 +57,8 @@ func TestAttackManySmallIncompleteWebhooks(t *testing.T) {
 	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "MaxPending") || n != 11 {
 		t.Fatalf("after %d webhooks: %v, want the MaxPending error at the 11th", n, err)
 	}
-	if a.Pending() != 10 {
-		t.Fatalf("%d pending, want 10", a.Pending())
+	if a.pending() != 10 {
+		t.Fatalf("%d pending, want 10", a.pending())
 	}
 }
 
@@ -121,8 +121,8 @@ func TestAssemblerLargeBodiesAtTheBounds(t *testing.T) {
 			}
 		}
 	}
-	if got != n || a.Pending() != 0 {
-		t.Fatalf("%d assembled, %d pending; want %d, 0", got, a.Pending(), n)
+	if got != n || a.pending() != 0 {
+		t.Fatalf("%d assembled, %d pending; want %d, 0", got, a.pending(), n)
 	}
 }
 
@@ -169,8 +169,8 @@ func FuzzAssembler(f *testing.F) {
 				}
 				delete(sent, id)
 			}
-			if a.Pending() > a.MaxPending || a.declared > a.MaxPendingBytes {
-				t.Fatalf("bounds broken: %d pending, %d declared bytes", a.Pending(), a.declared)
+			if a.pending() > a.MaxPending || a.declared > a.MaxPendingBytes {
+				t.Fatalf("bounds broken: %d pending, %d declared bytes", a.pending(), a.declared)
 			}
 		}
 	})

@@ -51,8 +51,8 @@ func TestAssemblerWholeAndMultiChunk(t *testing.T) {
 					}
 				}
 			}
-			if a.Pending() != 0 {
-				t.Fatalf("%d pending after completion", a.Pending())
+			if a.pending() != 0 {
+				t.Fatalf("%d pending after completion", a.pending())
 			}
 		})
 	}

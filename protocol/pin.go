@@ -6,7 +6,6 @@ import (
 	"crypto/tls"
 	"encoding/hex"
 	"fmt"
-	"strings"
 )
 
 const fingerprintPrefix = "sha256:"
@@ -21,15 +20,11 @@ func Fingerprint(der []byte) string {
 // ParseFingerprint checks a "sha256:<64 hex>" fingerprint (hex in either case) and returns
 // the digest.
 func ParseFingerprint(fp string) ([]byte, error) {
-	hexPart, ok := strings.CutPrefix(fp, fingerprintPrefix)
-	if !ok {
-		return nil, fmt.Errorf("fingerprint %q: want \"sha256:\" followed by 64 hex digits", fp)
+	sum, err := ParseSHA256(fp)
+	if err != nil {
+		return nil, fmt.Errorf("fingerprint %q: %w", fp, err)
 	}
-	sum, err := hex.DecodeString(hexPart)
-	if err != nil || len(sum) != sha256.Size {
-		return nil, fmt.Errorf("fingerprint %q: want \"sha256:\" followed by 64 hex digits", fp)
-	}
-	return sum, nil
+	return sum[:], nil
 }
 
 // PinnedTLSConfig returns a client TLS config that trusts exactly the server certificate with

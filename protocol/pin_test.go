@@ -12,6 +12,8 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 func TestFingerprint(t *testing.T) {
@@ -36,7 +38,7 @@ func TestFingerprint(t *testing.T) {
 
 // pinnedWSS serves AcceptWebSocket over TLS with a self-signed certificate made here.
 func pinnedWSS(t *testing.T) (url, fingerprint string) {
-	cert := selfSigned(t)
+	cert := testutil.SelfSigned(t).TLS
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if tun, err := AcceptWebSocket(w, r, WSConfig{}); err == nil {
 			tun.WriteFrame(&Welcome{SessionID: "pinned"})

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/quic-go/quic-go"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 type quicEnv struct {
@@ -25,7 +27,7 @@ type quicEnv struct {
 // newQUICEnv listens on 127.0.0.1:0 with a self-signed certificate made here.
 func newQUICEnv(t testing.TB, cfg QUICConfig) *quicEnv {
 	t.Helper()
-	cert := selfSigned(t)
+	cert := testutil.SelfSigned(t).TLS
 	ln, err := ListenQUIC("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}}, cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // adminRoutes adds /admin/ (API and UI) and /metrics to mux: the public one, or the one on
@@ -129,12 +129,12 @@ func bearerMatches(r *http.Request, tokenHash string) bool {
 	if !strings.EqualFold(scheme, "Bearer") {
 		return false
 	}
-	want, err := hex.DecodeString(strings.TrimPrefix(tokenHash, "sha256:"))
+	want, err := protocol.ParseSHA256(tokenHash)
 	if err != nil {
 		return false
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(tok)))
-	return subtle.ConstantTimeCompare(sum[:], want) == 1
+	return subtle.ConstantTimeCompare(sum[:], want[:]) == 1
 }
 
 // adminFailures counts wrong admin tokens: the admin handlers' (current and replaced) and

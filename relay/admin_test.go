@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -132,7 +133,7 @@ func TestAdminReplayReachesAgent(t *testing.T) {
 	}
 	a.send(&protocol.Ack{IDs: []string{id}})
 	a.send(&protocol.Report{ID: id, Outcome: protocol.OutcomeDelivered, Status: 200, Attempts: 1})
-	waitFor(t, "delivered", func() bool { return state(t, s, id).String() == "delivered" })
+	testutil.WaitFor(t, 10*time.Second, "delivered", func() bool { return state(t, s, id).String() == "delivered" })
 
 	code, body := get(t, "POST", s.url("/admin/api/webhooks/"+id+"/replay"), adminToken)
 	if code != http.StatusAccepted {

@@ -161,9 +161,9 @@ func LoadConfig(path string) (*Config, error) {
 	return c, nil
 }
 
-// ParseConfig decodes YAML (no HOOKRELAY_* environment; KEY_env secrets are read), fills
+// parseConfig decodes YAML (no HOOKRELAY_* environment; KEY_env secrets are read), fills
 // defaults and validates.
-func ParseConfig(data []byte) (*Config, error) {
+func parseConfig(data []byte) (*Config, error) {
 	c, err := decodeConfig(data, "")
 	if err != nil {
 		return nil, fmt.Errorf("config: %w", err)
@@ -398,14 +398,6 @@ func validName(s string) bool {
 
 // validHash reports whether s is "sha256:" + 64 lowercase hex digits.
 func validHash(s string) bool {
-	h, ok := strings.CutPrefix(s, "sha256:")
-	if !ok || len(h) != 64 {
-		return false
-	}
-	for _, r := range h {
-		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
-			return false
-		}
-	}
-	return true
+	_, err := protocol.ParseSHA256(s)
+	return err == nil && s == strings.ToLower(s)
 }

@@ -11,7 +11,7 @@ import (
 const hashA = "sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 func TestParseConfigGood(t *testing.T) {
-	c, err := ParseConfig([]byte(`
+	c, err := parseConfig([]byte(`
 addr: 127.0.0.1:8080
 quic_addr: 127.0.0.1:8443
 data_dir: /tmp/x
@@ -54,7 +54,7 @@ endpoints:
 }
 
 func TestParseConfigDefaults(t *testing.T) {
-	c, err := ParseConfig([]byte("endpoints: [{name: a}]\n"))
+	c, err := parseConfig([]byte("endpoints: [{name: a}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,7 +101,7 @@ func TestParseConfigBad(t *testing.T) {
 		{"verify no secret", "endpoints: [{name: a}, {name: b, verify: {github: {}}}]", "endpoints[1].verify.github"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := ParseConfig([]byte(tc.yaml))
+			_, err := parseConfig([]byte(tc.yaml))
 			if err == nil {
 				t.Fatalf("accepted, want an error naming %q", tc.want)
 			}
@@ -181,7 +181,7 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("max_agents_per_token: 2\nadmin_token: \"" + hashA + "\"\nendpoints:\n  - name: s\n    verify:\n      standard_webhooks: {secret: whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw, tolerance: 60s}\n      ip_allow: {cidrs: [10.0.0.0/8]}\n"))
 	f.Add([]byte("endpoints: [{name: h, verify: {hmac: {header: X-Sig, algorithm: md5, secret: s}}}]"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		c, err := ParseConfig(b)
+		c, err := parseConfig(b)
 		if err == nil && (len(c.Endpoints) == 0 || c.Window < 1) {
 			t.Fatalf("accepted an invalid config: %+v", c)
 		}

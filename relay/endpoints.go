@@ -3,13 +3,13 @@ package relay
 import (
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"fmt"
 	"slices"
 	"strings"
 
 	"golang.org/x/time/rate"
 
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
@@ -53,8 +53,8 @@ func newLive(cfg *Config, old *live) (*live, error) {
 func newEndpoint(c Endpoint, prev *endpoint) (*endpoint, error) {
 	e := &endpoint{name: c.Name, cfg: c}
 	for i, t := range c.Tokens {
-		var h [sha256.Size]byte
-		if _, err := hex.Decode(h[:], []byte(strings.TrimPrefix(t, "sha256:"))); err != nil {
+		h, err := protocol.ParseSHA256(t)
+		if err != nil {
 			return nil, fmt.Errorf("tokens[%d]: %w", i, err)
 		}
 		e.tokens = append(e.tokens, h)

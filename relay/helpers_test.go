@@ -114,18 +114,6 @@ func accept(t *testing.T, s *Server, path string, body []byte) string {
 	return out["id"]
 }
 
-// waitFor polls cond every 10ms until it holds, failing the test after 10s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // counterValue reads a counter (or a gauge) of the server's metrics.
 func counterValue(t *testing.T, m prometheus.Metric) float64 {
 	t.Helper()

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
@@ -30,13 +31,6 @@ const (
 	retryQuota    = 60
 	retryDiskFull = 60
 )
-
-// hopHeaders are connection-level headers (RFC 9110 §7.6.1); they are not the sender's
-// message and are not stored.
-var hopHeaders = map[string]bool{
-	"Connection": true, "Keep-Alive": true, "Proxy-Connection": true, "Transfer-Encoding": true,
-	"Te": true, "Trailer": true, "Upgrade": true,
-}
 
 // handleIngress accepts one webhook at /h/{endpoint}[/{path…}]. It answers 2xx only after
 // the webhook is stored (fsynced); every failure to store gets an error status. Each answer
@@ -63,9 +57,9 @@ func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	label = name
-	if hasDotDot(suffix) {
+	if err := protocol.CheckPath(suffix); err != nil {
 		s.metrics.reject(label, limitPath)
-		writeError(sw, http.StatusBadRequest, `path suffix has a ".." segment: not allowed`)
+		writeError(sw, http.StatusBadRequest, err.Error()+": not allowed")
 		return
 	}
 	s.ingest(sw, w, r, lv, ep, suffix)
@@ -272,35 +266,10 @@ func splitIngressPath(p string) (name, suffix string, ok bool) {
 	return name, suffix, true
 }
 
-// hasDotDot reports whether the suffix has a ".." segment, as sent or once percent-decoded
-// (%2e%2e, %2E., and %2F or '\' as separators), since a target may decode before resolving.
-func hasDotDot(suffix string) bool {
-	isSep := func(r rune) bool { return r == '/' || r == '\\' }
-	if slices.Contains(strings.FieldsFunc(suffix, isSep), "..") {
-		return true
-	}
-	dec, err := url.PathUnescape(suffix)
-	if err != nil {
-		return strings.Contains(strings.ToLower(suffix), "%2e")
-	}
-	return slices.Contains(strings.FieldsFunc(dec, isSep), "..")
-}
-
 // storedHeaders returns the sender's headers: names in canonical form sorted by name, each
 // name's values in received order, without hop-by-hop headers (nor those Connection names).
 func storedHeaders(h http.Header) []persist.Header {
-	var listed map[string]bool // named by Connection: hop-by-hop too
-	for _, v := range h["Connection"] {
-		for _, n := range strings.Split(v, ",") {
-			if n = strings.TrimSpace(n); n != "" {
-				if listed == nil {
-					listed = map[string]bool{}
-				}
-				listed[http.CanonicalHeaderKey(n)] = true
-			}
-		}
-	}
-	drop := func(name string) bool { return hopHeaders[name] || listed[name] }
+	drop := protocol.HopByHop(h["Connection"])
 	names := make([]string, 0, len(h))
 	for name := range h {
 		if !drop(name) {

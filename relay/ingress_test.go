@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // rawRequest writes req byte for byte to the server and returns the response.
@@ -242,7 +243,7 @@ func FuzzIngressPath(f *testing.F) {
 		if name == "" || (suffix != "" && suffix[0] != '/') {
 			t.Fatalf("split %q into name %q suffix %q", p, name, suffix)
 		}
-		if hasDotDot(suffix) {
+		if protocol.CheckPath(suffix) != nil {
 			return
 		}
 		dec, err := url.PathUnescape(suffix)
@@ -254,5 +255,30 @@ func FuzzIngressPath(f *testing.F) {
 				t.Fatalf("%q passed with a .. segment", p)
 			}
 		}
+		if strings.HasPrefix(dec, "//") {
+			t.Fatalf("%q passed with a suffix read as a host", p)
+		}
 	})
+}
+
+// TestIngressRefusesEscapingSuffix: a suffix that would take the target's request off its
+// path (to another host, or up out of it) is answered 400 with the reason, and not stored.
+func TestIngressRefusesEscapingSuffix(t *testing.T) {
+	s := startServer(t, nil)
+	for _, suffix := range []string{
+		"//evil.example/x{", "//evil.example/x", "//evil.example", "///evil.example/x",
+		"/%2fevil.example/x", "/%2Fevil.example/x", "/%5cevil.example/x", "/%252fevil.example/x",
+		"/..;/admin", "/a/..;jsessionid=1/b", "/%2e%2e;/admin", "/.%2e%3b/admin",
+		"/%252e%252e/x", "/%25252e%25252e/x", "/a%2f..%2fb", "/%2e%2e%00/x",
+	} {
+		resp := rawRequest(t, s, "POST /h/ep"+suffix+" HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nx")
+		var out map[string]string
+		err := json.NewDecoder(resp.Body).Decode(&out)
+		if resp.StatusCode != 400 || err != nil || !strings.Contains(out["error"], "path") {
+			t.Errorf("POST /h/ep%s: %d %v (%v), want 400 with the reason", suffix, resp.StatusCode, out, err)
+		}
+	}
+	if got, _ := s.Store().Stats(t.Context()); len(got) != 0 {
+		t.Errorf("stored: %+v", got)
+	}
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -175,7 +176,7 @@ func TestTunnelHandshakeTimeoutCounted(t *testing.T) {
 	if took := time.Since(start); took > 5*time.Second {
 		t.Errorf("closed after %v, want about handshake_timeout (200ms)", took)
 	}
-	waitFor(t, "handshake failure counted", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "handshake failure counted", func() bool {
 		return counterValue(t, s.metrics.handshakeFail.WithLabelValues("timeout")) == 1
 	})
 }
@@ -199,7 +200,7 @@ func TestAgentsPerToken(t *testing.T) {
 	dial(t, s, tokenA, "edge-2")
 	// Once one leaves, another may come.
 	a1.close()
-	waitFor(t, "edge-1 gone", func() bool { return len(s.Agents()) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "edge-1 gone", func() bool { return len(s.Agents()) == 1 })
 	dial(t, s, tokenA, "edge-3")
 }
 
@@ -239,7 +240,7 @@ func TestTunnelFrameTooLarge(t *testing.T) {
 	if e, ok := last.(*protocol.Error); !ok || e.Code != protocol.CodeLimit {
 		t.Fatalf("last frame %#v, want Error{limit}", last)
 	}
-	waitFor(t, "session end counted", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "session end counted", func() bool {
 		return counterValue(t, s.metrics.sessionsEnded.WithLabelValues("frame_too_large")) == 1
 	})
 	// The webhook it was sent is released for the next agent, not lost.

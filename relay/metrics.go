@@ -27,7 +27,7 @@ const (
 	limitDisk     = "disk"     // 507 disk full
 	limitStopping = "stopping" // 503 starting, stopping or store closed
 	limitBusy     = "busy"     // 503 ingress_buffer full
-	limitPath     = "path"     // 400 a ".." suffix, 404 no endpoint in the path
+	limitPath     = "path"     // 400 a suffix protocol.CheckPath refuses, 404 no endpoint in the path
 	limitTimeout  = "timeout"  // 408 body slower than body_timeout
 	limitStore    = "store"    // 503 another store failure
 )

@@ -2,16 +2,11 @@ package relay
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
-	"math/big"
 	"net"
 	"net/http"
 	"os"
@@ -21,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -85,24 +81,7 @@ func dialQUIC(t *testing.T, s *Server, fingerprint string, hello protocol.Hello)
 	if err != nil {
 		return nil, err
 	}
-	a := &rawAgent{t: t, tun: tun, frames: make(chan protocol.Frame, 1024), done: make(chan struct{})}
-	go func() {
-		defer close(a.done)
-		defer close(a.frames)
-		for {
-			f, err := tun.ReadFrame()
-			if err != nil {
-				return
-			}
-			a.frames <- f
-		}
-	}()
-	t.Cleanup(a.close)
-	if hello.Version == 0 {
-		hello.Version = protocol.Version
-	}
-	a.send(&hello)
-	return a, nil
+	return startRawAgent(t, tun, hello), nil
 }
 
 func TestSelfSignedCertCreatedOnceAndReused(t *testing.T) {
@@ -189,7 +168,7 @@ func TestSelfSignedCertRace(t *testing.T) {
 
 func TestConfiguredCertOnQUIC(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile := writeTestCert(t, dir)
+	certFile, keyFile, _ := testutil.WriteCert(t, dir)
 	s := quicServer(t, "", func(c *Config) {
 		c.TLS = &TLSConfig{Cert: certFile, Key: keyFile}
 	})
@@ -215,25 +194,6 @@ func TestConfiguredCertOnQUIC(t *testing.T) {
 	if _, ok := a.frame().(*protocol.Welcome); !ok {
 		t.Fatal("no welcome")
 	}
-}
-
-func writeTestCert(t *testing.T, dir string) (certFile, keyFile string) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(7), Subject: pkix.Name{CommonName: "test"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, _ := x509.MarshalPKCS8PrivateKey(key)
-	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
-	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600)
-	return certFile, keyFile
 }
 
 func TestInfoWithoutQUIC(t *testing.T) {
@@ -270,7 +230,7 @@ func TestQUICTunnelDelivers(t *testing.T) {
 		t.Fatalf("got %s %q, want %s \"after\"", w.ID, w.Body, after)
 	}
 	a.send(&protocol.Ack{IDs: []string{before, after}})
-	waitFor(t, "acks over QUIC", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "acks over QUIC", func() bool {
 		return state(t, s, before) == persist.StateAcked && state(t, s, after) == persist.StateAcked
 	})
 	agents := s.Agents()

@@ -55,7 +55,7 @@ func TestConfigSecretRefErrors(t *testing.T) {
 		{"endpoints:\n  - name: a\n    verify: {github: {secret: a, secret_file: b}}\n", "endpoints[0].verify.github.secret: set only one of secret and secret_file"},
 		{"tls: {cert: a, key_file: b}\n", "key_file"}, // not a secret key: an unknown key, as before
 	} {
-		_, err := ParseConfig([]byte("data_dir: /tmp/x\n" + tc.yaml))
+		_, err := parseConfig([]byte("data_dir: /tmp/x\n" + tc.yaml))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want an error with %q", tc.yaml, err, tc.want)
 		}

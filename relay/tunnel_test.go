@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -24,15 +25,8 @@ type rawAgent struct {
 	asm     protocol.Assembler
 }
 
-// connect dials the relay's /v1/tunnel and sends Hello; it does not read the answer.
-func connect(t *testing.T, s *Server, hello protocol.Hello) *rawAgent {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tun, err := protocol.DialWebSocket(ctx, "ws://"+s.Addr()+"/v1/tunnel", protocol.WSDialConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+// startRawAgent reads tun's frames into a new rawAgent until it closes, and sends hello.
+func startRawAgent(t *testing.T, tun protocol.Tunnel, hello protocol.Hello) *rawAgent {
 	a := &rawAgent{t: t, tun: tun, frames: make(chan protocol.Frame, 1024), done: make(chan struct{})}
 	go func() {
 		defer close(a.done)
@@ -51,6 +45,18 @@ func connect(t *testing.T, s *Server, hello protocol.Hello) *rawAgent {
 	}
 	a.send(&hello)
 	return a
+}
+
+// connect dials the relay's /v1/tunnel and sends Hello; it does not read the answer.
+func connect(t *testing.T, s *Server, hello protocol.Hello) *rawAgent {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tun, err := protocol.DialWebSocket(ctx, "ws://"+s.Addr()+"/v1/tunnel", protocol.WSDialConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return startRawAgent(t, tun, hello)
 }
 
 // dial connects with token and agent id and expects a Welcome.
@@ -221,7 +227,7 @@ func TestTunnelDeliversBeforeAndAfterConnect(t *testing.T) {
 	}
 	a.send(&protocol.Ack{IDs: []string{before, bigID, after}})
 	for _, id := range []string{before, bigID, after} {
-		waitFor(t, "acked state", func() bool { return state(t, s, id) == persist.StateAcked })
+		testutil.WaitFor(t, 10*time.Second, "acked state", func() bool { return state(t, s, id) == persist.StateAcked })
 	}
 	if got := s.Agents(); len(got) != 1 || got[0].AgentID != "edge-1" || got[0].Transport != "websocket" {
 		t.Errorf("agents %+v", got)
@@ -237,7 +243,7 @@ func TestTunnelRedeliversUnacked(t *testing.T) {
 		t.Fatal("webhooks out of order")
 	}
 	a.send(&protocol.Ack{IDs: []string{id1}})
-	waitFor(t, "ack", func() bool { return state(t, s, id1) == persist.StateAcked })
+	testutil.WaitFor(t, 10*time.Second, "ack", func() bool { return state(t, s, id1) == persist.StateAcked })
 	a.close()
 
 	b := dial(t, s, tokenA, "edge-1")
@@ -260,7 +266,7 @@ func TestTunnelHeldAckRecordedAtSessionEnd(t *testing.T) {
 	a.webhook()
 	a.send(&protocol.Ack{IDs: []string{id}})
 	a.close() // at once: well within ackHold
-	waitFor(t, "ack recorded", func() bool { return state(t, s, id) == persist.StateAcked })
+	testutil.WaitFor(t, 10*time.Second, "ack recorded", func() bool { return state(t, s, id) == persist.StateAcked })
 	b := dial(t, s, tokenA, "edge-1")
 	next := accept(t, s, "/h/ep", []byte("2"))
 	if w := b.webhook(); w.ID != next {
@@ -301,7 +307,7 @@ func TestTunnelTwoAgentsShareEndpoint(t *testing.T) {
 		ids = append(ids, accept(t, s, "/h/ep", []byte(fmt.Sprint(i))))
 	}
 	for _, id := range ids {
-		waitFor(t, "every webhook acked", func() bool { return state(t, s, id) == persist.StateAcked })
+		testutil.WaitFor(t, 10*time.Second, "every webhook acked", func() bool { return state(t, s, id) == persist.StateAcked })
 	}
 	close(stop)
 	wg.Wait()
@@ -382,13 +388,13 @@ func TestTunnelReportAndNack(t *testing.T) {
 	a.webhook()
 	a.send(&protocol.Ack{IDs: []string{ok}})
 	a.send(&protocol.Report{ID: ok, Outcome: protocol.OutcomeDelivered, Status: 200, Attempts: 1, At: time.Now()})
-	waitFor(t, "delivered", func() bool { return state(t, s, ok) == persist.StateDelivered })
+	testutil.WaitFor(t, 10*time.Second, "delivered", func() bool { return state(t, s, ok) == persist.StateDelivered })
 
 	// A report whose ack was lost counts too.
 	dead := accept(t, s, "/h/ep", []byte("dead"))
 	a.webhook()
 	a.send(&protocol.Report{ID: dead, Outcome: protocol.OutcomeDead, Status: 500, Attempts: 20, Error: "max attempts"})
-	waitFor(t, "dead", func() bool { return state(t, s, dead) == persist.StateDead })
+	testutil.WaitFor(t, 10*time.Second, "dead", func() bool { return state(t, s, dead) == persist.StateDead })
 	rec, _ := s.Store().Get(t.Context(), dead)
 	if rec.DeadReason == "" || len(rec.Deliveries) == 0 || rec.Deliveries[len(rec.Deliveries)-1].Status != 500 {
 		t.Errorf("dead record %+v lacks its reason or delivery", rec)

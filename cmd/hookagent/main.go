@@ -12,12 +12,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 
 	"github.com/hookrelay/hookrelay/agent"
 	"github.com/hookrelay/hookrelay/agent/svc"
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
 )
 
 // Set with -ldflags "-X main.version=… -X main.commit=…".
@@ -47,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	var err error
 	switch args[0] {
 	case "--version", "-version", "version":
-		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout, buildinfo.Line("hookagent", version, commit))
 		return 0
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, usage)
@@ -155,23 +154,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
-
-// versionLine is "hookagent VERSION COMMIT"; without -ldflags, the build info's VCS revision
-// stands in for the commit.
-func versionLine() string {
-	v, c := version, commit
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		if c == "unknown" {
-			for _, s := range bi.Settings {
-				if s.Key == "vcs.revision" && s.Value != "" {
-					c = s.Value
-				}
-			}
-		}
-	}
-	return strings.Join([]string{"hookagent", v, c}, " ")
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/agent"
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -104,7 +104,7 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		}
 	})
 
-	fmt.Fprintf(stdout, "hookrelay demo (%s)\n", versionLine())
+	fmt.Fprintf(stdout, "hookrelay demo (%s)\n", buildinfo.Line("hookrelay", version, commit))
 	fmt.Fprintf(stdout, "  relay   %s   (ingress %s/h/demo)\n", relayURL, relayURL)
 	fmt.Fprintf(stdout, "  agent   %s → target %s/webhooks\n", "demo-agent", tg.url)
 	fmt.Fprintf(stdout, "  data    %s\n\n", dir)
@@ -131,14 +131,6 @@ func runDemo(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	<-ctx.Done()
 	fmt.Fprintln(stdout, "\nstopping")
 	return nil
-}
-
-func newToken() (token, hash string) {
-	b := make([]byte, 24)
-	rand.Read(b)
-	token = "hr_" + hex.EncodeToString(b)
-	sum := sha256.Sum256([]byte(token))
-	return token, "sha256:" + hex.EncodeToString(sum[:])
 }
 
 // sendSample posts a webhook signed as GitHub signs them and returns the relay's id.

@@ -4,10 +4,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base32"
-	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,10 +11,9 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
-	"strings"
 	"syscall"
 
+	"github.com/hookrelay/hookrelay/internal/buildinfo"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -61,12 +56,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	switch args[0] {
 	case "--version", "-version", "version":
-		fmt.Fprintln(stdout, versionLine())
+		fmt.Fprintln(stdout, buildinfo.Line("hookrelay", version, commit))
 		return nil
 	case "serve":
 		return runServe(ctx, args[1:], stderr)
 	case "token":
-		return runToken(stdout, stderr)
+		runToken(stdout, stderr)
+		return nil
 	case "fingerprint":
 		return runFingerprint(ctx, args[1:], stdout, stderr)
 	case "demo":
@@ -78,21 +74,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "hookrelay: unknown command %q\n%s", args[0], usage)
 		return errUsage
 	}
-}
-
-func versionLine() string {
-	v, c := version, commit
-	if bi, ok := debug.ReadBuildInfo(); ok {
-		if v == "dev" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
-			v = bi.Main.Version
-		}
-		for _, s := range bi.Settings {
-			if s.Key == "vcs.revision" && c == "unknown" && s.Value != "" {
-				c = s.Value
-			}
-		}
-	}
-	return fmt.Sprintf("hookrelay %s %s", v, c)
 }
 
 func runServe(ctx context.Context, args []string, stderr io.Writer) error {
@@ -187,18 +168,12 @@ func reloadOnHangup(srv *relay.Server, load func() (*relay.Config, error), log *
 }
 
 // runToken prints a new agent token (256 random bits) and its hash.
-func runToken(stdout, stderr io.Writer) error {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		return fmt.Errorf("random token: %w", err)
-	}
-	token := "hr_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
-	sum := sha256.Sum256([]byte(token))
+func runToken(stdout, stderr io.Writer) {
+	token, hash := newToken()
 	fmt.Fprintln(stdout, token)
-	fmt.Fprintln(stdout, "sha256:"+hex.EncodeToString(sum[:]))
+	fmt.Fprintln(stdout, hash)
 	fmt.Fprintln(stderr, "Put the sha256:… hash in relay.yaml (an endpoint's tokens) and the token in agent.yaml (token:).")
 	fmt.Fprintln(stderr, "The token is shown only now; the relay keeps only its hash.")
-	return nil
 }
 
 // runFingerprint prints the SHA-256 fingerprint of the relay's tunnel certificate (the

@@ -4,14 +4,14 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"mime"
 	"net/http"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 const (
@@ -23,15 +23,11 @@ const (
 
 // parseTokenHash reads "sha256:" + 64 hex digits.
 func parseTokenHash(s string) ([]byte, error) {
-	hx, ok := strings.CutPrefix(s, "sha256:")
-	if !ok {
-		return nil, errors.New(`want "sha256:" followed by 64 hex digits`)
+	sum, err := protocol.ParseSHA256(s)
+	if err != nil {
+		return nil, err
 	}
-	sum, err := hex.DecodeString(hx)
-	if err != nil || len(sum) != sha256.Size {
-		return nil, errors.New(`want "sha256:" followed by 64 hex digits`)
-	}
-	return sum, nil
+	return sum[:], nil
 }
 
 // checkToken compares the token's SHA-256 with the configured hash in constant time.

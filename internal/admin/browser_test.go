@@ -2,73 +2,20 @@ package admin
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
+	"github.com/hookrelay/hookrelay/internal/testutil/browser"
 	"github.com/hookrelay/hookrelay/persist"
 )
-
-// chromiumPath finds the browser, or skips the test (fails it when CI=true).
-func chromiumPath(t *testing.T) string {
-	t.Helper()
-	for _, p := range []string{"/usr/bin/chromium", "chromium", "chromium-browser", "google-chrome"} {
-		if path, err := exec.LookPath(p); err == nil {
-			return path
-		}
-	}
-	if os.Getenv("CI") == "true" {
-		t.Fatal("chromium not found and CI=true: install it (apt-get install -y chromium)")
-	}
-	t.Skip("chromium not found: install it (apt-get install -y chromium) to run the browser test")
-	return ""
-}
-
-// browser starts headless Chromium with the flags this offline machine needs, and returns a
-// tab's context; per-step deadlines come from ctx's 90s timeout.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath(t)),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.WindowSize(1400, 900),
-	)
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancelAlloc)
-	ctx, cancel := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancel)
-	if err := chromedp.Do(ctx); err != nil { // starts the browser, bound to ctx (no timeout)
-		t.Fatalf("start chromium: %v", err)
-	}
-	tctx, tcancel := context.WithTimeout(ctx, 90*time.Second)
-	t.Cleanup(tcancel)
-	return tctx
-}
-
-// pollJS waits until the JavaScript expression is truthy.
-func pollJS(t *testing.T, ctx context.Context, what, expr string) {
-	t.Helper()
-	if err := chromedp.Do(ctx, chromedp.Poll[chromedp.Void](expr,
-		chromedp.WithPollingTimeout(10*time.Second), chromedp.WithPollingInterval(50*time.Millisecond))); err != nil {
-		t.Fatalf("waiting for %s (%s): %v", what, expr, err)
-	}
-}
 
 func TestBrowserUI(t *testing.T) {
 	e := newEnv(t, Relay, testToken, func(c *Config) {
@@ -78,21 +25,9 @@ func TestBrowserUI(t *testing.T) {
 		}
 		c.Status = func() any { return map[string]any{"agents": 1, "version": "test"} }
 	})
-	ctx := browser(t)
+	ctx := browser.Start(t, browser.ChromiumPath(t), 90*time.Second)
 
-	var mu sync.Mutex
-	var jsErrors []string
-	exceptions := chromedp.Events(ctx, runtime.ExceptionThrown)
-	go func() {
-		for ev, err := range exceptions {
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			jsErrors = append(jsErrors, fmt.Sprintf("%s %+v", ev.ExceptionDetails.Text, ev.ExceptionDetails.Exception))
-			mu.Unlock()
-		}
-	}()
+	jsErrors := browser.WatchExceptions(ctx)
 
 	// some history for the list and the screenshot
 	e.add("stripe", "payment_intent=pi_123&amount=990")
@@ -116,10 +51,10 @@ func TestBrowserUI(t *testing.T) {
 	if resp.Status != 200 || !strings.HasSuffix(resp.URL, "/admin/") {
 		t.Fatalf("after login: %d %s, want 200 /admin/", resp.Status, resp.URL)
 	}
-	pollJS(t, ctx, "the live stream", `document.querySelector('#live.on') !== null`)
-	pollJS(t, ctx, "the old rows", fmt.Sprintf(`document.querySelector('#webhooks tr[data-id="%s"]') !== null`, old.ID))
-	pollJS(t, ctx, "the queues", `document.querySelector('#queues tr[data-queue="github"]') !== null`)
-	pollJS(t, ctx, "the agents", `document.querySelector('#agents tr[data-agent="edge-1"]') !== null`)
+	browser.PollJS(t, ctx, "the live stream", `document.querySelector('#live.on') !== null`)
+	browser.PollJS(t, ctx, "the old rows", fmt.Sprintf(`document.querySelector('#webhooks tr[data-id="%s"]') !== null`, old.ID))
+	browser.PollJS(t, ctx, "the queues", `document.querySelector('#queues tr[data-queue="github"]') !== null`)
+	browser.PollJS(t, ctx, "the agents", `document.querySelector('#agents tr[data-agent="edge-1"]') !== null`)
 
 	// a webhook that arrives now shows up without a reload
 	body := `{"action":"opened","number":42,"pull_request":{"title":"Add admin UI","draft":false},"labels":["ui","admin"]}`
@@ -128,13 +63,13 @@ func TestBrowserUI(t *testing.T) {
 			{Name: "X-Hub-Signature-256", Value: "sha256=5d5b09f6dcb2d53a5fffc60c4ac0d55fabdf556069d6631545f42aa6e3500f2e"}}
 	})
 	row := fmt.Sprintf(`#webhooks tr[data-id="%s"]`, r.ID)
-	pollJS(t, ctx, "the new row", fmt.Sprintf(`document.querySelector('%s') !== null`, row))
+	browser.PollJS(t, ctx, "the new row", fmt.Sprintf(`document.querySelector('%s') !== null`, row))
 
 	// it gets delivered; the row follows
 	if err := e.store.Complete(r.ID, persist.StateDelivered, &persist.Delivery{At: time.Now(), Status: 200, Millis: 42}, ""); err != nil {
 		t.Fatal(err)
 	}
-	pollJS(t, ctx, "the delivered state", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered'`, row))
+	browser.PollJS(t, ctx, "the delivered state", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'delivered'`, row))
 
 	// the detail: headers, pretty-printed JSON body, attempts
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.CSS(row))); err != nil {
@@ -145,9 +80,9 @@ func TestBrowserUI(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, _ := json.Marshal(pretty.String())
-	pollJS(t, ctx, "the pretty-printed body", fmt.Sprintf(`document.getElementById('body').textContent === %s`, want))
-	pollJS(t, ctx, "the headers", `document.querySelectorAll('#headers tr').length === 3`)
-	pollJS(t, ctx, "the attempt row", `document.querySelector('#attempts tr td:nth-child(2)').textContent === '200'`)
+	browser.PollJS(t, ctx, "the pretty-printed body", fmt.Sprintf(`document.getElementById('body').textContent === %s`, want))
+	browser.PollJS(t, ctx, "the headers", `document.querySelectorAll('#headers tr').length === 3`)
+	browser.PollJS(t, ctx, "the attempt row", `document.querySelector('#attempts tr td:nth-child(2)').textContent === '200'`)
 	if id, err := chromedp.Run(ctx, chromedp.Text(chromedp.ID("d-id"))); err != nil || id != r.ID {
 		t.Errorf("detail id %q (%v), want %s", id, err, r.ID)
 	}
@@ -156,15 +91,15 @@ func TestBrowserUI(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("replay"))); err != nil {
 		t.Fatalf("click replay: %v", err)
 	}
-	pollJS(t, ctx, "the replay confirmation",
+	browser.PollJS(t, ctx, "the replay confirmation",
 		`!document.getElementById('replay-status').hidden && document.getElementById('replay-status').textContent.startsWith('Replay queued')`)
-	waitFor(t, 5*time.Second, "the record to be ready with replay set", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "the record to be ready with replay set", func() bool {
 		got := get(t, e.store, r.ID)
 		return got.State == persist.StateReady && got.Replay
 	})
-	pollJS(t, ctx, "the accepted state in the detail", `document.querySelector('#d-state .state').textContent === 'accepted'`)
-	pollJS(t, ctx, "the accepted state in the list", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'accepted'`, row))
-	pollJS(t, ctx, "the queue depth", `document.querySelector('#queues tr[data-queue="github"] td:nth-child(2)').textContent === '1'`)
+	browser.PollJS(t, ctx, "the accepted state in the detail", `document.querySelector('#d-state .state').textContent === 'accepted'`)
+	browser.PollJS(t, ctx, "the accepted state in the list", fmt.Sprintf(`document.querySelector('%s .state').textContent === 'accepted'`, row))
+	browser.PollJS(t, ctx, "the queue depth", `document.querySelector('#queues tr[data-queue="github"] td:nth-child(2)').textContent === '1'`)
 
 	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
 	if err != nil {
@@ -176,12 +111,10 @@ func TestBrowserUI(t *testing.T) {
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("tab-dead"))); err != nil {
 		t.Fatalf("open dead letters: %v", err)
 	}
-	pollJS(t, ctx, "the dead letter", fmt.Sprintf(`document.querySelector('#dead tr[data-id="%s"]') !== null`, old.ID))
+	browser.PollJS(t, ctx, "the dead letter", fmt.Sprintf(`document.querySelector('#dead tr[data-id="%s"]') !== null`, old.ID))
 
-	mu.Lock()
-	defer mu.Unlock()
-	if len(jsErrors) > 0 {
-		t.Errorf("JavaScript exceptions: %s", strings.Join(jsErrors, "; "))
+	if errs := jsErrors(); len(errs) > 0 {
+		t.Errorf("JavaScript exceptions: %s", strings.Join(errs, "; "))
 	}
 }
 

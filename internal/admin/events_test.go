@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -117,7 +118,7 @@ func TestEvents(t *testing.T) {
 		t.Fatalf("open streams %d, want 1", e.h.streams.Load())
 	}
 	cancel()
-	waitFor(t, 5*time.Second, "the stream to stop after the client left", func() bool { return e.h.streams.Load() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "the stream to stop after the client left", func() bool { return e.h.streams.Load() == 0 })
 }
 
 func TestEventsEndOnClose(t *testing.T) {

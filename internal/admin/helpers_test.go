@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
 )
@@ -153,18 +152,6 @@ func ids(l listResp) []string {
 		out[i] = s.ID
 	}
 	return out
-}
-
-// waitFor polls fn until it is true or d has passed.
-func waitFor(t *testing.T, d time.Duration, what string, fn func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !fn() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		<-time.After(20 * time.Millisecond)
-	}
 }
 
 func get(t *testing.T, st *persist.Store, id string) *persist.Record {

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // repoRoot is the module root, two levels up from this package.
@@ -20,22 +22,10 @@ var repoRoot = func() string {
 	return dir
 }()
 
-// inCI reports CI=true: a missing tool or root is then a failure, not a skip.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
-// missing skips the test, or fails it under CI.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf("CI=true and "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
 func requireRoot(t *testing.T) {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "this test needs root (it installs into /etc and /usr)")
+		testutil.Missing(t, "this test needs root (it installs into /etc and /usr)")
 	}
 }
 
@@ -44,7 +34,7 @@ func requireTool(t *testing.T, name string) string {
 	t.Helper()
 	p, err := exec.LookPath(name)
 	if err != nil {
-		missing(t, "%s is not installed", name)
+		testutil.Missing(t, "%s is not installed", name)
 	}
 	return p
 }
@@ -64,7 +54,7 @@ func nfpmCommand(t *testing.T) []string {
 	if p, err := exec.LookPath("nfpm"); err == nil {
 		return []string{p}
 	}
-	missing(t, "nfpm not found: add it with `go get -tool github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2`, or set NFPM")
+	testutil.Missing(t, "nfpm not found: add it with `go get -tool github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.45.2`, or set NFPM")
 	return nil
 }
 

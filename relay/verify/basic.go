@@ -3,13 +3,14 @@ package verify
 import (
 	"crypto/hmac"
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net/http"
 	"strings"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // maxBcryptCost bounds the work an unauthenticated request can make the relay do: each
@@ -33,11 +34,11 @@ func newBasic(c *BasicConfig) (*basic, error) {
 	case h == "":
 		return nil, fmt.Errorf("verify.basic.password_hash: required: %s", want)
 	case strings.HasPrefix(h, "sha256:"):
-		sum, err := hex.DecodeString(h[len("sha256:"):])
-		if err != nil || len(sum) != sha256.Size {
+		sum, err := protocol.ParseSHA256(h)
+		if err != nil {
 			return nil, fmt.Errorf("verify.basic.password_hash: %s", want)
 		}
-		b.sha = sum
+		b.sha = sum[:]
 	case strings.HasPrefix(h, "$2a$") || strings.HasPrefix(h, "$2b$") || strings.HasPrefix(h, "$2y$"):
 		cost, err := bcrypt.Cost([]byte(h))
 		if err != nil || len(h) != 60 {

@@ -3,29 +3,21 @@ package agent
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"log/slog"
-	"math/big"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay"
@@ -161,7 +153,7 @@ func autoAgent(t *testing.T, relayURL, fingerprint string, tg *target, mutate fu
 // waitDelivered waits until the target has seen every id, and checks none twice.
 func waitDelivered(t *testing.T, tg *target, ids ...string) {
 	t.Helper()
-	checkFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for _, id := range ids {
 			if len(tg.requests(id)) == 0 {
 				return fmt.Errorf("%s not delivered", id)
@@ -178,7 +170,7 @@ func waitDelivered(t *testing.T, tg *target, ids ...string) {
 
 func waitTransport(t *testing.T, a *Agent, want string) {
 	t.Helper()
-	checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 		if !a.Connected() || a.Transport() != want {
 			return fmt.Errorf("connected %v over %q, want %s", a.Connected(), a.Transport(), want)
 		}
@@ -204,7 +196,8 @@ func TestAutoWithPinnedFingerprintUsesQUIC(t *testing.T) {
 // /v1/info request, and then QUIC, trust exactly the pinned certificate.
 func TestAutoHTTPSWithPin(t *testing.T) {
 	dir := t.TempDir()
-	certFile, keyFile, fp := writeCert(t, dir)
+	certFile, keyFile, der := testutil.WriteCert(t, dir)
+	fp := protocol.Fingerprint(der)
 	s := startRelayWith(t, true, func(c *relay.Config) { c.TLS = &relay.TLSConfig{Cert: certFile, Key: keyFile} })
 	tg := newTarget(t, nil)
 	a, logs := autoAgent(t, "https://"+s.Addr(), fp, tg, nil)
@@ -221,35 +214,6 @@ func TestAutoHTTPSWithPin(t *testing.T) {
 	json.NewDecoder(resp.Body).Decode(&out)
 	resp.Body.Close()
 	waitDelivered(t, tg, out.ID)
-}
-
-// writeCert writes a self-made certificate for 127.0.0.1 and its key, and returns their
-// paths and the certificate's fingerprint.
-func writeCert(t *testing.T, dir string) (certFile, keyFile, fp string) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test relay"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "relay.crt"), filepath.Join(dir, "relay.key")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile, protocol.Fingerprint(der)
 }
 
 // TestQUICBacklogAtConnect: webhooks waiting at the relay go out on QUIC data streams right
@@ -310,7 +274,7 @@ func TestQUICOnlyRefusesUnverifiedCertificate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tg := newTarget(t, nil)
 			a, logs := autoAgent(t, "quic://127.0.0.1:"+port, tc.fp, tg, nil)
-			checkFor(t, 20*time.Second, 10*time.Millisecond, func() error {
+			testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
 				if !logs.has(tc.want) {
 					return fmt.Errorf("log does not say %q yet", tc.want)
 				}
@@ -360,7 +324,7 @@ func TestAutoFallsBackAndReturnsToQUIC(t *testing.T) {
 
 	gate.open.Store(false)
 	cut := time.Now()
-	checkFor(t, 3*quicIdleTimeout, 10*time.Millisecond, func() error {
+	testutil.CheckFor(t, 3*quicIdleTimeout, 10*time.Millisecond, func() error {
 		if a.Transport() == "quic" {
 			return fmt.Errorf("still on quic %v after the relay went silent", time.Since(cut))
 		}

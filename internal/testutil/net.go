@@ -1,0 +1,29 @@
+package testutil
+
+import (
+	"fmt"
+	"net"
+	"testing"
+)
+
+// FreePort returns a loopback TCP port that was free a moment ago (the UDP port of the same
+// number is checked too, so it can serve QUIC). For a process that must be told its port;
+// in-process servers listen on 127.0.0.1:0 instead.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	for range 50 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+		l.Close()
+		if err == nil {
+			u.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port")
+	return 0
+}
