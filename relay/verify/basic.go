@@ -22,6 +22,7 @@ type basic struct {
 	userSum [sha256.Size]byte // sha256 of the user, so the compare does not leak its length
 	sha     []byte            // sha256 of the password, or nil
 	bcrypt  []byte            // bcrypt hash of the password, or nil
+	passed  passedCache       // Authorization headers bcrypt accepted lately
 }
 
 func newBasic(c *BasicConfig) (*basic, error) {
@@ -70,7 +71,17 @@ func (b *basic) check(r *http.Request, _ []byte, _ time.Time) *Failure {
 		sum := sha256.Sum256([]byte(pass))
 		passOK = hmac.Equal(sum[:], b.sha)
 	} else {
-		passOK = bcrypt.CompareHashAndPassword(b.bcrypt, []byte(pass)) == nil
+		key := sha256.Sum256([]byte(r.Header.Get("Authorization")))
+		if passOK = b.passed.has(key, time.Now()); !passOK {
+			ok, busy := compareBcrypt(r.Context(), b.bcrypt, []byte(pass))
+			if busy {
+				return &Failure{Status: http.StatusTooManyRequests, Scheme: SchemeBasic,
+					Reason: "busy: too many password checks at once, retry later"}
+			}
+			if passOK = ok; ok && userOK {
+				b.passed.add(key, time.Now())
+			}
+		}
 	}
 	if !userOK || !passOK {
 		return unauthorized(SchemeBasic, "wrong user or password")

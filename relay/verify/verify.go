@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash"
 	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -41,14 +42,19 @@ type scheme interface {
 // Verifier checks ingress requests against an endpoint's verify block. It is immutable after
 // New and safe for concurrent use.
 type Verifier struct {
-	schemes  []scheme
+	headers  []scheme          // need only the headers and the peer: checked before the body is read
+	schemes  []scheme          // need the body
 	standard *standardWebhooks // nil unless standard_webhooks is configured
 }
 
 // New validates and compiles c. A nil or empty Config gives a Verifier that accepts every
 // request. Errors name the offending key relative to the verify block ("verify.hmac.algorithm")
 // and say what is allowed; all problems are reported at once.
-func New(c *Config) (*Verifier, error) {
+func New(c *Config) (*Verifier, error) { return NewTrusting(c, nil) }
+
+// NewTrusting is New for a relay whose top-level trusted_proxies are trusted: ip_allow takes
+// its client address from the forwarding headers those proxies (and its own) send.
+func NewTrusting(c *Config, trusted []netip.Prefix) (*Verifier, error) {
 	v := &Verifier{}
 	if c == nil {
 		return v, nil
@@ -61,9 +67,20 @@ func New(c *Config) (*Verifier, error) {
 		}
 		v.schemes = append(v.schemes, s)
 	}
-	// Cheapest first: the address rule needs no hashing, and bcrypt is the dearest.
+	addHeader := func(s scheme, err error) {
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		v.headers = append(v.headers, s)
+	}
+	// Cheapest first: the address rule needs no hashing, and bcrypt is the dearest of the
+	// header checks. Header checks run before the body is even read.
 	if c.IPAllow != nil {
-		add(newIPAllow(c.IPAllow))
+		addHeader(newIPAllow(c.IPAllow, trusted))
+	}
+	if c.Basic != nil {
+		addHeader(newBasic(c.Basic))
 	}
 	if c.GitHub != nil {
 		add(newGitHub(c.GitHub))
@@ -81,9 +98,6 @@ func New(c *Config) (*Verifier, error) {
 	if c.HMAC != nil {
 		add(newHMAC(c.HMAC))
 	}
-	if c.Basic != nil {
-		add(newBasic(c.Basic))
-	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
@@ -91,9 +105,33 @@ func New(c *Config) (*Verifier, error) {
 }
 
 // Check returns nil when every configured scheme accepts the request, else a *Failure for the
-// first that refused it. body is the complete raw request body; now is the time the timestamp
-// tolerances are measured against. A nil Verifier accepts everything.
+// first that refused it: CheckHeaders, then CheckBody. body is the complete raw request body;
+// now is the time the timestamp tolerances are measured against. A nil Verifier accepts
+// everything.
 func (v *Verifier) Check(r *http.Request, body []byte, now time.Time) error {
+	if err := v.CheckHeaders(r, now); err != nil {
+		return err
+	}
+	return v.CheckBody(r, body, now)
+}
+
+// CheckHeaders runs the schemes that need no body (ip_allow, basic), so that a sender they
+// refuse is answered before it can make the relay read and hold a body. A Failure with
+// status 429 means the relay is too busy checking passwords: retry later, not refused.
+func (v *Verifier) CheckHeaders(r *http.Request, now time.Time) error {
+	if v == nil {
+		return nil
+	}
+	for _, s := range v.headers {
+		if f := s.check(r, nil, now); f != nil {
+			return f
+		}
+	}
+	return nil
+}
+
+// CheckBody runs the body-signature schemes; call it after CheckHeaders accepted.
+func (v *Verifier) CheckBody(r *http.Request, body []byte, now time.Time) error {
 	if v == nil {
 		return nil
 	}
