@@ -3,12 +3,21 @@ package relay
 // Attempts on the relay from hostile agents and web pages, and what each now gets.
 
 import (
+	"bufio"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/netip"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
 // Attempt: a web page the operator visits POSTs to the relay's admin API (cross-site, even
@@ -53,5 +62,147 @@ func TestAttackOtherTokenKicksAgent(t *testing.T) {
 	}
 	if a := s.Agents(); len(a) != 1 || a[0].SessionID != victim.welcome.SessionID {
 		t.Errorf("agents %+v, want only the victim's session", a)
+	}
+}
+
+// holdBody dials the relay from the local address from (e.g. "127.0.0.2"), sends head and
+// the first bytes of a body, and leaves the connection open: a sender that declares a body
+// and trickles it. The connection is closed at cleanup.
+func holdBody(t *testing.T, s *Server, from, head, first string) net.Conn {
+	t.Helper()
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}, Timeout: 5 * time.Second}
+	c, err := d.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := io.WriteString(c, head+first); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// waitInFlight polls until the relay has n ingress requests of the address from in flight.
+func waitInFlight(t *testing.T, s *Server, from string, n int) {
+	t.Helper()
+	a := netip.MustParseAddr(from)
+	deadline := time.Now().Add(10 * time.Second)
+	for s.clients.inFlight(a) < n {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d requests of %s in flight after 10s, want %d", s.clients.inFlight(a), from, n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// answerWithin reads the relay's answer on c, failing the test when none comes within d.
+func answerWithin(t *testing.T, c net.Conn, d time.Duration) (*http.Response, string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+	if err != nil {
+		t.Fatalf("no answer within %v: %v", d, err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	return resp, string(b)
+}
+
+// Attempt: 45 connections each declare a 24 MB body (Content-Length) and send 2 bytes; the
+// relay used to reserve (and allocate) the declared size up front, so its 1 GiB ingress
+// buffer was full and every legitimate POST got "503 relay is busy" until body_timeout. Now:
+// bodies reserve only the bytes received (in small steps), the legitimate POST gets 202, and
+// the buffer holds a few hundred KiB.
+func TestAttackDeclaredBodiesStarveIngress(t *testing.T) {
+	s := startServer(t, nil)
+	head := "POST /h/ep HTTP/1.1\r\nHost: x\r\nContent-Length: 24000000\r\n\r\n"
+	for range 45 {
+		holdBody(t, s, "127.0.0.2", head, "ab")
+	}
+	waitInFlight(t, s, "127.0.0.2", 45)
+	code, hdr, out := post(t, s, "POST", "/h/ep", []byte("legit"), nil)
+	if code != http.StatusAccepted {
+		t.Fatalf("legitimate POST during the attack: %d %v (Retry-After %q), want 202", code, out, hdr.Get("Retry-After"))
+	}
+	if got := s.ingressMem.Load(); got > 45*bodyStep {
+		t.Errorf("ingress buffer holds %d bytes for 90 bytes received", got)
+	}
+}
+
+// Attempt: a sender that is not in an endpoint's ip_allow declares a 1 MB body and never
+// sends it, holding a connection and a body reservation until body_timeout. Now: the
+// address rule is checked from the headers alone, and the sender gets 403 at once.
+func TestAttackDisallowedAddressHoldsBody(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.Endpoints[0].Verify = &verify.Config{IPAllow: &verify.IPAllow{CIDRs: []string{"192.0.2.0/24"}}}
+	})
+	c := holdBody(t, s, "127.0.0.1", "POST /h/ep HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n", "")
+	resp, body := answerWithin(t, c, 5*time.Second)
+	if resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("disallowed address: %d %s, want 403 before the body", resp.StatusCode, body)
+	}
+}
+
+// Attempt: a sender without the password declares a body and never sends it, against an
+// endpoint with basic auth. Now: Basic auth is checked from the headers alone: 401 at once.
+func TestAttackWrongPasswordHoldsBody(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.Endpoints[0].Verify = &verify.Config{Basic: &verify.BasicConfig{User: "u", PasswordHash: hashOf("pw")}}
+	})
+	c := holdBody(t, s, "127.0.0.1", "POST /h/ep HTTP/1.1\r\nHost: x\r\nAuthorization: Basic dTp4\r\nContent-Length: 1000000\r\n\r\n", "")
+	resp, body := answerWithin(t, c, 5*time.Second)
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d %s, want 401 before the body", resp.StatusCode, body)
+	}
+}
+
+// Attempt: many concurrent requests with wrong passwords against a bcrypt basic endpoint
+// without a rate, each costing the relay a bcrypt comparison, so every core is busy hashing.
+// Now: at most a few comparisons run at once and a few more wait; the rest get 429 +
+// Retry-After ("password checks busy"), counted as rejected{limit="bcrypt"}. The right
+// password is still accepted.
+func TestAttackBcryptFlood(t *testing.T) {
+	hash, err := bcrypt.GenerateFromPassword([]byte("pw"), 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, func(c *Config) {
+		c.Endpoints[0].Verify = &verify.Config{Basic: &verify.BasicConfig{User: "u", PasswordHash: string(hash)}}
+	})
+	const n = 64
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", s.url("/h/ep"), strings.NewReader("x"))
+			req.SetBasicAuth("u", fmt.Sprintf("guess-%d", i))
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusTooManyRequests && resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
+			codes <- resp.StatusCode
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	if count[http.StatusTooManyRequests] == 0 || count[http.StatusUnauthorized]+count[http.StatusTooManyRequests] != n {
+		t.Fatalf("answers %v to %d concurrent wrong passwords, want 401s and some 429s", count, n)
+	}
+	if got := counterValue(t, s.metrics.rejected.WithLabelValues("ep", limitBcrypt)); got != float64(count[http.StatusTooManyRequests]) {
+		t.Errorf("rejected {ep, bcrypt} = %v, want %d", got, count[http.StatusTooManyRequests])
+	}
+	code, _, _ := post(t, s, "POST", "/h/ep", []byte("x"), http.Header{"Authorization": {"Basic dTpwdw=="}})
+	if code != http.StatusAccepted {
+		t.Errorf("right password after the flood: %d, want 202", code)
 	}
 }

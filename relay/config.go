@@ -66,10 +66,20 @@ type Config struct {
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
 	// ShutdownTimeout bounds waiting for in-flight requests on shutdown. Default 10s.
 	ShutdownTimeout time.Duration `yaml:"shutdown_timeout"`
-	// IngressBuffer bounds the request bodies held in memory at once across all ingress
-	// requests (a body of unknown length counts as its endpoint's max_body); past it ingress
-	// answers 503 + Retry-After. Default 1GiB.
+	// IngressBuffer bounds the request body bytes held in memory at once across all ingress
+	// requests; past it ingress answers 503 + Retry-After. A body's buffer grows with the
+	// bytes received, never with the length the sender declared. Default 1GiB.
 	IngressBuffer ByteSize `yaml:"ingress_buffer"`
+	// PerClientRequests bounds the ingress requests one client address (an IPv6 /64) may
+	// have in flight at once; past it 429 + Retry-After. Default 64.
+	PerClientRequests int `yaml:"per_client_requests"`
+	// PerClientBuffer bounds the request body bytes held in memory for one client address
+	// (an IPv6 /64); past it 429 + Retry-After. At least every endpoint's max_body. Default 64MiB.
+	PerClientBuffer ByteSize `yaml:"per_client_buffer"`
+	// TrustedProxies are the peers (CIDRs or addresses) whose X-Forwarded-For or Forwarded
+	// names the client (verify.ClientAddr); every per-client rule (the per_client_ caps,
+	// ip_allow) uses that address. Default none: the socket's address is the client's.
+	TrustedProxies []string `yaml:"trusted_proxies"`
 	// KeepDone is how long delivered and dead webhooks stay listable. Default 24h.
 	KeepDone time.Duration `yaml:"keep_done"`
 	// KeepDoneMax bounds how many delivered and dead webhooks are kept. Default 10000.
@@ -117,6 +127,8 @@ const (
 	DefaultRetention         = 72 * time.Hour
 	DefaultMaxBody           = 25 << 20
 	DefaultIngressBuffer     = 1 << 30
+	DefaultPerClientRequests = 64
+	DefaultPerClientBuffer   = 64 << 20
 	defaultLeaseTTL          = 5 * time.Minute
 	defaultHandshakeTimeout  = 10 * time.Second
 	DefaultMaxAgentsPerToken = 16
@@ -239,6 +251,10 @@ func (c *Config) applyDefaults() {
 	if c.IngressBuffer == 0 {
 		c.IngressBuffer = DefaultIngressBuffer
 	}
+	setInt(&c.PerClientRequests, DefaultPerClientRequests)
+	if c.PerClientBuffer == 0 {
+		c.PerClientBuffer = DefaultPerClientBuffer
+	}
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		setDur(&e.Retention, DefaultRetention)
@@ -319,6 +335,15 @@ func (c *Config) Validate() error {
 	if c.IngressBuffer < 0 {
 		bad("ingress_buffer", "%d is negative: use a size like 512MiB", c.IngressBuffer)
 	}
+	if c.PerClientRequests < 0 {
+		bad("per_client_requests", "%d is negative: use a positive count (default %d)", c.PerClientRequests, DefaultPerClientRequests)
+	}
+	if c.PerClientBuffer < 0 {
+		bad("per_client_buffer", "%d is negative: use a size like 64MiB", c.PerClientBuffer)
+	}
+	if _, err := verify.ParsePrefixes("trusted_proxies", c.TrustedProxies); err != nil {
+		errs = append(errs, err)
+	}
 	if len(c.Endpoints) == 0 {
 		bad("endpoints", "none configured: add at least one, e.g. - name: github")
 	}
@@ -334,6 +359,10 @@ func (c *Config) Validate() error {
 		if c.IngressBuffer > 0 && c.Endpoints[i].MaxBody > c.IngressBuffer {
 			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over ingress_buffer (%s): lower it or raise ingress_buffer",
 				c.Endpoints[i].MaxBody, c.IngressBuffer)
+		}
+		if c.PerClientBuffer > 0 && c.Endpoints[i].MaxBody > c.PerClientBuffer {
+			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over per_client_buffer (%s): lower it or raise per_client_buffer",
+				c.Endpoints[i].MaxBody, c.PerClientBuffer)
 		}
 	}
 	return errors.Join(errs...)

@@ -4,6 +4,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 
@@ -17,9 +18,10 @@ import (
 // verifiers and limiters, and the settings read per request or per session. Readers load it
 // once per request or handshake, so each sees one consistent config.
 type live struct {
-	cfg   *Config
-	eps   map[string]*endpoint
-	order []*endpoint // config order
+	cfg     *Config
+	eps     map[string]*endpoint
+	order   []*endpoint    // config order
+	trusted []netip.Prefix // cfg.TrustedProxies
 }
 
 // endpoint is an Endpoint ready for use: decoded token hashes, its verifier and rate limiter.
@@ -34,13 +36,17 @@ type endpoint struct {
 // newLive compiles a validated cfg. An endpoint whose rate and burst did not change keeps its
 // limiter from old (nil at start), so a reload does not refill the buckets.
 func newLive(cfg *Config, old *live) (*live, error) {
-	lv := &live{cfg: cfg, eps: make(map[string]*endpoint, len(cfg.Endpoints))}
+	trusted, err := verify.ParsePrefixes("trusted_proxies", cfg.TrustedProxies)
+	if err != nil {
+		return nil, err
+	}
+	lv := &live{cfg: cfg, eps: make(map[string]*endpoint, len(cfg.Endpoints)), trusted: trusted}
 	for i := range cfg.Endpoints {
 		var prev *endpoint
 		if old != nil {
 			prev = old.eps[cfg.Endpoints[i].Name]
 		}
-		e, err := newEndpoint(cfg.Endpoints[i], prev)
+		e, err := newEndpoint(cfg.Endpoints[i], prev, trusted)
 		if err != nil {
 			return nil, fmt.Errorf("endpoints[%d]: %w", i, err)
 		}
@@ -50,7 +56,8 @@ func newLive(cfg *Config, old *live) (*live, error) {
 	return lv, nil
 }
 
-func newEndpoint(c Endpoint, prev *endpoint) (*endpoint, error) {
+// newEndpoint compiles c; trusted are the relay's trusted_proxies, which its ip_allow honours.
+func newEndpoint(c Endpoint, prev *endpoint, trusted []netip.Prefix) (*endpoint, error) {
 	e := &endpoint{name: c.Name, cfg: c}
 	for i, t := range c.Tokens {
 		h, err := protocol.ParseSHA256(t)
@@ -59,7 +66,7 @@ func newEndpoint(c Endpoint, prev *endpoint) (*endpoint, error) {
 		}
 		e.tokens = append(e.tokens, h)
 	}
-	v, err := verify.New(c.Verify)
+	v, err := verify.NewTrusting(c.Verify, trusted)
 	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
 	}

@@ -3,7 +3,6 @@ package relay
 import (
 	"errors"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"net/url"
@@ -84,27 +83,44 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 			return
 		}
 	}
-	need := r.ContentLength
-	if need < 0 {
-		need = maxBody
+	client, reason := verify.ClientAddr(r, lv.trusted)
+	if reason != "" { // a trusted proxy sent a malformed header: count the proxy itself
+		client, _ = verify.ClientAddr(r, nil)
 	}
-	if !s.reserveIngress(need, int64(lv.cfg.IngressBuffer)) {
-		s.metrics.reject(ep.name, limitBusy)
-		retryLater(sw, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
+	use, ok := s.clients.enter(client, lv.cfg.PerClientRequests)
+	if !ok {
+		s.metrics.reject(ep.name, limitClientRequests)
+		retryLater(sw, http.StatusTooManyRequests, retryBusy, "too many requests in flight from your address (per_client_requests): retry later")
 		return
 	}
-	defer s.ingressMem.Add(-need)
+	defer s.clients.leave(use)
+	// Address and Basic auth need only the headers: a sender they refuse gets its answer
+	// before the relay reads (and holds) any of its body.
+	if err := ep.verifier.CheckHeaders(r, time.Now()); err != nil {
+		s.refuseVerify(sw, r, ep, err)
+		return
+	}
 
 	rc := http.NewResponseController(w)
 	deadline := time.Now().Add(lv.cfg.BodyTimeout)
 	rc.SetReadDeadline(deadline)
 	rc.SetWriteDeadline(deadline)
-	body, err := readBody(w, r, maxBody)
+	budget := &bodyBudget{s: s, client: use, limit: int64(lv.cfg.IngressBuffer), clientLimit: int64(lv.cfg.PerClientBuffer)}
+	defer budget.release()
+	body, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody, budget)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
 		case errors.As(err, &mbe):
 			tooBig()
+		case errors.Is(err, errIngressBusy):
+			s.metrics.reject(ep.name, limitBusy)
+			w.Header().Set("Connection", "close") // the rest of the body is not read
+			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
+		case errors.Is(err, errClientBuffer):
+			s.metrics.reject(ep.name, limitClientBuffer)
+			w.Header().Set("Connection", "close")
+			retryLater(sw, http.StatusTooManyRequests, retryBusy, "too many body bytes in flight from your address (per_client_buffer): retry later")
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.metrics.reject(ep.name, limitTimeout)
 			rc.SetWriteDeadline(time.Now().Add(finalGrace)) // the body's deadline has passed
@@ -117,7 +133,7 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		return
 	}
 	now := time.Now()
-	if err := ep.verifier.Check(r, body, now); err != nil {
+	if err := ep.verifier.CheckBody(r, body, now); err != nil {
 		s.refuseVerify(sw, r, ep, err)
 		return
 	}
@@ -166,6 +182,11 @@ func (s *Server) refuseVerify(w http.ResponseWriter, r *http.Request, ep *endpoi
 	f, ok := err.(*verify.Failure)
 	if !ok {
 		f = &verify.Failure{Status: http.StatusUnauthorized, Scheme: "unknown", Reason: "verification failed"}
+	}
+	if f.Status == http.StatusTooManyRequests { // not refused: too busy to check now
+		s.metrics.reject(ep.name, limitBcrypt)
+		retryLater(w, f.Status, retryBusy, f.Scheme+": "+f.Reason)
+		return
 	}
 	s.metrics.verifyFailure(ep.name, f)
 	s.log.Debug("ingress verification failed", "endpoint", ep.name, "remote", r.RemoteAddr,
@@ -223,19 +244,6 @@ func takeRate(l *rate.Limiter) (int, bool) {
 	}
 	res.CancelAt(now)
 	return int(math.Ceil(d.Seconds())), false
-}
-
-// readBody reads the whole body, at most maxBody bytes (a *http.MaxBytesError past it).
-func readBody(w http.ResponseWriter, r *http.Request, maxBody int64) ([]byte, error) {
-	body := http.MaxBytesReader(w, r.Body, maxBody)
-	if r.ContentLength >= 0 {
-		b := make([]byte, r.ContentLength)
-		if _, err := io.ReadFull(body, b); err != nil {
-			return nil, err
-		}
-		return b, nil
-	}
-	return io.ReadAll(body)
 }
 
 // ingressPath returns the request path exactly as sent: the request-target up to '?' when

@@ -30,6 +30,10 @@ const (
 	limitPath     = "path"     // 400 a suffix protocol.CheckPath refuses, 404 no endpoint in the path
 	limitTimeout  = "timeout"  // 408 body slower than body_timeout
 	limitStore    = "store"    // 503 another store failure
+	limitBcrypt   = "bcrypt"   // 429 too many basic-auth bcrypt checks at once
+
+	limitClientRequests = "client_requests" // 429 over per_client_requests
+	limitClientBuffer   = "client_buffer"   // 429 over per_client_buffer
 )
 
 // metrics are the relay's Prometheus metrics, on a registry the Server owns (not the global
@@ -64,7 +68,7 @@ func newMetrics() *metrics {
 		ingress: counter("hookrelay_ingress_requests_total",
 			"Ingress requests by endpoint (\"_unknown\" for none configured) and status code.", "endpoint", "code"),
 		rejected: counter("hookrelay_ingress_rejected_total",
-			"Ingress requests refused by a limit: body, rate, quota, disk, stopping, busy, path, timeout, store.", "endpoint", "limit"),
+			"Ingress requests refused by a limit: body, rate, quota, disk, stopping, busy, path, timeout, store, client_requests, client_buffer, bcrypt.", "endpoint", "limit"),
 		verifyFailed: counter("hookrelay_verify_failures_total",
 			"Ingress requests that failed verification, by scheme and reason class.", "endpoint", "scheme", "reason"),
 		duplicates: counter("hookrelay_ingress_duplicates_total",
@@ -119,7 +123,7 @@ func (m *metrics) register(s *Server) {
 		}, func() float64 { return float64(s.adminRefused()) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "hookrelay_ingress_buffer_bytes",
-			Help: "Request body bytes reserved by ingress requests in flight (bounded by ingress_buffer).",
+			Help: "Request body bytes held by ingress requests in flight (bounded by ingress_buffer; grows with the bytes received).",
 		}, func() float64 { return float64(s.ingressMem.Load()) }),
 	)
 }

@@ -54,6 +54,7 @@ type Server struct {
 	state       atomic.Int32
 	storeClosed atomic.Bool
 	ingressMem  atomic.Int64 // body bytes reserved by ingress requests in flight
+	clients     clients      // per client address: requests and body bytes in flight
 
 	// guarded by mu
 	mu          sync.Mutex
