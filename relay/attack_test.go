@@ -206,3 +206,90 @@ func TestAttackBcryptFlood(t *testing.T) {
 		t.Errorf("right password after the flood: %d, want 202", code)
 	}
 }
+
+// Attempt: one sender opens more ingress requests than a relay should serve one address,
+// each declaring a body and trickling it, to take every handler and the ingress buffer.
+// Now: past per_client_requests (64) that address gets 429 + Retry-After, counted as
+// rejected{limit="client_requests"}; other addresses are served as usual.
+func TestAttackManyRequestsFromOneAddress(t *testing.T) {
+	s := startServer(t, nil)
+	head := "POST /h/ep HTTP/1.1\r\nHost: x\r\nContent-Length: 24000000\r\n\r\n"
+	for range DefaultPerClientRequests {
+		holdBody(t, s, "127.0.0.2", head, "ab")
+	}
+	waitInFlight(t, s, "127.0.0.2", DefaultPerClientRequests)
+	resp, body := answerWithin(t, holdBody(t, s, "127.0.0.2", head, "ab"), 5*time.Second)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "per_client_requests") {
+		t.Fatalf("request %d from one address: %d %q (Retry-After %q), want 429 naming per_client_requests",
+			DefaultPerClientRequests+1, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if got := counterValue(t, s.metrics.rejected.WithLabelValues("ep", limitClientRequests)); got != 1 {
+		t.Errorf("rejected {ep, client_requests} = %v, want 1", got)
+	}
+	accept(t, s, "/h/ep", []byte("legit")) // from 127.0.0.1
+}
+
+// Attempt: one sender sends large bodies on several requests at once, slowly, to fill the
+// relay's ingress buffer so that everyone else gets 503. Now: its bodies hold at most
+// per_client_buffer; past it 429 + Retry-After, counted as rejected{limit="client_buffer"}.
+func TestAttackBodiesFromOneAddressFillBuffer(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.PerClientBuffer = 1_000_000
+		c.Endpoints[0].MaxBody = 1_000_000
+	})
+	head := "POST /h/ep HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n"
+	holdBody(t, s, "127.0.0.2", head, strings.Repeat("a", 600_000))
+	deadline := time.Now().Add(10 * time.Second)
+	for s.ingressMem.Load() < 1_000_000 { // the first body's buffer has grown to its length
+		if time.Now().After(deadline) {
+			t.Fatalf("first body holds %d bytes after 10s", s.ingressMem.Load())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	resp, body := answerWithin(t, holdBody(t, s, "127.0.0.2", head, "ab"), 5*time.Second)
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "per_client_buffer") {
+		t.Fatalf("second body from one address: %d %q, want 429 naming per_client_buffer", resp.StatusCode, body)
+	}
+	if got := counterValue(t, s.metrics.rejected.WithLabelValues("ep", limitClientBuffer)); got != 1 {
+		t.Errorf("rejected {ep, client_buffer} = %v, want 1", got)
+	}
+	accept(t, s, "/h/ep", []byte("legit")) // from 127.0.0.1
+}
+
+// Attempt: a sender writes X-Forwarded-For (or Forwarded) naming an allowed address, or a
+// fresh address per request to escape the per-address caps. Now: those headers count only
+// from the relay's trusted_proxies; through a trusted proxy the named client is the one
+// ip_allow and the caps see.
+func TestAttackForgedForwardedFor(t *testing.T) {
+	allow := &verify.Config{IPAllow: &verify.IPAllow{CIDRs: []string{"192.0.2.0/24"}}}
+	direct := startServer(t, func(c *Config) { c.Endpoints[0].Verify = allow })
+	for _, h := range []http.Header{{"X-Forwarded-For": {"192.0.2.1"}}, {"Forwarded": {"for=192.0.2.1"}}} {
+		if code, _, out := post(t, direct, "POST", "/h/ep", []byte("x"), h); code != http.StatusForbidden {
+			t.Errorf("untrusted peer with %v: %d %v, want 403", h, code, out)
+		}
+	}
+
+	proxied := startServer(t, func(c *Config) {
+		c.TrustedProxies = []string{"127.0.0.1"}
+		c.PerClientRequests = 2
+		c.Endpoints[0].Verify = allow
+	})
+	for _, h := range []http.Header{{"X-Forwarded-For": {"203.0.113.9, 192.0.2.1"}}, {"Forwarded": {`for="192.0.2.1:4711"`}}} {
+		if code, _, out := post(t, proxied, "POST", "/h/ep", []byte("x"), h); code != http.StatusAccepted {
+			t.Errorf("trusted proxy with %v: %d %v, want 202", h, code, out)
+		}
+	}
+	if code, _, _ := post(t, proxied, "POST", "/h/ep", []byte("x"), http.Header{"X-Forwarded-For": {"192.0.2.1, 203.0.113.9"}}); code != http.StatusForbidden {
+		t.Errorf("trusted proxy naming 203.0.113.9 last: %d, want 403", code)
+	}
+	head := "POST /h/ep HTTP/1.1\r\nHost: x\r\nX-Forwarded-For: 192.0.2.7\r\nContent-Length: 100\r\n\r\n"
+	holdBody(t, proxied, "127.0.0.1", head, "ab")
+	holdBody(t, proxied, "127.0.0.1", head, "ab")
+	waitInFlight(t, proxied, "192.0.2.7", 2)
+	if resp, body := answerWithin(t, holdBody(t, proxied, "127.0.0.1", head, "ab"), 5*time.Second); resp.StatusCode != http.StatusTooManyRequests {
+		t.Errorf("third request of 192.0.2.7 through the proxy: %d %q, want 429 (per_client_requests 2)", resp.StatusCode, body)
+	}
+	if code, _, _ := post(t, proxied, "POST", "/h/ep", []byte("x"), http.Header{"X-Forwarded-For": {"192.0.2.8"}}); code != http.StatusAccepted {
+		t.Errorf("another client through the same proxy: %d, want 202", code)
+	}
+}

@@ -97,6 +97,10 @@ func TestParseConfigBad(t *testing.T) {
 		{"max body over what the tunnel carries", "endpoints: [{name: a, max_body: 40MiB}]", "endpoints[0].max_body: 40MiB is over 32MiB"},
 		{"two documents", ep + "---\n" + ep, "more than one document"},
 		{"negative agents per token", "max_agents_per_token: -1\n" + ep, "max_agents_per_token"},
+		{"negative per client requests", "per_client_requests: -1\n" + ep, "per_client_requests: -1 is negative"},
+		{"negative per client buffer", "per_client_buffer: -1\n" + ep, `size "-1" is out of range`},
+		{"max body over per client buffer", "per_client_buffer: 1MiB\nendpoints: [{name: a, max_body: 2MiB}]", "endpoints[0].max_body: 2MiB is over per_client_buffer"},
+		{"trusted proxy not a CIDR", "trusted_proxies: [10.0.0.0/8, proxy.local]\n" + ep, `trusted_proxies[1]: "proxy.local" is not a CIDR`},
 		{"bad verify", "endpoints: [{name: a, verify: {hmac: {header: X-Sig, algorithm: md5, secret: s}}}]", "endpoints[0].verify.hmac.algorithm"},
 		{"verify no secret", "endpoints: [{name: a}, {name: b, verify: {github: {}}}]", "endpoints[1].verify.github"},
 	} {

@@ -67,6 +67,11 @@ func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 // ingest reads, verifies and stores a webhook for ep. w is the server's own writer, which
 // MaxBytesReader and the deadlines need; answers go through sw.
 func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request, lv *live, ep *endpoint, suffix string) {
+	// Until the body is read, every answer closes the connection: else net/http would first
+	// wait to discard the rest of the body, and a sender holding it back would get no answer.
+	if r.ContentLength != 0 {
+		w.Header().Set("Connection", "close")
+	}
 	maxBody := int64(ep.cfg.MaxBody)
 	tooBig := func() {
 		s.metrics.reject(ep.name, limitBody)
@@ -115,16 +120,13 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 			tooBig()
 		case errors.Is(err, errIngressBusy):
 			s.metrics.reject(ep.name, limitBusy)
-			w.Header().Set("Connection", "close") // the rest of the body is not read
 			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
 		case errors.Is(err, errClientBuffer):
 			s.metrics.reject(ep.name, limitClientBuffer)
-			w.Header().Set("Connection", "close")
 			retryLater(sw, http.StatusTooManyRequests, retryBusy, "too many body bytes in flight from your address (per_client_buffer): retry later")
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.metrics.reject(ep.name, limitTimeout)
 			rc.SetWriteDeadline(time.Now().Add(finalGrace)) // the body's deadline has passed
-			w.Header().Set("Connection", "close")
 			writeError(sw, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", lv.cfg.BodyTimeout))
 		default:
 			s.log.Debug("ingress body read failed", "endpoint", ep.name, "remote", r.RemoteAddr, "err", err)
@@ -132,6 +134,7 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		}
 		return
 	}
+	w.Header().Del("Connection") // the body is read: the connection may be kept
 	now := time.Now()
 	if err := ep.verifier.CheckBody(r, body, now); err != nil {
 		s.refuseVerify(sw, r, ep, err)

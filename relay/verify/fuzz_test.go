@@ -255,3 +255,42 @@ func FuzzNew(f *testing.F) {
 		checkFailure(t, v.Check(r, nil, now0))
 	})
 }
+
+// FuzzClientAddr: whatever the socket address and the forwarding headers hold, ClientAddr
+// never panics, gives a valid unmapped address without a zone or a reason, and from an
+// untrusted socket gives that socket's address whatever the headers say.
+func FuzzClientAddr(f *testing.F) {
+	trusted, err := ParsePrefixes("trusted_proxies", []string{"10.0.0.0/8", "fd00::/8"})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add("10.0.0.1:443", "192.0.2.1, 10.0.0.2", "")
+	f.Add("10.0.0.1:443", "", `for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"`)
+	f.Add("10.0.0.1:443", "", "for=unknown, for=_hidden")
+	f.Add("203.0.113.1:443", "192.0.2.1", "for=192.0.2.2")
+	f.Add("[::ffff:10.0.0.1]:1", "[2001:db8::1]:80,unknown", "")
+	f.Add("[fd00::1%lo]:1", " , ,", `for="[fd00::2]";by=x,,for=10.1.1.1`)
+	f.Fuzz(func(t *testing.T, remote, xff, fwd string) {
+		r := request("", nil)
+		r.RemoteAddr = remote
+		if xff != "" {
+			r.Header.Set("X-Forwarded-For", xff)
+		}
+		if fwd != "" {
+			r.Header.Set("Forwarded", fwd)
+		}
+		a, reason := ClientAddr(r, trusted)
+		if reason != "" {
+			if a.IsValid() {
+				t.Fatalf("reason %q with address %v", reason, a)
+			}
+			return
+		}
+		if !a.IsValid() || a.Zone() != "" || a.Is4In6() {
+			t.Fatalf("ClientAddr(%q, %q, %q) = %v", remote, xff, fwd, a)
+		}
+		if peer, ok := parseHostAddr(remote); ok && !contains(trusted, peer) && a != peer {
+			t.Fatalf("untrusted socket %q: headers %q / %q made the client %v", remote, xff, fwd, a)
+		}
+	})
+}
