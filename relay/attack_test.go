@@ -4,13 +4,18 @@ package relay
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -292,4 +297,153 @@ func TestAttackForgedForwardedFor(t *testing.T) {
 	if code, _, _ := post(t, proxied, "POST", "/h/ep", []byte("x"), http.Header{"X-Forwarded-For": {"192.0.2.8"}}); code != http.StatusAccepted {
 		t.Errorf("another client through the same proxy: %d, want 202", code)
 	}
+}
+
+// Attempt (the measurement): 200 connections from 127.0.0.2 each declare a 24 MB
+// body and trickle it, reconnecting whenever the relay drops them, while 1,000 legitimate
+// 1 KiB webhooks arrive from 127.0.0.1. Now: all 1,000 get 202 and are stored, and the
+// process's resident memory (VmRSS, sampled every 20 ms) grows by less than 64 MiB; under
+// the race detector, which multiplies resident memory, the Go heap in use is measured instead.
+// Run alone: go test -count=1 -run TestAttackTrickleFloodMeasured -v ./relay/
+func TestAttackTrickleFloodMeasured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load measurement: skipped with -short")
+	}
+	s := startServer(t, nil)
+	measure, what := vmRSS, "VmRSS"
+	if raceEnabled {
+		measure, what = heapInUse, "heap in use"
+	}
+	runtime.GC()
+	base := measure(t)
+
+	stop := make(chan struct{})
+	var attackers, sampler sync.WaitGroup
+	var maxRSS atomic.Int64
+	maxRSS.Store(base)
+	sampler.Go(func() {
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				if v := measure(t); v > maxRSS.Load() {
+					maxRSS.Store(v)
+				}
+			}
+		}
+	})
+	head := "POST /h/ep HTTP/1.1\r\nHost: x\r\nContent-Length: 24000000\r\n\r\nab"
+	var dials atomic.Int64
+	for range 200 {
+		attackers.Go(func() { trickle24MB(s.Addr(), head, stop, &dials) })
+	}
+	waitInFlight(t, s, "127.0.0.2", DefaultPerClientRequests)
+
+	start := time.Now()
+	jobs := make(chan int)
+	var legit sync.WaitGroup
+	var accepted atomic.Int64
+	body := bytes.Repeat([]byte("w"), 1024)
+	for range 8 {
+		legit.Go(func() {
+			for range jobs {
+				resp, err := http.Post(s.url("/h/ep"), "application/json", bytes.NewReader(body))
+				if err != nil {
+					t.Error(err)
+					continue
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusAccepted {
+					accepted.Add(1)
+				} else {
+					t.Errorf("legitimate webhook during the flood: %d", resp.StatusCode)
+				}
+			}
+		})
+	}
+	for i := range 1000 {
+		jobs <- i
+	}
+	close(jobs)
+	legit.Wait()
+	took := time.Since(start)
+	held := s.clients.inFlight(netip.MustParseAddr("127.0.0.2"))
+	close(stop)
+	attackers.Wait()
+	sampler.Wait()
+
+	grew := maxRSS.Load() - base
+	t.Logf("1000 legitimate webhooks in %v; attacker dials %d, held at the end %d; %s %d MiB at start, peak +%.1f MiB",
+		took.Round(time.Millisecond), dials.Load(), held, what, base>>20, float64(grew)/(1<<20))
+	if accepted.Load() != 1000 {
+		t.Fatalf("%d of 1000 legitimate webhooks accepted", accepted.Load())
+	}
+	if n := stored(t, s, "ep"); n != 1000 {
+		t.Errorf("%d webhooks stored, want 1000", n)
+	}
+	if grew >= 64<<20 {
+		t.Errorf("%s grew by %d MiB during the flood, want < 64 MiB", what, grew>>20)
+	}
+}
+
+// trickle24MB keeps one attacker connection from 127.0.0.2 open: the request head, then a
+// byte every 100 ms; when the relay drops it, it dials again. It returns when stop closes.
+func trickle24MB(addr, head string, stop <-chan struct{}, dials *atomic.Int64) {
+	d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP("127.0.0.2")}, Timeout: 5 * time.Second}
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := d.Dial("tcp", addr)
+		if err == nil {
+			dials.Add(1)
+			_, err = io.WriteString(c, head)
+		}
+		for err == nil {
+			select {
+			case <-stop:
+				c.Close()
+				return
+			case <-tick.C:
+				_, err = c.Write([]byte("x"))
+			}
+		}
+		if c != nil {
+			c.Close()
+		}
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// heapInUse is the Go heap's bytes in use (in-use spans).
+func heapInUse(*testing.T) int64 {
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return int64(m.HeapInuse)
+}
+
+// vmRSS is this process's resident set size in bytes, from /proc/self/status.
+func vmRSS(t *testing.T) int64 {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Skipf("no /proc/self/status: %v", err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if kb, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			n, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(kb), "kB")), 10, 64)
+			if err != nil {
+				t.Fatalf("VmRSS line %q: %v", line, err)
+			}
+			return n << 10
+		}
+	}
+	t.Fatal("no VmRSS in /proc/self/status")
+	return 0
 }
