@@ -159,17 +159,19 @@ func TestValueLogWritebackError(t *testing.T) {
 		t.Errorf("%d appends acknowledged after the disk filled before one failed: the write-back error went unnoticed", okAfter)
 	}
 
-	// The disk works again: free the backing store, repair, remount, read back.
+	// The disk works again: free the backing store, repair the image (not the loop device,
+	// which udev or another test may be probing), remount, read back.
 	mustOK(t, os.Remove(filepath.Join(backing, "filler")))
 	run(t, "umount", mnt)
 	mounted = false
-	if out, err := exec.Command("e2fsck", "-fy", loop).CombinedOutput(); err != nil {
+	run(t, "losetup", "-d", loop)
+	if out, err := exec.Command("e2fsck", "-fy", img).CombinedOutput(); err != nil {
 		var ee *exec.ExitError
 		if !errors.As(err, &ee) || ee.ExitCode() > 2 { // 1, 2: errors corrected
 			t.Fatalf("e2fsck: %v\n%s", err, out)
 		}
 	}
-	run(t, "mount", loop, mnt)
+	run(t, "mount", "-o", "loop", img, mnt)
 	mounted = true
 	s, err := Open(Options{Dir: lsm, valueDir: vlog, Small: true, MinFree: -1, Logger: testLogger(t)})
 	mustOK(t, err)
