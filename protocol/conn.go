@@ -37,6 +37,9 @@ type ConnConfig struct {
 	// FinalGrace is how long a final frame (Close) may take before the tunnel is cut anyway.
 	// Default 5s.
 	FinalGrace time.Duration
+	// MaxFrame is the tunnel's frame size limit, named in the Error frame ("frame over N
+	// bytes") that answers a frame over it. Default DefaultMaxFrame.
+	MaxFrame int
 	// Logger gets the Conn's debug messages. Default slog.Default().
 	Logger *slog.Logger
 }
@@ -53,6 +56,7 @@ func (c ConnConfig) withDefaults() ConnConfig {
 	setDefault(&c.MaxAckIDs, 1024)
 	setDefault(&c.Burst, 64)
 	setDefault(&c.Chunk, DefaultChunk)
+	setDefault(&c.MaxFrame, DefaultMaxFrame)
 	if c.PingEvery <= 0 {
 		c.PingEvery = 5 * time.Second
 	}
@@ -308,7 +312,8 @@ func (c *Conn) readLoop(handle func(Frame) error) error {
 		if err != nil {
 			switch {
 			case errors.Is(err, ErrFrameTooLarge):
-				c.Close(ReasonFrameTooLarge, &Error{Code: CodeLimit, Reason: err.Error()})
+				c.Close(ReasonFrameTooLarge, &Error{Code: CodeLimit,
+					Reason: fmt.Sprintf("frame over %d bytes", c.cfg.MaxFrame)})
 			case errors.Is(err, ErrMalformed):
 				c.Close(ReasonProtocol, &Error{Code: CodeProtocol, Reason: "malformed frame"})
 			default:

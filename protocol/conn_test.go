@@ -477,14 +477,14 @@ func TestConnRefusesTooLargeFrame(t *testing.T) {
 	}
 	t.Cleanup(func() { agent.Close(); relay.Close() })
 
-	c := NewConn(relay, ConnConfig{})
+	c := NewConn(relay, ConnConfig{MaxFrame: 4 << 10})
 	wait := runConn(t, c, nil)
 	if err := agent.WriteFrame(&Report{ID: strings.Repeat("x", 8<<10)}); err != nil {
 		t.Fatal(err)
 	}
 	f := readFrames(t, agent, 1)[0]
-	if e, ok := f.(*Error); !ok || e.Code != CodeLimit {
-		t.Fatalf("answer %#v, want Error{CodeLimit}", f)
+	if e, ok := f.(*Error); !ok || e.Code != CodeLimit || e.Reason != "frame over 4096 bytes" {
+		t.Fatalf("answer %#v, want Error{CodeLimit, frame over 4096 bytes}", f)
 	}
 	if err := wait(); !errors.Is(err, ErrFrameTooLarge) || c.Reason() != ReasonFrameTooLarge {
 		t.Fatalf("run: %v, reason %v", err, c.Reason())
