@@ -45,8 +45,7 @@ type Config struct {
 	// Endpoints are the ingress endpoints; at least one.
 	Endpoints []Endpoint `yaml:"endpoints"`
 
-	// Window is how many webhooks a session may have unacked; an agent's Credit may lower it,
-	// never raise it above this. Default 256.
+	// Window is how many webhooks a session may have unacked. Default 256.
 	Window int `yaml:"window"`
 	// LeaseTTL is a safety net: a webhook sent to a session and neither acked nor released
 	// within it becomes ready again. Sessions release their webhooks when they end. Default 5m.

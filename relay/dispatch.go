@@ -13,7 +13,7 @@ import (
 )
 
 // dispatchLoop leases ready webhooks of the session's endpoints while the window has room
-// and queues them for the writer; it waits for new webhooks, a due retry or window room.
+// and Sends them on the Conn; it waits for new webhooks, a due retry or window room.
 func (s *session) dispatchLoop() {
 	for {
 		s.mu.Lock()
@@ -23,7 +23,7 @@ func (s *session) dispatchLoop() {
 			select {
 			case <-s.wake:
 				continue
-			case <-s.done:
+			case <-s.conn.Done():
 				return
 			}
 		}
@@ -59,7 +59,8 @@ func (s *session) dispatchLoop() {
 var errStopping = errors.New("session stopping")
 
 // leaseAndQueue leases up to free webhooks, round-robin over the endpoints, marks them in
-// flight and queues them for the writer. It returns how many it queued.
+// flight and Sends them on the Conn (waiting while its small queue is full). It returns how
+// many it queued.
 func (s *session) leaseAndQueue(free int) (int, error) {
 	queued := 0
 	for i := 0; i < len(s.endpoints) && free > 0; i++ {
@@ -78,12 +79,10 @@ func (s *session) leaseAndQueue(free int) (int, error) {
 				s.putBack(fresh[i:])
 				return queued, err
 			}
-			select {
-			case s.out <- f:
-				queued++
-			case <-s.done:
-				return queued, errStopping
+			if err := s.conn.Send(s.ctx, f); err != nil {
+				return queued, errStopping // run releases what is in flight
 			}
+			queued++
 		}
 		free -= len(fresh)
 	}
@@ -97,7 +96,7 @@ func (s *session) leaseAndQueue(free int) (int, error) {
 func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.stopping {
+	if s.isStopping() {
 		ids := make([]string, len(recs))
 		for i, r := range recs {
 			ids[i] = r.ID
@@ -140,7 +139,7 @@ func (s *session) waitReady(waits []<-chan struct{}, due time.Time) bool {
 	defer timer.Stop()
 	cases := make([]reflect.SelectCase, 0, len(waits)+2)
 	cases = append(cases,
-		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.done)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.conn.Done())},
 		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(timer.C)})
 	for _, w := range waits {
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
@@ -156,7 +155,7 @@ func (s *session) sleep(d time.Duration) bool {
 	select {
 	case <-t.C:
 		return true
-	case <-s.done:
+	case <-s.conn.Done():
 		return false
 	}
 }

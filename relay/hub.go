@@ -87,7 +87,7 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 	err = t.WriteFrame(&protocol.Welcome{
 		SessionID:  s.id,
 		Endpoints:  s.endpoints,
-		Window:     uint32(s.maxWindow),
+		Window:     uint32(s.window),
 		MaxFrame:   protocol.DefaultMaxFrame,
 		ServerTime: time.Now(),
 	})
@@ -96,10 +96,8 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 		h.unregister(s)
 		return
 	}
-	stopOnCancel := context.AfterFunc(ctx, func() { s.stop("shutdown", nil) })
 	s.log.Info("agent connected", "endpoints", s.endpoints)
-	s.run()
-	stopOnCancel()
+	s.run(ctx) // ctx ending closes the session as shutdown
 	h.unregister(s)
 	s.release()
 	h.metrics.sessionsEnded.WithLabelValues(s.endReason()).Inc()
@@ -207,7 +205,7 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.AgentID, sum, hello.Endpoints, granted, log)
 	if old := h.byAgent[s.agentID]; old != nil {
 		old.log.Info("agent replaced by a new session", "new_session", s.id)
-		old.stop("replaced", &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
+		old.stop(protocol.ReasonReplaced, &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
 	}
 	h.byAgent[s.agentID] = s
 	h.sessions[s] = struct{}{}
@@ -241,7 +239,7 @@ func (h *hub) shutdown() {
 	h.mu.Lock()
 	h.closing = true
 	for s := range h.sessions {
-		s.stop("shutdown", goAway())
+		s.stop(protocol.ReasonShutdown, goAway())
 	}
 	for t := range h.pending {
 		t.Close()

@@ -23,6 +23,9 @@ import (
 // plus its first body chunk always fit in one tunnel frame (protocol.DefaultMaxFrame).
 const maxHeaderBytes = 256 << 10
 
+// answerGrace is how long the answer to a sender whose body timed out may take to write.
+const answerGrace = 5 * time.Second
+
 // Retry-After values (seconds) for answers that ask the sender to come back.
 const (
 	retryStopping = 5
@@ -126,7 +129,7 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 			retryLater(sw, http.StatusTooManyRequests, retryBusy, "too many body bytes in flight from your address (per_client_buffer): retry later")
 		case errors.Is(err, os.ErrDeadlineExceeded):
 			s.metrics.reject(ep.name, limitTimeout)
-			rc.SetWriteDeadline(time.Now().Add(finalGrace)) // the body's deadline has passed
+			rc.SetWriteDeadline(time.Now().Add(answerGrace)) // the body's deadline has passed
 			writeError(sw, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", lv.cfg.BodyTimeout))
 		default:
 			s.log.Debug("ingress body read failed", "endpoint", ep.name, "remote", r.RemoteAddr, "err", err)

@@ -133,12 +133,12 @@ func (h *hub) swapLive(lv *live) (revoked, regranted int) {
 		case len(granted) == 0:
 			revoked++
 			s.log.Warn("token revoked by a config reload: session closed")
-			s.stop("revoked", &protocol.Error{Code: protocol.CodeUnauthorized, Reason: "token revoked"})
+			s.stop(protocol.ReasonRevoked, &protocol.Error{Code: protocol.CodeUnauthorized, Reason: "token revoked"})
 		case !sameSet(granted, s.endpoints):
 			regranted++
 			s.log.Info("endpoints granted changed by a config reload: agent asked to reconnect",
 				"was", s.endpoints, "now", granted)
-			s.stop("grants_changed", &protocol.GoAway{
+			s.stop(protocol.ReasonGrantsChanged, &protocol.GoAway{
 				Reason:         "endpoints granted to this agent changed: reconnect",
 				ReconnectAfter: 500*time.Millisecond + mrand.N(time.Second),
 			})

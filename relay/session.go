@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"errors"
-	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -18,14 +17,10 @@ import (
 
 const (
 	// leaseBatch bounds the webhooks leased at once, and outQueue the frames waiting for the
-	// writer: together they bound the bodies a session holds in memory, whatever the window.
+	// Conn's writer: together they bound the bodies a session holds in memory, whatever the
+	// window.
 	leaseBatch = 8
 	outQueue   = 8
-	ctrlQueue  = 16
-	// writeBurst bounds the frames written in one corked burst.
-	writeBurst = 64
-	// finalGrace is how long a final frame (GoAway, Error) may take before the tunnel is cut.
-	finalGrace = 5 * time.Second
 	// pollEvery is the dispatcher's fallback wake-up (e.g. a lease that expired elsewhere).
 	pollEvery = 30 * time.Second
 	// minNackDelay and maxNackDelay clamp an agent's Nack retry-after.
@@ -42,17 +37,17 @@ const (
 // retry-after) or reports its outcome (delivered or dead); all three changes go to the
 // queue through one recorder. When the session ends, what is still in flight is released.
 //
-// Its reader runs in the caller's goroutine (run); a writer goroutine owns every write to the
-// tunnel, fed by the bounded out channel (session_writer.go); a dispatcher goroutine leases
-// ready webhooks while the window has room (dispatch.go); the recorder's goroutine writes
-// state changes (recorder.go).
+// A protocol.Conn owns the tunnel: its reader runs in the caller's goroutine (run) and hands
+// frames to handle; its writer, keepalive and close reason are the Conn's. A dispatcher
+// goroutine leases ready webhooks while the window has room and Sends them (dispatch.go);
+// the recorder's goroutine writes state changes (recorder.go).
 type session struct {
 	// static after construction
 	queue       Queue
 	group       string // the consumer group the agent serves
 	metrics     *metrics
 	rec         *recorder
-	t           protocol.Tunnel
+	conn        *protocol.Conn
 	id          string
 	agentID     string
 	tokenSum    [sha256.Size]byte // SHA-256 of the agent's token: never the token itself
@@ -60,13 +55,10 @@ type session struct {
 	endpoints   []string          // granted
 	log         *slog.Logger
 	connectedAt time.Time
-	maxWindow   int
+	window      int // webhooks the session may have in flight
 	leaseTTL    time.Duration
-	out         chan protocol.Frame // webhooks to the writer
-	ctrl        chan protocol.Frame // small frames (Pong) to the writer, ahead of webhooks
-	wake        chan struct{}       // cap 1: the window may have room again
-	done        chan struct{}       // closed by stop
-	ctx         context.Context     // cancelled by stop: for the queue calls of the session
+	wake        chan struct{}   // cap 1: the window may have room again
+	ctx         context.Context // cancelled once the Conn closes: for the session's queue calls
 	cancel      context.CancelFunc
 
 	// owned by the dispatcher
@@ -78,15 +70,11 @@ type session struct {
 
 	// guarded by mu
 	mu       sync.Mutex
-	stopping bool
-	reason   string         // why it stopped: a hookrelay_tunnel_sessions_ended_total label
-	final    protocol.Frame // written by the writer before it closes the tunnel
-	kill     *time.Timer    // cuts the tunnel if the final frame hangs
-	window   int
 	inflight map[string]string // id → endpoint: leased to this session, not yet acked, nacked or reported
 }
 
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
+// Its Conn takes t over, but nothing writes to t but the caller until run.
 func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, agentID string, tokenSum [sha256.Size]byte,
 	requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
@@ -100,7 +88,7 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, agentID str
 		group:       DefaultGroup,
 		metrics:     m,
 		rec:         newRecorder(q, DefaultGroup, log),
-		t:           t,
+		conn:        protocol.NewConn(t, protocol.ConnConfig{Queue: outQueue, Logger: log}),
 		id:          id,
 		agentID:     agentID,
 		tokenSum:    tokenSum,
@@ -108,47 +96,31 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, agentID str
 		endpoints:   endpoints,
 		log:         log,
 		connectedAt: time.Now(),
-		maxWindow:   cfg.Window,
+		window:      cfg.Window,
 		leaseTTL:    cfg.LeaseTTL,
-		out:         make(chan protocol.Frame, outQueue),
-		ctrl:        make(chan protocol.Frame, ctrlQueue),
 		wake:        make(chan struct{}, 1),
-		done:        make(chan struct{}),
 		ctx:         ctx,
 		cancel:      cancel,
 		acked:       map[string]bool{},
-		window:      cfg.Window,
 		inflight:    map[string]string{},
 	}
 }
 
-// run serves the session until the tunnel ends or stop is called, and returns only after the
-// writer, dispatcher and recorder have stopped. The caller then unregisters it and calls
-// release.
-func (s *session) run() {
+// run serves the session until the tunnel ends, stop is called or ctx ends (shutdown), and
+// returns only after the Conn, the dispatcher and the recorder have stopped. The caller then
+// unregisters it and calls release.
+func (s *session) run(ctx context.Context) {
 	var wg sync.WaitGroup
-	wg.Go(s.writeLoop)
+	wg.Go(func() {
+		<-s.conn.Done() // Run closes the Conn before it returns
+		s.cancel()
+	})
 	wg.Go(s.dispatchLoop)
 	wg.Go(s.rec.run)
-	err := s.readLoop()
+	err := s.conn.Run(ctx, s.handle)
 	s.rec.close() // the recorder records what the reader handed it, then stops
 	s.log.Debug("session reader stopped", "err", err)
-	switch {
-	case errors.Is(err, protocol.ErrFrameTooLarge):
-		s.stop("frame_too_large", &protocol.Error{Code: protocol.CodeLimit,
-			Reason: fmt.Sprintf("frame over %d bytes", protocol.DefaultMaxFrame)})
-	case errors.Is(err, protocol.ErrMalformed):
-		s.stop("protocol", &protocol.Error{Code: protocol.CodeProtocol, Reason: "malformed frame"})
-	default:
-		s.stop("closed", nil)
-	}
 	wg.Wait()
-	s.t.Close()
-	s.mu.Lock()
-	if s.kill != nil {
-		s.kill.Stop()
-	}
-	s.mu.Unlock()
 }
 
 // release makes every webhook still in flight on this ended session ready again at once,
@@ -171,91 +143,56 @@ func (s *session) release() {
 	}
 }
 
-// stop ends the session for reason (a metrics label: closed, shutdown, replaced, revoked,
-// grants_changed, frame_too_large, protocol, write). A non-nil final frame (GoAway, Error) is
-// written before the tunnel closes; otherwise it closes at once. Only the first call counts.
-func (s *session) stop(reason string, final protocol.Frame) {
-	s.mu.Lock()
-	if s.stopping {
-		s.mu.Unlock()
-		return
-	}
-	s.stopping = true
-	s.reason = reason
-	s.final = final
-	close(s.done)
-	s.cancel()
-	if final != nil {
-		s.kill = time.AfterFunc(finalGrace, func() { s.t.Close() })
-	}
-	s.mu.Unlock()
-	if final == nil {
-		s.t.Close() // outside mu: closing may take a moment (best-effort close message)
-	}
+// stop ends the session for reason, whose String is its metrics label. A non-nil final frame
+// (GoAway, Error) is written before the tunnel closes; otherwise it closes at once. Only the
+// first call counts.
+func (s *session) stop(reason protocol.CloseReason, final protocol.Frame) {
+	s.conn.Close(reason, final)
 }
 
 func (s *session) isStopping() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.stopping
+	select {
+	case <-s.conn.Done():
+		return true
+	default:
+		return false
+	}
 }
 
-// endReason is why the session stopped.
-func (s *session) endReason() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.reason == "" {
-		return "closed"
-	}
-	return s.reason
-}
+// endReason is why the session stopped: a hookrelay_tunnel_sessions_ended_total label.
+func (s *session) endReason() string { return s.conn.Reason().String() }
 
 func (s *session) info() admin.AgentInfo {
+	t := s.conn.Tunnel()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return admin.AgentInfo{
 		AgentID:     s.agentID,
 		SessionID:   s.id,
 		Endpoints:   s.endpoints,
-		Transport:   s.t.Transport(),
-		Remote:      s.t.RemoteAddr(),
+		Transport:   t.Transport(),
+		Remote:      t.RemoteAddr(),
 		ConnectedAt: s.connectedAt,
 		InFlight:    len(s.inflight),
 	}
 }
 
-// readLoop handles the agent's frames until the tunnel fails or closes.
-func (s *session) readLoop() error {
-	for {
-		f, err := s.t.ReadFrame()
-		if err != nil {
-			return err
-		}
-		switch f := f.(type) {
-		case *protocol.Ack:
-			s.handleAck(f.IDs)
-		case *protocol.Nack:
-			s.handleNack(f)
-		case *protocol.Report:
-			s.handleReport(f)
-		case *protocol.Credit:
-			s.mu.Lock()
-			s.window = min(int(f.Window), s.maxWindow)
-			s.mu.Unlock()
-			s.signal()
-		case *protocol.Ping:
-			select { // best effort: a full queue means the agent is not reading anyway
-			case s.ctrl <- &protocol.Pong{Nonce: f.Nonce}:
-			default:
-			}
-		case *protocol.Pong:
-		case *protocol.Hello:
-			s.stop("protocol", &protocol.Error{Code: protocol.CodeProtocol, Reason: "hello sent twice"})
-			return errors.New("hello sent twice")
-		default:
-			s.log.Debug("unexpected frame ignored", "type", f.Type())
-		}
+// handle takes each frame the agent sends (Pings are answered by the Conn).
+func (s *session) handle(f protocol.Frame) error {
+	switch f := f.(type) {
+	case *protocol.Ack:
+		s.handleAck(f.IDs)
+	case *protocol.Nack:
+		s.handleNack(f)
+	case *protocol.Report:
+		s.handleReport(f)
+	case *protocol.Hello:
+		s.stop(protocol.ReasonProtocol, &protocol.Error{Code: protocol.CodeProtocol, Reason: "hello sent twice"})
+		return errors.New("hello sent twice")
+	default:
+		s.log.Debug("unexpected frame ignored", "type", f.Type())
 	}
+	return nil
 }
 
 // signal wakes the dispatcher: the window may have room.
