@@ -46,8 +46,6 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 		d.useArena()
 		f = &Report{ID: d.str(), Outcome: Outcome(d.u8()), Status: int(d.u16()),
 			Attempts: int(d.u32()), Error: d.str(), At: d.time()}
-	case FrameCredit:
-		f = &Credit{Window: d.u32()}
 	case FramePing:
 		f = &Ping{Nonce: d.u64()}
 	case FramePong:

@@ -70,8 +70,6 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(f.Attempts))
 		dst = appendStr(dst, f.Error)
 		dst = appendTime(dst, f.At)
-	case *Credit:
-		dst = binary.BigEndian.AppendUint32(dst, f.Window)
 	case *Ping:
 		dst = binary.BigEndian.AppendUint64(dst, f.Nonce)
 	case *Pong:

@@ -12,8 +12,6 @@
 //	                                        <- Webhook{id, …, first body part} [Chunk…]   (≤ window unacked)
 //	  Ack{ids…} ->                             (stored and fsynced by the agent)
 //	  Nack{id, reason, retry after} ->         (agent cannot store now; relay offers it again later)
-//	  Credit{window} ->                        (resizes the window, 0 pauses the relay; no
-//	                                            agent sends it yet, see FrameCredit)
 //	  Report{id, delivered|dead, status, attempts} ->   (final local outcome)
 //	  Ping{nonce} -> <- Pong{nonce}, and the other way round
 //	                                        <- GoAway{reason, reconnect after}   (relay stopping)
@@ -47,7 +45,8 @@
 //
 //	1 — first version. Later, still 1: both sides send Pings and drop a peer silent for 15 s
 //	    (Conn). Peers of the first release answer Ping with Pong and never sent Pings, so
-//	    they stay compatible.
+//	    they stay compatible. Credit (type 8) was dropped: no agent sent it, and a reader
+//	    now skips it as an unknown type.
 package protocol
 
 import (
@@ -87,10 +86,8 @@ const (
 	FrameNack FrameType = 6
 	// FrameReport: str id, u8 outcome, u16 status, u32 attempts, str error, time at.
 	FrameReport FrameType = 7
-	// FrameCredit: u32 window. Decoded, and honoured by the relay, but sent by no agent of
-	// this version: kept until the relay's session no longer reads it; then type 8 is
-	// reserved (a reader skips it as unknown).
-	FrameCredit FrameType = 8
+	// Type 8 is reserved: it was Credit (u32 window), which no agent ever sent. A reader
+	// skips it as unknown.
 	// FramePing: u64 nonce.
 	FramePing FrameType = 9
 	// FramePong: u64 nonce.
@@ -181,11 +178,6 @@ type Report struct {
 	At       time.Time
 }
 
-// Credit sets the number of webhooks the relay may have unacked on this session.
-type Credit struct {
-	Window uint32
-}
-
 // Ping asks for a Pong with the same nonce.
 type Ping struct{ Nonce uint64 }
 
@@ -223,7 +215,6 @@ func (*Chunk) Type() FrameType   { return FrameChunk }
 func (*Ack) Type() FrameType     { return FrameAck }
 func (*Nack) Type() FrameType    { return FrameNack }
 func (*Report) Type() FrameType  { return FrameReport }
-func (*Credit) Type() FrameType  { return FrameCredit }
 func (*Ping) Type() FrameType    { return FramePing }
 func (*Pong) Type() FrameType    { return FramePong }
 func (*GoAway) Type() FrameType  { return FrameGoAway }
