@@ -21,11 +21,19 @@ import (
 // when set and extra YAML lines.
 func (w *world) autoAgent(name, relayURL, fp, extra string) *proc {
 	w.t.Helper()
+	p := newProc(w.t, name, bin.agent, "run", "--config", w.agentConfig(name, relayURL, fp, extra))
+	p.start()
+	return p
+}
+
+// agentConfig writes the config of agent name (see autoAgent) and returns its path.
+func (w *world) agentConfig(name, relayURL, fp, extra string) string {
+	w.t.Helper()
 	pin := ""
 	if fp != "" {
 		pin = fmt.Sprintf("relay_fingerprint: %q\n", fp)
 	}
-	cfg := writeFile(w.t, filepath.Join(w.dir, name+".yaml"), fmt.Sprintf(`relay: %s
+	return writeFile(w.t, filepath.Join(w.dir, name+".yaml"), fmt.Sprintf(`relay: %s
 token: %q
 agent_id: %s
 data_dir: %s
@@ -37,9 +45,6 @@ admin_addr: 127.0.0.1:0
     backoff_min: 50ms
     backoff_max: 500ms
 `, relayURL, w.token, name, filepath.Join(w.dir, name+"-data"), pin, extra, w.target.srv.URL))
-	p := newProc(w.t, name, bin.agent, "run", "--config", cfg)
-	p.start()
-	return p
 }
 
 // transportChoices returns the reasons an agent logged for choosing transport tr, in order.
@@ -167,9 +172,10 @@ endpoints:
 }
 
 // netns is a network namespace joined to ours by a veth pair with a /30 of its own:
-// 10.231.N.1 on our side, 10.231.N.2 (relayIP) inside. Nothing else is routed.
+// 10.231.N.1 (hostIP, on interface hostIf) on our side, 10.231.N.2 (relayIP) inside.
+// Nothing else is routed.
 type netns struct {
-	name, relayIP string
+	name, relayIP, hostIP, hostIf string
 }
 
 // newNetns needs root, ip and iptables: without them the test is skipped, or fails when
@@ -189,8 +195,10 @@ func newNetns(t *testing.T) *netns {
 		testutil.Missing(t, "network namespace test needs %s", strings.Join(missing, ", "))
 	}
 	pid := os.Getpid()
-	n := &netns{name: fmt.Sprintf("hookrelay-e2e-%d", pid), relayIP: fmt.Sprintf("10.231.%d.2", pid%250)}
+	n := &netns{name: fmt.Sprintf("hookrelay-e2e-%d", pid), relayIP: fmt.Sprintf("10.231.%d.2", pid%250),
+		hostIP: fmt.Sprintf("10.231.%d.1", pid%250)}
 	ours, theirs := fmt.Sprintf("hre%d", pid), fmt.Sprintf("hrr%d", pid)
+	n.hostIf = ours
 	host := func(args ...string) {
 		t.Helper()
 		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
@@ -204,7 +212,7 @@ func newNetns(t *testing.T) *netns {
 	})
 	host("link", "add", ours, "type", "veth", "peer", "name", theirs)
 	host("link", "set", theirs, "netns", n.name)
-	host("addr", "add", fmt.Sprintf("10.231.%d.1/30", pid%250), "dev", ours)
+	host("addr", "add", n.hostIP+"/30", "dev", ours)
 	host("link", "set", ours, "up")
 	n.run(t, "ip", "addr", "add", n.relayIP+"/30", "dev", theirs)
 	n.run(t, "ip", "link", "set", theirs, "up")

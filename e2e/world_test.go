@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os/exec"
@@ -248,8 +249,14 @@ type arrival struct {
 }
 
 func newTarget(t testing.TB, delay time.Duration) *target {
+	return newTargetAt(t, delay, "")
+}
+
+// newTargetAt is newTarget listening on host ("" = 127.0.0.1), e.g. an address an agent in a
+// network namespace can reach.
+func newTargetAt(t testing.TB, delay time.Duration, host string) *target {
 	tg := &target{delay: delay, got: map[string][]arrival{}}
-	tg.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+	tg.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
 		if h, ok := tg.hook.Load().(http.Handler); ok {
 			h.ServeHTTP(rw, r)
 			return
@@ -269,6 +276,15 @@ func newTarget(t testing.TB, delay time.Duration) *target {
 		tg.mu.Unlock()
 		rw.WriteHeader(200)
 	}))
+	if host != "" {
+		ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tg.srv.Listener.Close()
+		tg.srv.Listener = ln
+	}
+	tg.srv.Start()
 	t.Cleanup(tg.srv.Close)
 	return tg
 }
