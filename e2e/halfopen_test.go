@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // deadAfter is how long a silent peer may take to be noticed (protocol.Conn's DeadAfter);
@@ -37,13 +39,13 @@ func TestHalfOpenTunnel(t *testing.T) {
 
 func halfOpen(t *testing.T, tr string) {
 	ns := newNetns(t)
-	w := &world{t: t, dir: t.TempDir(), transport: tr, host: ns.hostIP, relayPort: freePort(t), quicPort: freePort(t)}
+	w := &world{t: t, dir: t.TempDir(), transport: tr, host: ns.hostIP, relayPort: testutil.FreePort(t), quicPort: testutil.FreePort(t)}
 	w.target = newTargetAt(t, 0, ns.hostIP) // the agent reaches it over the veth pair
 	token, hash := newToken(t)
 	adminToken, adminHash := newToken(t)
 	w.token = token
 	w.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64, Proxy: nil}}
-	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", testutil.FreePort(t))
 	cfg := writeFile(t, filepath.Join(w.dir, "relay.yaml"), fmt.Sprintf(`addr: %s:%d
 quic_addr: %s:%d
 admin_addr: %s
@@ -66,7 +68,7 @@ endpoints:
 	a := newProc(t, "agent", "ip", "netns", "exec", ns.name, bin.agent, "run", "--config",
 		w.agentConfig("cut", relayURL, fp, ""))
 	a.start()
-	checkFor(t, 30*time.Second, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
 		if got := r.agents(); got["cut"] != transport {
 			return fmt.Errorf("relay lists agents %v, want cut over %s", got, transport)
 		}
@@ -100,7 +102,7 @@ endpoints:
 	s.sendN(5, 1) // leased to the half-open session: held there until it is noticed dead
 
 	var relaySaw, agentSaw time.Duration
-	checkFor(t, deadAfter+detectSlack, 50*time.Millisecond, func() error {
+	testutil.CheckFor(t, deadAfter+detectSlack, 50*time.Millisecond, func() error {
 		if relaySaw == 0 {
 			if _, ok := r.agents()["cut"]; !ok {
 				relaySaw = time.Since(cut)
@@ -136,7 +138,7 @@ endpoints:
 	if out, err := exec.Command("iptables", "-S", "INPUT").Output(); err != nil || strings.Contains(string(out), ns.hostIf) {
 		t.Fatalf("our iptables rule is still there (%v): %s", err, out)
 	}
-	checkFor(t, 60*time.Second, 100*time.Millisecond, func() error {
+	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
 		if got := r.agents(); got["cut"] != transport {
 			return fmt.Errorf("relay lists agents %v, want cut back over %s", got, transport)
 		}
