@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
@@ -68,8 +70,8 @@ routes:
 	agent := newProc(t, "agent", bin.agent, "run", "--config", agentCfg)
 	agent.start()
 	waitSession(t, agent, admin, 0)
-	if tr := transportChoices(agent, "quic"); len(tr) == 0 {
-		t.Fatalf("the agent did not log the QUIC transport")
+	if tr, err := admin.agentTransport("ordered-agent"); err != nil || tr != "quic" {
+		t.Fatalf("the relay lists the agent's session with transport %q (%v), want quic", tr, err)
 	}
 
 	s := newSoakSender(client, admin.base+"/h/ordered")
@@ -79,8 +81,9 @@ routes:
 	t.Cleanup(func() { cancel(); <-done })
 	go func() {
 		defer close(done)
+		lim := rate.NewLimiter(100, 1) // about 10 s of sending: the restarts come while it goes on
 		for seq := 1; seq <= orderedWebhooks; seq++ {
-			if !s.post(ctx, seq) {
+			if lim.Wait(ctx) != nil || !s.post(ctx, seq) {
 				return
 			}
 		}

@@ -363,24 +363,31 @@ func (a relayAdmin) gauge(name, endpoint string) (float64, error) {
 
 // agentConnected reports whether the relay lists a session of agentID.
 func (a relayAdmin) agentConnected(agentID string) error {
+	_, err := a.agentTransport(agentID)
+	return err
+}
+
+// agentTransport returns the transport of agentID's session, as the relay lists it.
+func (a relayAdmin) agentTransport(agentID string) (string, error) {
 	var l struct {
 		Agents []struct {
-			AgentID string `json:"agent_id"`
+			AgentID   string `json:"agent_id"`
+			Transport string `json:"transport"`
 		}
 	}
 	code, err := a.get("/admin/api/agents", &l)
 	if err != nil {
-		return err
+		return "", err
 	}
 	if code != 200 {
-		return fmt.Errorf("/admin/api/agents: %d", code)
+		return "", fmt.Errorf("/admin/api/agents: %d", code)
 	}
 	for _, ag := range l.Agents {
 		if ag.AgentID == agentID {
-			return nil
+			return ag.Transport, nil
 		}
 	}
-	return fmt.Errorf("the relay lists no session of %s", agentID)
+	return "", fmt.Errorf("the relay lists no session of %s", agentID)
 }
 
 // tunnelUps counts the sessions p has logged as up, over all its runs.
