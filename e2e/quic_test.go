@@ -182,18 +182,7 @@ type netns struct {
 // CI=true. Cleanup deletes the namespace and the veth pair.
 func newNetns(t *testing.T) *netns {
 	t.Helper()
-	var missing []string
-	if os.Geteuid() != 0 {
-		missing = append(missing, "root")
-	}
-	for _, tool := range []string{"ip", "iptables"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		testutil.Missing(t, "network namespace test needs %s", strings.Join(missing, ", "))
-	}
+	needNetns(t)
 	pid := os.Getpid()
 	n := &netns{name: fmt.Sprintf("hookrelay-e2e-%d", pid), relayIP: fmt.Sprintf("10.231.%d.2", pid%250),
 		hostIP: fmt.Sprintf("10.231.%d.1", pid%250)}
@@ -218,6 +207,23 @@ func newNetns(t *testing.T) *netns {
 	n.run(t, "ip", "link", "set", theirs, "up")
 	n.run(t, "ip", "link", "set", "lo", "up")
 	return n
+}
+
+// needNetns skips the test without root, ip and iptables, or fails it when CI=true.
+func needNetns(t *testing.T) {
+	t.Helper()
+	var missing []string
+	if os.Geteuid() != 0 {
+		missing = append(missing, "root")
+	}
+	for _, tool := range []string{"ip", "iptables"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		testutil.Missing(t, "network namespace test needs %s", strings.Join(missing, ", "))
+	}
 }
 
 // run runs a command inside the namespace.
