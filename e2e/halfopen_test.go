@@ -58,7 +58,7 @@ endpoints:
 	w.relay = newProc(t, "relay", bin.relay, "serve", "--config", cfg)
 	w.relay.start()
 	w.waitRelay()
-	r := &relayAdmin{t: t, base: "http://" + adminAddr, token: adminToken}
+	r := &sessionAdmin{t: t, base: "http://" + adminAddr, token: adminToken}
 
 	relayURL, fp := fmt.Sprintf("ws://%s:%d", ns.hostIP, w.relayPort), ""
 	transport := "websocket"
@@ -157,13 +157,13 @@ func mustRun(t *testing.T, args ...string) {
 	}
 }
 
-// relayAdmin reads the relay's admin API and metrics on its loopback admin_addr.
-type relayAdmin struct {
+// sessionAdmin reads the relay's admin API and metrics on its loopback admin_addr.
+type sessionAdmin struct {
 	t           *testing.T
 	base, token string
 }
 
-func (r *relayAdmin) get(path string) []byte {
+func (r *sessionAdmin) get(path string) []byte {
 	r.t.Helper()
 	req, _ := http.NewRequest("GET", r.base+path, nil)
 	req.Header.Set("Authorization", "Bearer "+r.token)
@@ -180,7 +180,7 @@ func (r *relayAdmin) get(path string) []byte {
 }
 
 // agents maps the connected agents' ids to their transports.
-func (r *relayAdmin) agents() map[string]string {
+func (r *sessionAdmin) agents() map[string]string {
 	r.t.Helper()
 	var got struct {
 		Agents []struct {
@@ -199,7 +199,7 @@ func (r *relayAdmin) agents() map[string]string {
 }
 
 // sessionsEnded reads hookrelay_tunnel_sessions_ended_total by reason (non-zero ones).
-func (r *relayAdmin) sessionsEnded() map[string]int {
+func (r *sessionAdmin) sessionsEnded() map[string]int {
 	r.t.Helper()
 	const prefix = `hookrelay_tunnel_sessions_ended_total{reason="`
 	m := map[string]int{}
