@@ -89,6 +89,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		// when a session comes up again.
 		HoldUnreported: true,
 		OnCommit:       a.metrics.onCommit,
+		Quota:          cfg.storeQuota,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

@@ -74,6 +74,9 @@ type Config struct {
 	// Routes map relay endpoints to local targets. At least one.
 	Routes []Route `yaml:"routes"`
 
+	// storeQuota (tests only) is the store's per-queue quota (persist.Options.Quota).
+	storeQuota func(queue string) int64
+
 	// OnEvent, when set (in code; there is no YAML key), is called for each thing the agent
 	// does: tunnel up and down, webhooks received, stored, duplicated or refused, and every
 	// delivery attempt's outcome (see Event). It is called synchronously from the agent's

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -48,10 +47,6 @@ type deliverer struct {
 	// fewer.
 	mu         sync.Mutex
 	replayBase map[string]int
-
-	// holdUntil (Unix ns) keeps an ordered route from leasing until the failed head record's
-	// backoff has passed.
-	holdUntil atomic.Int64
 
 	// wake (buffered 1) makes an idle deliverer look at its queue again (a local replay).
 	wake chan struct{}
@@ -157,11 +152,21 @@ func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) 
 		} else if d.limiter.Wait(ctx) != nil {
 			return
 		}
-		if hold := time.Until(time.Unix(0, d.holdUntil.Load())); hold > 0 && !sleepCtx(ctx, hold) {
-			return
-		}
 		wake := st.Wait(q) // before Lease, so an append in between is not missed
-		recs, err := st.Lease(q, n, d.r.Timeout+leaseSlack)
+		var recs []*persist.Record
+		var headDue time.Time // ordered: when the head waiting out its backoff is due
+		var err error
+		if d.r.Ordered {
+			// Only the head, and only once due: its hold is its stored next attempt, so it
+			// outlives a restart, and nothing behind it overtakes it.
+			var rec *persist.Record
+			rec, headDue, err = st.LeaseHead(q, d.r.Timeout+leaseSlack)
+			if rec != nil {
+				recs = []*persist.Record{rec}
+			}
+		} else {
+			recs, err = st.Lease(q, n, d.r.Timeout+leaseSlack)
+		}
 		if err != nil {
 			d.log.Error("lease", "err", err)
 			recs = nil
@@ -188,17 +193,22 @@ func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) 
 				return
 			}
 		case len(recs) == 0:
-			if !d.idle(ctx, wake) {
+			if !d.idle(ctx, wake, headDue) {
 				return
 			}
 		}
 	}
 }
 
-// idle waits until the queue may have a due record: a store wake-up or the next due time.
-func (d *deliverer) idle(ctx context.Context, wake <-chan struct{}) bool {
+// idle waits until the queue may have a due record: a store wake-up or the next due time
+// (of an ordered route, headDue: when its head is due; zero when it waits for a wake-up).
+func (d *deliverer) idle(ctx context.Context, wake <-chan struct{}, headDue time.Time) bool {
 	var due <-chan time.Time
-	if next, ok := d.a.store.NextDue(d.r.Endpoint); ok {
+	next, ok := headDue, !headDue.IsZero()
+	if !d.r.Ordered {
+		next, ok = d.a.store.NextDue(d.r.Endpoint)
+	}
+	if ok {
 		// A due time not after now means one became due since the Lease: look again soon
 		// (the floor keeps a disagreement between the two from spinning).
 		wait := max(time.Until(next), 0) + 5*time.Millisecond
@@ -280,14 +290,9 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 			d.finishDead(log, rec, del, "max age", ev)
 			return
 		}
-		due := next
-		if d.r.Ordered {
-			// Due at once, so it stays the head of the queue across restarts; the
-			// deliverer itself waits out the backoff.
-			due = time.Now()
-			d.holdUntil.Store(next.UnixNano())
-		}
-		if err := st.Nack(rec.ID, due, del); err != nil {
+		// An ordered route's head stays its head while it waits: LeaseHead hands out
+		// nothing behind it, across restarts too.
+		if err := st.Nack(rec.ID, next, del); err != nil {
 			if !errors.Is(err, persist.ErrClosed) {
 				log.Error("record retry", "err", err)
 			}

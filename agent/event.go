@@ -23,7 +23,7 @@ const (
 	// with Replay it is delivered again, else not. Endpoint, ID, Replay.
 	EventDuplicate
 	// EventNacked: the agent refused a webhook (the relay offers it again later). Endpoint,
-	// ID, ErrKind (no_route, quota, disk_full, store, replay), Reason.
+	// ID, ErrKind (no_route, quota, disk_full, store, replay, ordered), Reason.
 	EventNacked
 	// EventAttempt: a delivery attempt ended, or a webhook went dead without one (ErrKind
 	// "none"). Endpoint, ID, Method, Path, Query, Body, Replay, Attempt, Outcome, Status or

@@ -52,7 +52,7 @@ func newMetrics(routes []Route) *metrics {
 	m.stored = counter("webhooks_stored_total", "Webhooks stored durably (then acked).", "endpoint")
 	m.duplicates = counter("webhooks_duplicates_total", "Webhooks already held, acked without a second delivery.", "endpoint")
 	m.replayed = counter("webhooks_replayed_total", "Webhooks the relay sent as replays (delivered again).", "endpoint")
-	m.nacked = counter("webhooks_nacked_total", "Webhooks refused back to the relay, by reason (no_route, quota, disk_full, store, replay).", "endpoint", "reason")
+	m.nacked = counter("webhooks_nacked_total", "Webhooks refused back to the relay, by reason (no_route, quota, disk_full, store, replay, ordered).", "endpoint", "reason")
 	m.deliveries = counter("deliveries_total", "Delivery attempts by outcome (delivered, retry, dead) and target status class (2xx…5xx, error; none when no request was made).", "endpoint", "outcome", "status_class")
 	m.dead = counter("dead_letters_total", "Webhooks that became dead letters.", "endpoint")
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{

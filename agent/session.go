@@ -64,7 +64,9 @@ type session struct {
 	ctx   context.Context
 	asm   *protocol.Assembler // owned by the reader
 	slots chan struct{}       // store worker tokens
-	wg    sync.WaitGroup
+	// ordered holds the store of each ordered endpoint seen (session_order.go); reader only.
+	ordered map[string]*orderedStore
+	wg      sync.WaitGroup
 }
 
 func newSession(a *Agent, tun protocol.Tunnel) *session {
@@ -191,8 +193,12 @@ func (s *session) handle(f protocol.Frame) error {
 	return nil
 }
 
-// startStore hands w to a store worker, waiting for a free one. False when the session ended.
+// startStore hands w to a store worker, waiting for a free one; a webhook of an ordered
+// route to its endpoint's ordered store. False when the session ended.
 func (s *session) startStore(w *protocol.Webhook) bool {
+	if d := s.env.routes[w.Endpoint]; d != nil && d.r.Ordered {
+		return s.startOrdered(w)
+	}
 	select {
 	case s.slots <- struct{}{}:
 	case <-s.conn.Done():
@@ -208,10 +214,11 @@ func (s *session) startStore(w *protocol.Webhook) bool {
 }
 
 // storeWebhook appends w durably, then acks it; or nacks it when the agent cannot hold it.
-func (s *session) storeWebhook(w *protocol.Webhook) {
+// True when w is held (stored now or before).
+func (s *session) storeWebhook(w *protocol.Webhook) bool {
 	if s.env.routes[w.Endpoint] == nil {
 		s.nack(w, "no_route", "no route for endpoint "+w.Endpoint)
-		return
+		return false
 	}
 	rec := &persist.Record{
 		ID:         w.ID,
@@ -242,7 +249,7 @@ func (s *session) storeWebhook(w *protocol.Webhook) {
 			if err := s.env.store.Replay(w.ID); err != nil && !errors.Is(err, persist.ErrState) {
 				s.log.Warn("replay stored webhook", "id", w.ID, "err", err)
 				s.nack(w, "replay", "replay: "+err.Error())
-				return
+				return false
 			}
 			s.env.routes[w.Endpoint].wakeUp()
 		}
@@ -256,10 +263,13 @@ func (s *session) storeWebhook(w *protocol.Webhook) {
 			kind = "disk_full"
 		}
 		s.nack(w, kind, err.Error())
+		return false
 	default:
 		s.log.Error("store webhook", "id", w.ID, "err", err)
 		s.nack(w, "store", "store: "+err.Error())
+		return false
 	}
+	return true
 }
 
 func (s *session) ack(id string) {

@@ -78,6 +78,9 @@ type batch struct {
 func (s *Store) submit(ctx context.Context, r *request) (int, error) {
 	r.done = make(chan struct{})
 	r.last = -1
+	if s.submitHook != nil {
+		s.submitHook()
+	}
 	s.life.RLock()
 	if s.closed {
 		s.life.RUnlock()

@@ -8,7 +8,8 @@ import (
 )
 
 // Append stores r durably (fsynced, group commit) and returns only then. It assigns r.ID when
-// empty, r.ReceivedAt when zero, and sets r.State = StateReady, r.Size. Errors: ErrExists when
+// empty (the committer does, in commit order: an Append that returned got a smaller id than
+// any later committed), r.ReceivedAt when zero, and sets r.State = StateReady, r.Size. Errors: ErrExists when
 // r.ID is already stored, ErrQuota over the queue's quota, ErrDiskFull, ErrClosed, ErrInvalid
 // for an empty queue or an id with characters other than A-Z a-z 0-9 - _ . ~ (or over 128).
 // A ctx that ends before the committer took r abandons it; r.Body must not change until
@@ -18,9 +19,7 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 		return fmt.Errorf("append: %w: empty queue", ErrInvalid)
 	}
 	now := time.Now()
-	if r.ID == "" {
-		r.ID = s.ids.next(now)
-	} else if !validID(r.ID) {
+	if r.ID != "" && !validID(r.ID) {
 		return fmt.Errorf("append: %w: id %q", ErrInvalid, r.ID)
 	}
 	if r.ReceivedAt.IsZero() {
@@ -41,6 +40,9 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 		stage: func(b *batch) (int, error) { return 0, b.insert(r, meta, cached) },
 	})
 	if err != nil {
+		if r.ID == "" { // never staged
+			return fmt.Errorf("append to %s: %w", r.Queue, err)
+		}
 		return fmt.Errorf("append %s: %w", r.ID, err)
 	}
 	return nil

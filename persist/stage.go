@@ -122,9 +122,14 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 
 // insert stages a new record: body segments first, metadata last, so a crash between
 // transactions leaves at most an orphan body (removed at Open), never metadata without body.
-// cached is a copy of the body for the recent cache (nil when too big to keep).
+// cached is a copy of the body for the recent cache (nil when too big to keep). A record
+// without an id gets one here, so that ids follow the order of staging, which is commit
+// order (metadata does not hold the id: meta is already right).
 func (b *batch) insert(r *Record, meta, cached []byte) error {
 	s := b.s
+	if r.ID == "" {
+		r.ID = s.ids.next(b.now)
+	}
 	st, inBatch := b.ov[r.ID]
 	if inBatch {
 		b.dependOn(st)

@@ -55,6 +55,8 @@ type Store struct {
 	// commitHook, when set (tests only), is called before each transaction commit; an error
 	// fails that commit as Badger's would.
 	commitHook func() error
+	// submitHook, when set (tests only), is called by submit before it queues a request.
+	submitHook func()
 	// quarantined are the ids whose metadata did not decode at Open (static after Open).
 	quarantined []string
 
@@ -156,6 +158,7 @@ func (s *Store) start(fn func()) {
 func (s *Store) load() error {
 	now := time.Now()
 	var orphans [][]byte
+	var last string
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: metaPrefix})
 		defer it.Close()
@@ -171,6 +174,7 @@ func (s *Store) load() error {
 					return nil
 				}
 				s.idx.addLocked(id, sum, now)
+				last = id // keys come in order: the largest id is the last
 				return nil
 			})
 			if err != nil {
@@ -190,6 +194,9 @@ func (s *Store) load() error {
 	})
 	if err != nil {
 		return fmt.Errorf("load index: %w", err)
+	}
+	if last != "" {
+		s.ids.after(last, now)
 	}
 	if len(orphans) > 0 {
 		s.log.Info("persist: removing unfinished bodies", "keys", len(orphans))
@@ -289,9 +296,12 @@ func (s *Store) kickReaper() {
 
 // idGen makes ULIDs: monotonic within a millisecond, so ids sort by arrival. Entropy comes
 // from ChaCha8 seeded by crypto/rand: unpredictable enough for ids, without a syscall each.
+// The committer takes them as it stages appends, so they follow commit order; last keeps them
+// increasing when the clock steps back (and across a restart, from the largest stored id).
 type idGen struct {
-	mu  sync.Mutex
-	ent *ulid.MonotonicEntropy
+	mu   sync.Mutex
+	ent  *ulid.MonotonicEntropy
+	last uint64 // millisecond of the last id
 }
 
 func (g *idGen) seed() {
@@ -300,13 +310,27 @@ func (g *idGen) seed() {
 	g.ent = ulid.Monotonic(mrand.NewChaCha8(seed), 0)
 }
 
+// after makes later ids sort after id when id is a ULID of a time not far ahead of now (a
+// caller-given id may be anything).
+func (g *idGen) after(id string, now time.Time) {
+	u, err := ulid.ParseStrict(id)
+	if err != nil || u.Time() > ulid.Timestamp(now.Add(time.Hour)) {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	// The next millisecond: within the same one the entropy would start afresh.
+	g.last = max(g.last, u.Time()+1)
+}
+
 func (g *idGen) next(t time.Time) string {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	ms := ulid.Timestamp(t)
+	ms := max(ulid.Timestamp(t), g.last)
 	for {
 		id, err := ulid.New(ms, g.ent)
 		if err == nil {
+			g.last = ms
 			return id.String()
 		}
 		ms++ // entropy ran out within this millisecond

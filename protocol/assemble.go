@@ -36,7 +36,7 @@ func SendWebhook(t Tunnel, w *Webhook, chunk int) error {
 	}
 	for off := len(first.Body); off < len(w.Body); off += chunk {
 		end := min(off+chunk, len(w.Body))
-		c := &Chunk{ID: w.ID, Offset: int64(off), Data: w.Body[off:end]}
+		c := &Chunk{ID: w.ID, Offset: int64(off), Data: w.Body[off:end], OrderKey: w.OrderKey}
 		if err := t.WriteFrame(c); err != nil {
 			return fmt.Errorf("send webhook %s chunk at %d: %w", w.ID, off, err)
 		}

@@ -139,6 +139,11 @@ type Webhook struct {
 	Headers    []Header
 	BodyLen    int64
 	Body       []byte
+
+	// OrderKey is not sent. When set, webhooks with the same key keep their order on a tunnel
+	// with several data streams (QUIC sends them all on the stream the key hashes to, and
+	// their chunks too); else a webhook's stream follows its id.
+	OrderKey string
 }
 
 // Chunk continues the body of the Webhook with the same ID.
@@ -146,6 +151,8 @@ type Chunk struct {
 	ID     string
 	Offset int64
 	Data   []byte
+
+	OrderKey string // not sent: its Webhook's (SendWebhook sets it)
 }
 
 // Ack tells the relay the agent holds these webhooks durably.

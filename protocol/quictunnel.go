@@ -181,8 +181,8 @@ func (t *quicTunnel) order(r readResult) []Frame {
 	return out
 }
 
-// WriteFrame queues f on its stream: a Webhook or Chunk on the data stream its id hashes to,
-// anything else on the control stream. It blocks while that stream's queue is full.
+// WriteFrame queues f on its stream: a Webhook or Chunk on the data stream its OrderKey, or
+// else its id, hashes to, anything else on the control stream. It blocks while that stream's queue is full.
 func (t *quicTunnel) WriteFrame(f Frame) error {
 	if t.closed.Load() {
 		return ErrClosed
@@ -190,9 +190,9 @@ func (t *quicTunnel) WriteFrame(f Frame) error {
 	w := t.writers[0]
 	switch f := f.(type) {
 	case *Webhook:
-		w = t.writers[1+int(hashID(f.ID)%uint32(len(t.writers)-1))]
+		w = t.dataWriter(f.ID, f.OrderKey)
 	case *Chunk:
-		w = t.writers[1+int(hashID(f.ID)%uint32(len(t.writers)-1))]
+		w = t.dataWriter(f.ID, f.OrderKey)
 	}
 	err := w.queue(f)
 	switch {
@@ -204,6 +204,16 @@ func (t *quicTunnel) WriteFrame(f Frame) error {
 		return err
 	}
 	return fmt.Errorf("quic write: %w", quicErr(err))
+}
+
+// dataWriter is the writer of the data stream a webhook's frames go on: the one its order key
+// hashes to when it has one (so webhooks of one key cannot overtake each other), else its id's.
+func (t *quicTunnel) dataWriter(id, orderKey string) *streamWriter {
+	key := id
+	if orderKey != "" {
+		key = orderKey
+	}
+	return t.writers[1+int(hashID(key)%uint32(len(t.writers)-1))]
 }
 
 // hashID is FNV-1a.
