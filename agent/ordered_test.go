@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"github.com/hookrelay/hookrelay/internal/testutil"
+
 	"context"
 	"fmt"
 	"net/http"
@@ -32,7 +34,7 @@ func TestOrderedHoldSurvivesRestart(t *testing.T) {
 		appendRecord(t, a, &persist.Record{ID: fmt.Sprintf("o%d", i), Queue: "ep"})
 	}
 	stop := startDeliverers(a)
-	checkFor(t, 10*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		r, err := a.Store().Get("o1")
 		if err != nil {
 			return err

@@ -1,6 +1,8 @@
 package persist
 
 import (
+	"github.com/hookrelay/hookrelay/internal/testutil"
+
 	"errors"
 	"testing"
 	"time"
@@ -41,7 +43,7 @@ func TestLeaseHeadWaitsForTheHead(t *testing.T) {
 	if err := s.Nack(a.ID, soon, nil); err != nil {
 		t.Fatal(err)
 	}
-	checkFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
 		r, _, err := s.LeaseHead("q", time.Minute)
 		if err != nil {
 			t.Fatal(err)
