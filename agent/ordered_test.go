@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"github.com/hookrelay/hookrelay/internal/testutil"
-
 	"context"
 	"fmt"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
