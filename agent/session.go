@@ -76,9 +76,9 @@ type session struct {
 func newSession(a *Agent, tun protocol.Tunnel) *session {
 	env := a.sessionEnv()
 	return &session{
-		env:   env,
-		tun:   tun,
-		log:   env.log.With("transport", tun.Transport()),
+		env:      env,
+		tun:      tun,
+		log:      env.log.With("transport", tun.Transport()),
 		asm:      &protocol.Assembler{MaxBody: maxBody},
 		slots:    make(chan struct{}, storeWorkers),
 		recorded: make(chan []string, 64),
