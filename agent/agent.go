@@ -14,12 +14,16 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // Agent is one running hookagent: its store, the connection loop to the relay, one deliverer
 // per route and the local admin server. New opens the store and the admin listener; Run drives
 // everything until its context ends; Close releases what New opened.
 type Agent struct {
+	// oldRelay is set once a relay refused our protocol version: Hello then says
+	// protocol.MinVersion, until a relay sends GoAway (it may come back upgraded).
+	oldRelay atomic.Bool
 	// static after New
 	cfg      *Config
 	log      *slog.Logger
@@ -234,9 +238,18 @@ func (a *Agent) sessionEnv() sessionEnv {
 		routes:     a.routes,
 		emit:       a.emit,
 		reportWake: a.reportWake,
+		version:    a.helloVersion(),
 		up:         a.sessionUp,
 		down:       a.sessionDown,
 	}
+}
+
+// helloVersion is the protocol version the next Hello says.
+func (a *Agent) helloVersion() uint16 {
+	if a.oldRelay.Load() {
+		return protocol.MinVersion
+	}
+	return protocol.Version
 }
 
 // sessionUp records a session the relay welcomed, for status and readiness, and tells.

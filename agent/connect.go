@@ -87,7 +87,14 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 		switch {
 		case errors.As(err, &ga):
 			wait = ga.after
+			a.oldRelay.Store(false) // it may come back upgraded
 			a.log.Info("relay going away", "reason", ga.reason, "retry_in", wait)
+		case errors.As(err, &re) && re.Code == protocol.CodeVersion && !a.oldRelay.Load():
+			// A relay of an older protocol version: say Hello in the oldest we speak, at once.
+			a.oldRelay.Store(true)
+			wait = 0
+			a.log.Info("relay speaks an older protocol version: using version 1", "relay", a.relayTo,
+				"reason", re.Reason)
 		case errors.As(err, &re) && re.Code == protocol.CodeUnauthorized:
 			a.log.Error("relay refused this agent: check the token and the endpoints it may receive",
 				"relay", a.relayTo, "reason", re.Reason, "retry_in", wait)

@@ -298,7 +298,9 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 			}
 			return
 		}
-		ev.Outcome, ev.RetryIn = OutcomeRetry, max(time.Until(next), 0)
+		// The wait chosen, from the attempt's start: time.Until(next) would be 0 whenever the
+		// attempt and its recording took longer than a short backoff.
+		ev.Outcome, ev.RetryIn = OutcomeRetry, next.Sub(start)
 		d.a.emit(ev)
 		log.Debug("delivery failed, will retry", "kind", res.kind, "status", res.status, "err", res.err, "retry_in", time.Until(next).Round(time.Millisecond))
 	}

@@ -9,60 +9,101 @@ import (
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
-// reportRetry is how long the reporter waits after a store error before reading again.
-const reportRetry = 5 * time.Second
+// reportRetry is how long the reporter waits after a store error before reading again;
+// reportResend how long a version-2 relay has to confirm a report before it is sent again.
+const (
+	reportRetry  = 5 * time.Second
+	reportResend = 10 * time.Second
+)
 
 // reportLoop sends the final outcome of every finished record the relay has not heard of yet:
 // first those left from earlier sessions and runs, then each time a deliverer finishes one.
-// A record is marked reported only after its Report frame was written.
+//
+// With a relay of protocol version 2, a record is marked reported only once the relay
+// confirmed the report durably recorded (Recorded); until then the report is sent again every
+// reportResend, and on every later session. With a version-1 relay, it is marked reported once
+// its Report frame was written (all that relay offers).
 func (s *session) reportLoop() {
 	retry := time.NewTimer(0)
 	<-retry.C
 	defer retry.Stop()
+	sent := map[string]time.Time{} // v2: reports sent and not confirmed yet
 	for {
-		n, err := s.sendReports()
-		if err != nil {
+		n, fresh, err := s.sendReports(sent)
+		switch {
+		case err != nil:
 			if errors.Is(err, errSessionEnded) || s.ended() {
 				return
 			}
 			s.log.Warn("send reports", "err", err)
 			retry.Reset(reportRetry)
-		} else if n == reportBatch {
+		case n == reportBatch && fresh > 0:
 			continue // more may be waiting
+		case len(sent) > 0:
+			retry.Reset(reportResend)
 		}
 		select {
 		case <-s.ctx.Done():
 			return
 		case <-s.conn.Done():
 			return
+		case ids := <-s.recorded:
+			s.confirmed(sent, ids)
 		case <-s.env.reportWake:
 		case <-retry.C:
 		}
 	}
 }
 
-// sendReports sends one batch of unreported outcomes and marks them reported; it returns how
-// many records it read.
-func (s *session) sendReports() (int, error) {
+// confirmed marks the reports the relay recorded as reported.
+func (s *session) confirmed(sent map[string]time.Time, ids []string) {
+	for more := true; more; { // take every confirmation waiting
+		select {
+		case more2 := <-s.recorded:
+			ids = append(ids, more2...)
+		default:
+			more = false
+		}
+	}
+	for _, id := range ids {
+		delete(sent, id)
+	}
+	// ErrNotFound or ErrState for an id no longer finished (replayed) or gone: nothing to mark.
+	if err := s.env.store.MarkReported(ids...); err != nil && !errors.Is(err, persist.ErrNotFound) &&
+		!errors.Is(err, persist.ErrState) {
+		s.log.Warn("mark reported", "err", err)
+	}
+	s.log.Debug("reports recorded by the relay", "count", len(ids))
+	s.env.emit(Event{Kind: EventReportsSent, Count: len(ids)})
+}
+
+// sendReports sends one batch of unreported outcomes: it returns how many records it read and
+// how many reports it sent. Version 1 marks them reported once written; version 2 notes them
+// in sent and leaves out those sent less than reportResend ago.
+func (s *session) sendReports(sent map[string]time.Time) (n, fresh int, err error) {
 	recs, err := s.env.store.Unreported(reportBatch)
 	if err != nil {
-		return 0, fmt.Errorf("read unreported: %w", err)
+		return 0, 0, fmt.Errorf("read unreported: %w", err)
 	}
+	now := time.Now()
 	var ids []string
 	var reps []*protocol.Report
 	for _, r := range recs {
+		if at, ok := sent[r.ID]; ok && now.Sub(at) < reportResend {
+			continue
+		}
 		if rep := reportFor(r); rep != nil {
 			ids = append(ids, r.ID)
 			reps = append(reps, rep)
 		}
 	}
 	if len(reps) == 0 {
-		return len(recs), nil
+		return len(recs), 0, nil
 	}
 	// Frames keep their order: once the last one was written, all were.
 	for i, rep := range reps {
 		var err error
-		if i < len(reps)-1 {
+		if i < len(reps)-1 || s.version >= 2 {
 			err = s.conn.Send(s.ctx, rep)
 		} else {
 			err = s.conn.SendWait(s.ctx, rep)
@@ -70,17 +111,43 @@ func (s *session) sendReports() (int, error) {
 		switch {
 		case err == nil:
 		case errors.Is(err, protocol.ErrClosed), s.ctx.Err() != nil:
-			return 0, errSessionEnded
+			return 0, 0, errSessionEnded
 		default:
-			return 0, fmt.Errorf("write report: %w", err)
+			return 0, 0, fmt.Errorf("write report: %w", err)
 		}
 	}
+	if s.version >= 2 {
+		for _, id := range ids {
+			sent[id] = now
+		}
+		s.log.Debug("reports sent", "count", len(ids))
+		return len(recs), len(ids), nil
+	}
 	if err := s.env.store.MarkReported(ids...); err != nil {
-		return 0, fmt.Errorf("mark reported: %w", err)
+		return 0, 0, fmt.Errorf("mark reported: %w", err)
 	}
 	s.log.Debug("reports sent", "count", len(ids))
 	s.env.emit(Event{Kind: EventReportsSent, Count: len(ids)})
-	return len(recs), nil
+	return len(recs), len(ids), nil
+}
+
+// answerFinished answers a redelivered webhook the agent already finished with its outcome
+// (never a bare ack, which would leave the relay waiting for a report that was lost): it
+// reports whether id was finished and the report sent.
+func (s *session) answerFinished(id string) bool {
+	rec, err := s.env.store.Get(id)
+	if err != nil {
+		return false
+	}
+	rep := reportFor(rec)
+	if rep == nil {
+		return false
+	}
+	if err := s.conn.Send(s.ctx, rep); err != nil {
+		return true // the session ended: the relay offers it again
+	}
+	s.log.Debug("redelivered webhook answered with its outcome", "id", id, "outcome", rep.Outcome)
+	return true
 }
 
 var errSessionEnded = errors.New("session ended")

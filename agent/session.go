@@ -41,6 +41,7 @@ type sessionEnv struct {
 	routes     map[string]*deliverer
 	emit       func(Event)
 	reportWake <-chan struct{} // a record reached a final state
+	version    uint16          // the protocol version Hello says
 	// up is called once the relay welcomed the session, down when it ended.
 	up   func(transport, session string, since time.Time)
 	down func()
@@ -58,6 +59,7 @@ type session struct {
 	// set by the handshake, before any other goroutine starts
 	id         string
 	welcomedAt time.Time
+	version    uint16 // the session's protocol version: 1, or 2 when the relay confirms reports
 
 	// set by run before the session's goroutines start; ctx ends with the session
 	conn  *protocol.Conn
@@ -67,16 +69,19 @@ type session struct {
 	// ordered holds the store of each ordered endpoint seen (session_order.go); reader only.
 	ordered map[string]*orderedStore
 	wg      sync.WaitGroup
+
+	recorded chan []string // v2: ids the relay confirmed, from the reader to the reporter
 }
 
 func newSession(a *Agent, tun protocol.Tunnel) *session {
 	env := a.sessionEnv()
 	return &session{
-		env:   env,
-		tun:   tun,
-		log:   env.log.With("transport", tun.Transport()),
-		asm:   &protocol.Assembler{MaxBody: maxBody},
-		slots: make(chan struct{}, storeWorkers),
+		env:      env,
+		tun:      tun,
+		log:      env.log.With("transport", tun.Transport()),
+		asm:      &protocol.Assembler{MaxBody: maxBody},
+		slots:    make(chan struct{}, storeWorkers),
+		recorded: make(chan []string, 64),
 	}
 }
 
@@ -119,7 +124,7 @@ func (s *session) handshake(ctx context.Context) error {
 	defer stop()
 
 	hello := &protocol.Hello{
-		Version:      protocol.Version,
+		Version:      s.env.version,
 		AgentID:      s.env.agentID,
 		Token:        s.env.token,
 		Endpoints:    s.env.endpoints,
@@ -156,10 +161,11 @@ func (s *session) handshake(ctx context.Context) error {
 
 func (s *session) welcomed(w *protocol.Welcome) {
 	s.id = w.SessionID
+	s.version = min(max(w.Version, protocol.MinVersion), s.env.version)
 	s.welcomedAt = time.Now()
 	s.log = s.log.With("session", w.SessionID)
 	s.log.Info("tunnel up", "relay", s.env.relayTo, "remote", s.tun.RemoteAddr(),
-		"endpoints", w.Endpoints, "window", w.Window)
+		"endpoints", w.Endpoints, "window", w.Window, "protocol", s.version)
 	for _, ep := range s.env.endpoints {
 		if !slices.Contains(w.Endpoints, ep) {
 			s.log.Warn("relay did not grant a route's endpoint to this token", "endpoint", ep)
@@ -181,6 +187,12 @@ func (s *session) handle(f protocol.Frame) error {
 		}
 		s.env.emit(Event{Kind: EventReceived, Endpoint: w.Endpoint, ID: w.ID, Bytes: len(w.Body), Replay: w.Replay})
 		if !s.startStore(w) {
+			return errSessionEnded
+		}
+	case *protocol.Recorded:
+		select {
+		case s.recorded <- f.IDs:
+		case <-s.ctx.Done():
 			return errSessionEnded
 		}
 	case *protocol.GoAway:
@@ -255,6 +267,9 @@ func (s *session) storeWebhook(w *protocol.Webhook) bool {
 		}
 		s.log.Debug("webhook already stored", "id", w.ID, "replay", w.Replay)
 		s.env.emit(Event{Kind: EventDuplicate, Endpoint: w.Endpoint, ID: w.ID, Replay: w.Replay})
+		if !w.Replay && s.answerFinished(w.ID) {
+			return true
+		}
 		s.ack(w.ID)
 	case errors.Is(err, persist.ErrQuota), errors.Is(err, persist.ErrDiskFull):
 		s.log.Warn("cannot store webhook, pushing back", "id", w.ID, "endpoint", w.Endpoint, "err", err)

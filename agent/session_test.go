@@ -147,23 +147,24 @@ func TestSessionDuplicateReplayNoRoute(t *testing.T) {
 	c.send(t, webhook("d1", []byte("one")))
 	c.until(t, v, func() bool { return len(v.reports["d1"]) == 1 })
 
-	// A redelivery (no replay mark) is acked again without a second delivery.
+	// A redelivery (no replay mark) of the finished d1 is answered with its outcome again
+	// (second-wave contract: never just an ack), without a second delivery.
 	c.send(t, webhook("d1", []byte("one")))
-	c.until(t, v, func() bool { return v.acked["d1"] == 2 })
+	c.until(t, v, func() bool { return len(v.reports["d1"]) == 2 })
 	c.send(t, webhook("d2", []byte("two")))
 	c.until(t, v, func() bool { return len(v.reports["d2"]) == 1 })
 	if n := len(tg.requests("d1")); n != 1 {
 		t.Fatalf("duplicate delivered: d1 reached the target %d times", n)
 	}
-	if n := len(v.reports["d1"]); n != 1 {
-		t.Fatalf("d1 reported %d times", n)
+	if n := v.acked["d1"]; n != 1 {
+		t.Fatalf("d1 acked %d times, want once (the redelivery gets its outcome)", n)
 	}
 
 	// A replay of an id the agent holds is delivered again, marked.
 	w := webhook("d1", []byte("one"))
 	w.Replay = true
 	c.send(t, w)
-	c.until(t, v, func() bool { return len(v.reports["d1"]) == 2 })
+	c.until(t, v, func() bool { return len(v.reports["d1"]) == 3 })
 	reqs := tg.requests("d1")
 	if len(reqs) != 2 || reqs[0].Header.Get("Hookrelay-Replay") != "" || reqs[1].Header.Get("Hookrelay-Replay") != "1" {
 		t.Fatalf("replay: %d deliveries, replay headers %q", len(reqs), reqs[len(reqs)-1].Header["Hookrelay-Replay"])

@@ -53,6 +53,9 @@ type Record struct {
 	DeadReason  string    // why it is dead ("max attempts", "max age", "retention", a status…)
 	Size        int64     // stored bytes counted against the quota (body + headers)
 	FinishedAt  time.Time // when it became Delivered or Dead; zero otherwise
+	// Holder (relay) is the agent id whose session acked it last: the agent the relay waits
+	// for an outcome from (see the relay's outcome_timeout). "" before an ack.
+	Holder string
 }
 
 // Options configures a Store. Zero values mean the defaults given.

@@ -94,11 +94,13 @@ const (
 //	byte metaVersion, uvarint state, uvarint attempts, varint next, received, finished
 //	(unix ns, 0 = zero time), byte flags, varint size, uvarint bodyLen, string queue,
 //	method, path, query, uvarint n + n×(string name, value), string deadReason,
-//	uvarint n + n×(varint at, varint status, varint millis, string error)
+//	uvarint n + n×(varint at, varint status, varint millis, string error), string holder
 //
+// Fields are only ever appended (holder was): a value that ends before one decodes it as
+// empty, so records written before it need no migration.
 // A string is a uvarint length and its bytes.
 func encodeMeta(r *Record, bodyLen int) []byte {
-	n := 64 + len(r.Queue) + len(r.Method) + len(r.Path) + len(r.Query) + len(r.DeadReason)
+	n := 64 + len(r.Queue) + len(r.Method) + len(r.Path) + len(r.Query) + len(r.DeadReason) + len(r.Holder)
 	for _, h := range r.Headers {
 		n += 10 + len(h.Name) + len(h.Value)
 	}
@@ -139,6 +141,7 @@ func encodeMeta(r *Record, bodyLen int) []byte {
 		b = binary.AppendVarint(b, d.Millis)
 		b = appendString(b, d.Error)
 	}
+	b = appendString(b, r.Holder)
 	return b
 }
 
@@ -167,6 +170,9 @@ func decodeMeta(id string, v []byte) (*Record, int, error) {
 		for i := range r.Deliveries {
 			r.Deliveries[i] = Delivery{At: d.time(), Status: int(d.varint()), Millis: d.varint(), Error: d.str()}
 		}
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.Holder = d.str()
 	}
 	if d.err != nil {
 		return nil, 0, fmt.Errorf("record %s: %w", id, d.err)

@@ -14,6 +14,7 @@ func TestMetaRoundTrip(t *testing.T) {
 		State: StateDead, Attempts: 7, NextAttempt: at.Add(time.Second),
 		Deliveries: []Delivery{{At: at, Status: 500, Millis: 3, Error: "e"}, {At: at, Status: 0, Millis: -1}},
 		Reported:   true, DeadReason: "max attempts", Size: 123, FinishedAt: at.Add(time.Minute),
+		Holder: "edge-1",
 	}
 	for _, r := range []*Record{full, {ID: "Y", Queue: "q", State: StateReady}} {
 		v := encodeMeta(r, 1<<20)
@@ -30,8 +31,18 @@ func TestMetaRoundTrip(t *testing.T) {
 		if err != nil || sum != summaryOf(r) {
 			t.Fatalf("summary %+v %v, want %+v", sum, err, summaryOf(r))
 		}
-		for n := range len(v) { // every truncation fails cleanly
-			if _, _, err := decodeMeta(r.ID, v[:n]); err == nil {
+		// Every truncation fails cleanly, except one right before the appended holder: a
+		// record written before holder existed, which decodes with none.
+		old := len(v) - 1 - len(r.Holder)
+		for n := range len(v) {
+			got, _, err := decodeMeta(r.ID, v[:n])
+			if n == old {
+				if err != nil || got.Holder != "" {
+					t.Fatalf("a record without holder: %v, holder %q", err, got.Holder)
+				}
+				continue
+			}
+			if err == nil {
 				t.Fatalf("decoded %d of %d bytes without error", n, len(v))
 			}
 		}

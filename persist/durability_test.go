@@ -152,3 +152,32 @@ func TestStagedTwiceFailsWithTheFirst(t *testing.T) {
 		t.Fatalf("get after failed commits: %v", err)
 	}
 }
+
+// An ack records which agent holds the record (the relay's outcome_timeout waits for that
+// agent), a later ack by another agent moves it, and a re-offer (a nack due now) takes an
+// acked record back to Ready. The holder survives a reopen.
+func TestAckRecordsHolder(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, nil)
+	r := appendT(t, s, rec("q", "x"))
+	for _, holder := range []string{"edge-1", "edge-2"} {
+		if errs := s.Apply([]Change{{ID: r.ID, State: StateAcked, Holder: holder}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+		got, err := s.Get(r.ID)
+		if err != nil || got.State != StateAcked || got.Holder != holder {
+			t.Fatalf("after ack by %s: %+v %v", holder, got, err)
+		}
+	}
+	mustOK(t, s.Close())
+	s = openT(t, dir, nil)
+	if got, err := s.Get(r.ID); err != nil || got.Holder != "edge-2" {
+		t.Fatalf("holder after reopen: %+v %v", got, err)
+	}
+	if errs := s.Apply([]Change{{ID: r.ID, State: StateReady, Next: time.Now()}}); errs[0] != nil {
+		t.Fatal(errs[0])
+	}
+	if got, err := s.Get(r.ID); err != nil || got.State != StateReady {
+		t.Fatalf("after re-offer: %+v %v", got, err)
+	}
+}

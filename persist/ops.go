@@ -51,16 +51,17 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 // Ack marks records Acked (relay: the agent holds them). Acking an acked record does nothing;
 // a finished one gives ErrState. Every id is tried; the first error is returned.
 func (s *Store) Ack(ids ...string) error {
-	return s.each("ack", ids, func(b *batch, id string) error { return b.ack(id) })
+	return s.each("ack", ids, func(b *batch, id string) error { return b.ack(id, "") })
 }
 
-func (b *batch) ack(id string) error {
+func (b *batch) ack(id, holder string) error {
 	return b.modify(id, func(st *staged) error {
-		switch st.rec.State {
-		case StateAcked:
+		switch {
+		case st.rec.State == StateAcked && st.rec.Holder == holder:
 			return errNoop
-		case StateReady:
+		case st.rec.State == StateReady, st.rec.State == StateAcked:
 			st.rec.State = StateAcked
+			st.rec.Holder = holder
 			return nil
 		}
 		return ErrState
@@ -108,7 +109,7 @@ func (b *batch) complete(id string, st State, d *Delivery, reason string) error 
 	})
 }
 
-// Change is one state change for Apply: an Ack (State StateAcked), a Nack (State StateReady
+// Change is one state change for Apply: an Ack (State StateAcked, by Holder), a Nack (State StateReady
 // with a non-zero Next, due then, with Delivery as Nack takes it) or a Complete (State StateDelivered or
 // StateDead, with Delivery and Reason as Complete takes them).
 type Change struct {
@@ -117,6 +118,7 @@ type Change struct {
 	Next     time.Time // Nack only; required
 	Delivery *Delivery
 	Reason   string
+	Holder   string // Ack only: the agent id that acked it (Record.Holder)
 }
 
 // Apply makes the changes in order as one request, so that they share one group commit
@@ -132,7 +134,7 @@ func (s *Store) Apply(changes []Change) []error {
 		for i, c := range changes {
 			switch c.State {
 			case StateAcked:
-				errs[i] = b.ack(c.ID)
+				errs[i] = b.ack(c.ID, c.Holder)
 			case StateReady:
 				if c.Next.IsZero() {
 					errs[i] = fmt.Errorf("record %s: nack without a next attempt time: %w", c.ID, ErrState)

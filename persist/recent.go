@@ -101,7 +101,7 @@ func (r *recentRec) record(withBody bool) (*Record, bool) {
 
 // metaSize estimates the memory a cached record's metadata takes.
 func metaSize(r *Record) int64 {
-	n := 256 + len(r.ID) + len(r.Queue) + len(r.Method) + len(r.Path) + len(r.Query) + len(r.DeadReason)
+	n := 256 + len(r.ID) + len(r.Queue) + len(r.Method) + len(r.Path) + len(r.Query) + len(r.DeadReason) + len(r.Holder)
 	for _, h := range r.Headers {
 		n += 32 + len(h.Name) + len(h.Value)
 	}

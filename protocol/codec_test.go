@@ -49,8 +49,10 @@ func sampleFrames() []struct {
 		{"hello", &Hello{Version: Version, AgentID: "edge-1", Token: "tok\x00en",
 			Endpoints: []string{"github", "stripe", ""}, Capabilities: []string{"sync"}}},
 		{"welcome zero", &Welcome{}},
+		{"recorded", &Recorded{IDs: []string{"01A", "01B"}}},
+		{"recorded empty", &Recorded{}},
 		{"welcome", &Welcome{SessionID: "s1", Endpoints: []string{"github"}, Window: 1000,
-			MaxFrame: DefaultMaxFrame, ServerTime: testTime}},
+			MaxFrame: DefaultMaxFrame, ServerTime: testTime, Version: Version}},
 		{"webhook zero", &Webhook{}},
 		{"webhook", &Webhook{ID: "01JDQ0000000000000000000", Endpoint: "github",
 			ReceivedAt: testTime, Replay: true, Method: "POST", Path: "/a/b", Query: "x=1&y=%20",
@@ -213,10 +215,14 @@ func TestReaderTruncatedStream(t *testing.T) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
-	// Every strict prefix of every sample lacks a field.
+	// Every strict prefix of every sample lacks a field, except a Welcome cut before the
+	// version field appended in version 2 (a version-1 Welcome: TestWelcomeOfVersion1).
 	for _, tc := range sampleFrames() {
 		b := AppendFrame(nil, tc.f)[4:]
 		for cut := 0; cut < len(b); cut++ {
+			if _, ok := tc.f.(*Welcome); ok && cut == len(b)-2 {
+				continue
+			}
 			f, err := DecodeFrame(b[:cut])
 			if !errors.Is(err, ErrMalformed) || f != nil {
 				t.Fatalf("%s cut at %d of %d: %v, %v; want ErrMalformed", tc.name, cut, len(b), f, err)
@@ -294,5 +300,19 @@ func BenchmarkDecodeWebhook(b *testing.B) {
 		if _, err := DecodeFrame(enc); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A Welcome from a relay of version 1 ends before the appended version: it decodes, with
+// Version 0, so an agent can tell it speaks to an old relay.
+func TestWelcomeOfVersion1(t *testing.T) {
+	b := AppendFrame(nil, &Welcome{SessionID: "s1", Window: 8, ServerTime: testTime, Version: 7})
+	v1 := b[4 : len(b)-2] // without the length prefix and the appended u16
+	f, err := DecodeFrame(v1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w := f.(*Welcome); w.SessionID != "s1" || w.Window != 8 || w.Version != 0 {
+		t.Fatalf("decoded %+v, want the v1 fields and Version 0", w)
 	}
 }

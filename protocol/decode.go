@@ -30,8 +30,12 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 			Capabilities: d.strs()}
 	case FrameWelcome:
 		d.useArena()
-		f = &Welcome{SessionID: d.str(), Endpoints: d.strs(), Window: d.u32(), MaxFrame: d.u32(),
+		w := &Welcome{SessionID: d.str(), Endpoints: d.strs(), Window: d.u32(), MaxFrame: d.u32(),
 			ServerTime: d.time()}
+		if d.more() { // appended in version 2
+			w.Version = d.u16()
+		}
+		f = w
 	case FrameWebhook:
 		f = d.webhook()
 	case FrameChunk:
@@ -39,6 +43,9 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 	case FrameAck:
 		d.useArena()
 		f = &Ack{IDs: d.strs()}
+	case FrameRecorded:
+		d.useArena()
+		f = &Recorded{IDs: d.strs()}
 	case FrameNack:
 		d.useArena()
 		f = &Nack{ID: d.str(), Reason: d.str(), RetryAfter: d.dur()}
@@ -87,6 +94,10 @@ func (d *decoder) webhook() *Webhook {
 
 // decoder reads payload primitives from b. The first failure sticks in err and every later
 // read returns a zero value, so decoding code reads straight through and checks err once.
+// more reports whether bytes are left after the fields read so far (a field a later version
+// appended).
+func (d *decoder) more() bool { return d.err == nil && d.off < len(d.b) }
+
 type decoder struct {
 	b     []byte
 	off   int

@@ -34,6 +34,7 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		dst = binary.BigEndian.AppendUint32(dst, f.Window)
 		dst = binary.BigEndian.AppendUint32(dst, f.MaxFrame)
 		dst = appendTime(dst, f.ServerTime)
+		dst = binary.BigEndian.AppendUint16(dst, f.Version)
 	case *Webhook:
 		dst = appendStr(dst, f.ID)
 		dst = appendStr(dst, f.Endpoint)
@@ -58,6 +59,8 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		dst = binary.BigEndian.AppendUint64(dst, uint64(f.Offset))
 		dst, tail = appendBulk(dst, f.Data, split)
 	case *Ack:
+		dst = appendStrs(dst, f.IDs)
+	case *Recorded:
 		dst = appendStrs(dst, f.IDs)
 	case *Nack:
 		dst = appendStr(dst, f.ID)

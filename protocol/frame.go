@@ -13,6 +13,7 @@
 //	  Ack{ids…} ->                             (stored and fsynced by the agent)
 //	  Nack{id, reason, retry after} ->         (agent cannot store now; relay offers it again later)
 //	  Report{id, delivered|dead, status, attempts} ->   (final local outcome)
+//	                                        <- Recorded{ids…}   (v2: those reports are durable)
 //	  Ping{nonce} -> <- Pong{nonce}, and the other way round
 //	                                        <- GoAway{reason, reconnect after}   (relay stopping)
 //	                                           or Error{code, reason}, then close
@@ -47,6 +48,10 @@
 //	    (Conn). Peers of the first release answer Ping with Pong and never sent Pings, so
 //	    they stay compatible. Credit (type 8) was dropped: no agent sent it, and a reader
 //	    now skips it as an unknown type.
+//	2 — outcome reports are acknowledged: the relay answers Report frames with Recorded{ids}
+//	    once it has the outcomes durably recorded (or already had them), and the agent resends
+//	    a report until then; Welcome carries the session's version (appended u16; absent = 1).
+//	    In either version an agent answers a webhook it already finished with its Report.
 package protocol
 
 import (
@@ -54,8 +59,14 @@ import (
 	"time"
 )
 
-// Version is the protocol version this package speaks.
-const Version = 1
+// Version is the protocol version this package speaks; MinVersion the oldest it still serves.
+// A relay takes a Hello of any version from MinVersion to Version and answers in the agent's;
+// an agent whose Hello a relay of an older version refuses (Error{version}) says Hello again in
+// MinVersion. A session's version decides which frames may be sent (see the changelog).
+const (
+	Version    = 2
+	MinVersion = 1
+)
 
 // Subprotocol names the protocol version on the wire: the WebSocket subprotocol and QUIC ALPN.
 const Subprotocol = "hookrelay.v1"
@@ -96,6 +107,10 @@ const (
 	FrameGoAway FrameType = 11
 	// FrameError: u16 code, str reason.
 	FrameError FrameType = 12
+	// FrameRecorded (v2, relay → agent): list<str> ids whose Report the relay has durably
+	// recorded (or had already: an id it finished or does not know is confirmed too, so that
+	// the agent stops resending it).
+	FrameRecorded FrameType = 13
 )
 
 // Frame is one decoded frame. The concrete types are the pointer types below.
@@ -124,6 +139,7 @@ type Welcome struct {
 	Window     uint32   // webhooks the relay may have unacked on this session at once
 	MaxFrame   uint32   // the largest frame either side may send
 	ServerTime time.Time
+	Version    uint16 // the session's protocol version (appended in 2; a relay of 1 sends none: 0)
 }
 
 // Webhook carries one webhook and the first part of its body. When len(Body) < BodyLen, the
@@ -157,6 +173,11 @@ type Chunk struct {
 
 // Ack tells the relay the agent holds these webhooks durably.
 type Ack struct {
+	IDs []string
+}
+
+// Recorded tells the agent the relay has the outcome reports of IDs durably recorded.
+type Recorded struct {
 	IDs []string
 }
 
@@ -215,17 +236,18 @@ type Error struct {
 	Reason string
 }
 
-func (*Hello) Type() FrameType   { return FrameHello }
-func (*Welcome) Type() FrameType { return FrameWelcome }
-func (*Webhook) Type() FrameType { return FrameWebhook }
-func (*Chunk) Type() FrameType   { return FrameChunk }
-func (*Ack) Type() FrameType     { return FrameAck }
-func (*Nack) Type() FrameType    { return FrameNack }
-func (*Report) Type() FrameType  { return FrameReport }
-func (*Ping) Type() FrameType    { return FramePing }
-func (*Pong) Type() FrameType    { return FramePong }
-func (*GoAway) Type() FrameType  { return FrameGoAway }
-func (*Error) Type() FrameType   { return FrameError }
+func (*Hello) Type() FrameType    { return FrameHello }
+func (*Welcome) Type() FrameType  { return FrameWelcome }
+func (*Webhook) Type() FrameType  { return FrameWebhook }
+func (*Chunk) Type() FrameType    { return FrameChunk }
+func (*Ack) Type() FrameType      { return FrameAck }
+func (*Nack) Type() FrameType     { return FrameNack }
+func (*Report) Type() FrameType   { return FrameReport }
+func (*Ping) Type() FrameType     { return FramePing }
+func (*Pong) Type() FrameType     { return FramePong }
+func (*GoAway) Type() FrameType   { return FrameGoAway }
+func (*Error) Type() FrameType    { return FrameError }
+func (*Recorded) Type() FrameType { return FrameRecorded }
 
 // Sentinel errors of the codec and transports.
 var (

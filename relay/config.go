@@ -104,6 +104,10 @@ type Endpoint struct {
 	Tokens []string `yaml:"tokens"`
 	// Retention is how long an undelivered webhook waits for an agent. Default 72h.
 	Retention time.Duration `yaml:"retention"`
+	// OutcomeTimeout is how long an acked webhook waits for its outcome report once the agent
+	// holding it has no session: then it is offered again (to its group), so that an agent
+	// that died for good holds nothing forever. Default 24h.
+	OutcomeTimeout time.Duration `yaml:"outcome_timeout"`
 	// Quota bounds the stored bytes of pending webhooks; past it ingress answers 429. 0 (default) = none.
 	Quota ByteSize `yaml:"quota"`
 	// Rate is requests per second accepted; past it 429. 0 (default) = unlimited.
@@ -124,6 +128,7 @@ const (
 	DefaultDataDir           = "/var/lib/hookrelay"
 	DefaultWindow            = 256
 	DefaultRetention         = 72 * time.Hour
+	DefaultOutcomeTimeout    = 24 * time.Hour
 	DefaultMaxBody           = 25 << 20
 	DefaultIngressBuffer     = 1 << 30
 	DefaultPerClientRequests = 64
@@ -257,6 +262,7 @@ func (c *Config) applyDefaults() {
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		setDur(&e.Retention, DefaultRetention)
+		setDur(&e.OutcomeTimeout, DefaultOutcomeTimeout)
 		if e.MaxBody == 0 {
 			e.MaxBody = DefaultMaxBody
 		}
@@ -390,6 +396,9 @@ func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
 	}
 	if e.Retention < 0 {
 		bad("retention", "%v is negative: use a duration like 72h", e.Retention)
+	}
+	if e.OutcomeTimeout < 0 {
+		bad("outcome_timeout", "%v is negative: use a duration like 24h", e.OutcomeTimeout)
 	}
 	if e.Quota < 0 {
 		bad("quota", "%d is negative: use a size like 1GiB, or 0 for none", e.Quota)

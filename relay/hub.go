@@ -39,6 +39,8 @@ type hub struct {
 	pending  map[protocol.Tunnel]struct{} // tunnels still in their handshake
 	sessions map[*session]struct{}
 	byAgent  map[string]*session
+	started  time.Time            // when the hub began: an agent not seen since is away since then
+	lastSeen map[string]time.Time // agent id → when its last session ended
 }
 
 // newHub serves sessions from q under the config in lv (which swapLive updates).
@@ -51,6 +53,8 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 		pending:  map[protocol.Tunnel]struct{}{},
 		sessions: map[*session]struct{}{},
 		byAgent:  map[string]*session{},
+		started:  time.Now(),
+		lastSeen: map[string]time.Time{},
 	}
 	return h
 }
@@ -90,6 +94,7 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 		Window:     uint32(s.window),
 		MaxFrame:   protocol.DefaultMaxFrame,
 		ServerTime: time.Now(),
+		Version:    s.version,
 	})
 	if err != nil {
 		s.log.Info("send welcome failed", "err", err)
@@ -157,9 +162,10 @@ func (h *hub) handshake(t protocol.Tunnel) (*protocol.Hello, error) {
 	case he != nil:
 	case !ok:
 		he = refuse("protocol", protocol.CodeProtocol, "expected hello", fmt.Errorf("first frame is %T, not hello", f))
-	case hello.Version != protocol.Version:
+	case hello.Version < protocol.MinVersion || hello.Version > protocol.Version:
 		he = refuse("version", protocol.CodeVersion,
-			fmt.Sprintf("protocol version %d is not supported: this relay speaks %d", hello.Version, protocol.Version),
+			fmt.Sprintf("protocol version %d is not supported: this relay speaks %d to %d", hello.Version,
+				protocol.MinVersion, protocol.Version),
 			fmt.Errorf("agent speaks protocol version %d", hello.Version))
 	case len(hello.AgentID) > maxAgentID:
 		he = refuse("protocol", protocol.CodeProtocol, fmt.Sprintf("agent id over %d bytes", maxAgentID),
@@ -202,7 +208,7 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 		t.WriteFrame(he.frame)
 		return nil, he
 	}
-	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.AgentID, sum, hello.Endpoints, granted, log)
+	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.Version, hello.AgentID, sum, hello.Endpoints, granted, log)
 	if old := h.byAgent[s.agentID]; old != nil {
 		old.log.Info("agent replaced by a new session", "new_session", s.id)
 		old.stop(protocol.ReasonReplaced, &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
@@ -231,6 +237,22 @@ func (h *hub) unregister(s *session) {
 	if h.byAgent[s.agentID] == s {
 		delete(h.byAgent, s.agentID)
 	}
+	h.lastSeen[s.agentID] = time.Now()
+}
+
+// awayFor is how long agent id has had no session (since the hub began, for an agent not seen
+// since); false while it has one.
+func (h *hub) awayFor(id string, now time.Time) (time.Duration, bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if s := h.byAgent[id]; s != nil && !s.isStopping() {
+		return 0, false
+	}
+	since := h.started
+	if t, ok := h.lastSeen[id]; ok && t.After(since) {
+		since = t
+	}
+	return now.Sub(since), true
 }
 
 // shutdown sends GoAway to every session, closes tunnels still in their handshake, refuses

@@ -51,6 +51,7 @@ type metrics struct {
 	acked         *prometheus.CounterVec // endpoint
 	nacked        *prometheus.CounterVec // endpoint
 	released      *prometheus.CounterVec // endpoint
+	reoffered     *prometheus.CounterVec // endpoint
 	reports       *prometheus.CounterVec // outcome
 	handshakeFail *prometheus.CounterVec // reason
 	sessionsEnded *prometheus.CounterVec // reason
@@ -81,6 +82,8 @@ func newMetrics() *metrics {
 			"Webhooks an agent could not store now (offered again later).", "endpoint"),
 		released: counter("hookrelay_webhooks_released_total",
 			"Unacked webhooks made ready again when their session ended (to be redelivered).", "endpoint"),
+		reoffered: counter("hookrelay_webhooks_reoffered_total",
+			"Acked webhooks offered again: their agent had no session for the endpoint's outcome_timeout.", "endpoint"),
 		reports: counter("hookrelay_reports_total",
 			"Final delivery outcomes reported by agents: delivered, dead.", "outcome"),
 		handshakeFail: counter("hookrelay_tunnel_handshake_failures_total",
@@ -101,7 +104,7 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.duplicates, m.dispatched, m.acked,
-		m.nacked, m.released, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
+		m.nacked, m.released, m.reoffered, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
 		m.commitBatch, m.commitSeconds)
 	// The contract: every name starts hookrelay_, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("hookrelay_", m.reg).MustRegister(

@@ -31,10 +31,12 @@ const (
 // lease expires.
 type recorder struct {
 	// static after construction
-	queue Queue
-	group string
-	log   *slog.Logger
-	in    chan recordOp // closed by close: run records what is left, then returns
+	queue    Queue
+	group    string
+	holder   string         // the agent id whose acks these are (Record.Holder)
+	recorded func([]string) // nil, or called with the outcome ids once durably recorded
+	log      *slog.Logger
+	in       chan recordOp // closed by close: run records what is left, then returns
 }
 
 // recordOp is one ack (of several ids), or one nack or outcome (change).
@@ -43,8 +45,11 @@ type recordOp struct {
 	change persist.Change
 }
 
-func newRecorder(q Queue, group string, log *slog.Logger) *recorder {
-	return &recorder{queue: q, group: group, log: log, in: make(chan recordOp, recordQueue)}
+// newRecorder records for the agent holder; recorded, when set, hears which outcomes are
+// durable (or were already: a finished or unknown id), after each batch.
+func newRecorder(q Queue, group, holder string, recorded func([]string), log *slog.Logger) *recorder {
+	return &recorder{queue: q, group: group, holder: holder, recorded: recorded, log: log,
+		in: make(chan recordOp, recordQueue)}
 }
 
 // ack records that the agent holds ids durably. ack, nack, outcome and close are called by
@@ -118,18 +123,22 @@ func (r *recorder) record(ops []recordOp, held *heldAcks, now time.Time, all boo
 	}
 	var changes []persist.Change
 	for _, id := range held.due(now, all) {
-		changes = append(changes, persist.Change{ID: id, State: persist.StateAcked})
+		changes = append(changes, persist.Change{ID: id, State: persist.StateAcked, Holder: r.holder})
 	}
 	acks := len(changes)
 	changes = append(changes, rest...)
 	if len(changes) == 0 {
 		return
 	}
+	var durable []string // outcomes the agent may stop resending
 	for i, err := range r.queue.Apply(context.Background(), r.group, changes) {
+		gone := errors.Is(err, persist.ErrState) || errors.Is(err, persist.ErrNotFound)
+		if outcome := changes[i].State == persist.StateDelivered || changes[i].State == persist.StateDead; outcome && (err == nil || gone) {
+			durable = append(durable, changes[i].ID)
+		}
 		if err == nil {
 			continue
 		}
-		gone := errors.Is(err, persist.ErrState) || errors.Is(err, persist.ErrNotFound)
 		id := changes[i].ID
 		switch {
 		case i < acks && gone:
@@ -142,6 +151,9 @@ func (r *recorder) record(ops []recordOp, held *heldAcks, now time.Time, all boo
 		default:
 			r.log.Warn("report not recorded", "id", id, "err", err)
 		}
+	}
+	if r.recorded != nil && len(durable) > 0 {
+		r.recorded(durable)
 	}
 }
 

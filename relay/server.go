@@ -358,13 +358,18 @@ func writeError(w http.ResponseWriter, code int, msg string) {
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 
-// retentionLoop expires webhooks older than their endpoint's retention, at start and then
+// retentionLoop expires webhooks older than their endpoint's retention, and offers again the
+// acked ones whose agent stayed away past outcome_timeout (outcome.go), at start and then
 // every RetentionInterval, until ctx ends.
 func (s *Server) retentionLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RetentionInterval)
 	defer t.Stop()
 	for {
 		for _, e := range s.live.Load().order {
+			if err := s.reoffer(ctx, e.name, e.cfg.OutcomeTimeout); err != nil && ctx.Err() == nil &&
+				!errors.Is(err, persist.ErrClosed) {
+				s.log.Warn("outcome timeout sweep failed", "endpoint", e.name, "err", err)
+			}
 			n, err := s.queue.Expire(ctx, e.name, e.cfg.Retention)
 			switch {
 			case errors.Is(err, persist.ErrClosed), ctx.Err() != nil:

@@ -49,6 +49,7 @@ type session struct {
 	rec         *recorder
 	conn        *protocol.Conn
 	id          string
+	version     uint16 // the session's protocol version (2: outcome reports are confirmed)
 	agentID     string
 	tokenSum    [sha256.Size]byte // SHA-256 of the agent's token: never the token itself
 	requested   []string          // endpoints the agent asked for (none: all its token may)
@@ -75,21 +76,21 @@ type session struct {
 
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
 // Its Conn takes t over, but nothing writes to t but the caller until run.
-func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, agentID string, tokenSum [sha256.Size]byte,
-	requested, endpoints []string, log *slog.Logger) *session {
+func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uint16, agentID string,
+	tokenSum [sha256.Size]byte, requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
 	if agentID == "" {
 		agentID = "session-" + id
 	}
 	log = log.With("session", id, "agent", agentID)
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{
+	s := &session{
 		queue:       q,
 		group:       DefaultGroup,
 		metrics:     m,
-		rec:         newRecorder(q, DefaultGroup, log),
 		conn:        protocol.NewConn(t, protocol.ConnConfig{Queue: outQueue, Logger: log}),
 		id:          id,
+		version:     version,
 		agentID:     agentID,
 		tokenSum:    tokenSum,
 		requested:   requested,
@@ -103,6 +104,24 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, agentID str
 		cancel:      cancel,
 		acked:       map[string]bool{},
 		inflight:    map[string]string{},
+	}
+	var recorded func([]string)
+	if version >= 2 {
+		recorded = s.confirm
+	}
+	s.rec = newRecorder(q, DefaultGroup, agentID, recorded, log)
+	return s
+}
+
+// confirm tells a version-2 agent that the outcomes of ids are durably recorded (or were
+// already), so that it stops resending them. A session that ended drops it: the agent sends
+// them again on its next session.
+func (s *session) confirm(ids []string) {
+	if s.version < 2 || len(ids) == 0 {
+		return
+	}
+	if err := s.conn.Send(s.ctx, &protocol.Recorded{IDs: ids}); err != nil {
+		s.log.Debug("confirmation not sent", "count", len(ids), "err", err)
 	}
 }
 
@@ -256,7 +275,8 @@ func (s *session) handleNack(n *protocol.Nack) {
 }
 
 // handleReport records the agent's final outcome. The record must belong to an endpoint of
-// this session; unknown or already finished ids are ignored.
+// this session; unknown or already finished ids change nothing, and are confirmed at once
+// (version 2), so that the agent stops resending them.
 func (s *session) handleReport(r *protocol.Report) {
 	if len(s.takeInflight(nil, r.ID)) > 0 {
 		s.signal() // reported before its ack arrived (the ack was lost)
@@ -264,10 +284,14 @@ func (s *session) handleReport(r *protocol.Report) {
 		rec, err := s.queue.Get(s.ctx, r.ID)
 		if err != nil || !s.grants(rec.Queue) {
 			s.log.Debug("report for an unknown id ignored", "id", r.ID)
+			if errors.Is(err, persist.ErrNotFound) || err == nil {
+				s.confirm([]string{r.ID})
+			}
 			return
 		}
 		if rec.State == persist.StateDelivered || rec.State == persist.StateDead {
 			s.log.Debug("report for a finished id ignored", "id", r.ID)
+			s.confirm([]string{r.ID})
 			return
 		}
 	}

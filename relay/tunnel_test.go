@@ -24,11 +24,15 @@ type rawAgent struct {
 	done    chan struct{}
 	welcome *protocol.Welcome
 	asm     protocol.Assembler
+	// recorded gets the ids of each Recorded frame (version 2), which the reader does not
+	// pass on as frames: they may come between any two others.
+	recorded chan []string
 }
 
 // startRawAgent reads tun's frames into a new rawAgent until it closes, and sends hello.
 func startRawAgent(t *testing.T, tun protocol.Tunnel, hello protocol.Hello) *rawAgent {
-	a := &rawAgent{t: t, tun: tun, frames: make(chan protocol.Frame, 1024), done: make(chan struct{})}
+	a := &rawAgent{t: t, tun: tun, frames: make(chan protocol.Frame, 1024), done: make(chan struct{}),
+		recorded: make(chan []string, 1024)}
 	go func() {
 		defer close(a.done)
 		defer close(a.frames)
@@ -39,6 +43,10 @@ func startRawAgent(t *testing.T, tun protocol.Tunnel, hello protocol.Hello) *raw
 			}
 			if p, ok := f.(*protocol.Ping); ok {
 				tun.WriteFrame(&protocol.Pong{Nonce: p.Nonce})
+				continue
+			}
+			if r, ok := f.(*protocol.Recorded); ok {
+				a.recorded <- r.IDs
 				continue
 			}
 			a.frames <- f
