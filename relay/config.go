@@ -79,10 +79,14 @@ type Config struct {
 	// names the client (verify.ClientAddr); every per-client rule (the per_client_ caps,
 	// ip_allow) uses that address. Default none: the socket's address is the client's.
 	TrustedProxies []string `yaml:"trusted_proxies"`
-	// KeepDone is how long delivered and dead webhooks stay listable. Default 24h.
+	// KeepDone is how long delivered webhooks stay listable. Default 24h.
 	KeepDone time.Duration `yaml:"keep_done"`
-	// KeepDoneMax bounds how many delivered and dead webhooks are kept. Default 10000.
+	// KeepDoneMax bounds how many delivered webhooks are kept. Default 10000.
 	KeepDoneMax int `yaml:"keep_done_max"`
+	// KeepDead and KeepDeadMax are the same for dead letters, counted apart so that delivered
+	// traffic never evicts them. Defaults 168h (7 days) and 10000.
+	KeepDead    time.Duration `yaml:"keep_dead"`
+	KeepDeadMax int           `yaml:"keep_dead_max"`
 	// RetentionInterval is how often retention is enforced (and once at start). Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
 
@@ -142,6 +146,8 @@ const (
 	defaultShutdownTimeout   = 10 * time.Second
 	defaultKeepDone          = 24 * time.Hour
 	defaultKeepDoneMax       = 10000
+	defaultKeepDead          = 7 * 24 * time.Hour
+	defaultKeepDeadMax       = 10000
 	defaultRetentionInterval = time.Minute
 	maxWindow                = 1 << 16
 )
@@ -251,6 +257,8 @@ func (c *Config) applyDefaults() {
 	setDur(&c.ShutdownTimeout, defaultShutdownTimeout)
 	setDur(&c.KeepDone, defaultKeepDone)
 	setInt(&c.KeepDoneMax, defaultKeepDoneMax)
+	setDur(&c.KeepDead, defaultKeepDead)
+	setInt(&c.KeepDeadMax, defaultKeepDeadMax)
 	setDur(&c.RetentionInterval, defaultRetentionInterval)
 	if c.IngressBuffer == 0 {
 		c.IngressBuffer = DefaultIngressBuffer
@@ -325,7 +333,7 @@ func (c *Config) Validate() error {
 		{"lease_ttl", c.LeaseTTL}, {"handshake_timeout", c.HandshakeTimeout},
 		{"read_header_timeout", c.ReadHeaderTimeout}, {"body_timeout", c.BodyTimeout},
 		{"idle_timeout", c.IdleTimeout}, {"shutdown_timeout", c.ShutdownTimeout},
-		{"keep_done", c.KeepDone}, {"retention_interval", c.RetentionInterval},
+		{"keep_done", c.KeepDone}, {"keep_dead", c.KeepDead}, {"retention_interval", c.RetentionInterval},
 	} {
 		if d.v < 0 {
 			bad(d.key, "%v is negative: use a positive duration like 30s, 5m or 24h", d.v)
@@ -333,6 +341,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxAgentsPerToken < 0 {
 		bad("max_agents_per_token", "%d is negative: use a positive count (default %d)", c.MaxAgentsPerToken, DefaultMaxAgentsPerToken)
+	}
+	if c.KeepDeadMax < 0 {
+		bad("keep_dead_max", "%d is negative: use a positive count", c.KeepDeadMax)
 	}
 	if c.KeepDoneMax < 0 {
 		bad("keep_done_max", "%d is negative: use a positive count", c.KeepDoneMax)

@@ -113,6 +113,8 @@ func keepRestartKeys(cur, next *Config) []string {
 	keep("idle_timeout", &next.IdleTimeout, &cur.IdleTimeout)
 	keep("keep_done", &next.KeepDone, &cur.KeepDone)
 	keep("keep_done_max", &next.KeepDoneMax, &cur.KeepDoneMax)
+	keep("keep_dead", &next.KeepDead, &cur.KeepDead)
+	keep("keep_dead_max", &next.KeepDeadMax, &cur.KeepDeadMax)
 	keep("retention_interval", &next.RetentionInterval, &cur.RetentionInterval)
 	if next.Version == "" {
 		next.Version = cur.Version

@@ -32,6 +32,8 @@ func (s *Server) setup() error {
 		Logger:      s.log.With("component", "store"),
 		KeepDone:    cfg.KeepDone,
 		KeepDoneMax: cfg.KeepDoneMax,
+		KeepDead:    cfg.KeepDead,
+		KeepDeadMax: cfg.KeepDeadMax,
 		Quota: func(queue string) int64 {
 			if e := s.live.Load().eps[queue]; e != nil {
 				return int64(e.cfg.Quota)
