@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -40,7 +41,9 @@ type owners struct {
 }
 
 // claimer returns s's claim function: true when s serves endpoint of its group, taking it
-// when no session does.
+// when no session does or the one that does is stopping. A stopping session sends nothing
+// more and has released its head (releaseHeads), so that the agent's next session, which
+// replaces it at once, need not wait until its tunnel has closed.
 func (o *owners) claimer(s *session) func(endpoint string) bool {
 	return func(endpoint string) bool {
 		k := ownerKey{s.group, endpoint}
@@ -49,7 +52,7 @@ func (o *owners) claimer(s *session) func(endpoint string) bool {
 		if o.by == nil {
 			o.by = map[ownerKey]*session{}
 		}
-		if cur := o.by[k]; cur != nil && cur != s {
+		if cur := o.by[k]; cur != nil && cur != s && !cur.isStopping() {
 			return false
 		}
 		o.by[k] = s
@@ -134,4 +137,21 @@ func (s *session) addHead(r *persist.Record) (fresh, ok bool) {
 	s.heads[r.Queue] = r.ID
 	s.mu.Unlock()
 	return true, true
+}
+
+// releaseHeads makes the heads this stopping session has in flight ready again at once, for
+// the session that takes its endpoints over. Its other webhooks wait for release.
+func (s *session) releaseHeads() {
+	s.mu.Lock()
+	var ids []string
+	for ep, id := range s.heads {
+		delete(s.inflight, id)
+		ids = append(ids, id)
+		s.metrics.released.WithLabelValues(ep).Inc()
+	}
+	clear(s.heads)
+	s.mu.Unlock()
+	if len(ids) > 0 {
+		s.queue.Release(context.Background(), s.group, ids...) // best effort: else the lease ends
+	}
 }

@@ -149,6 +149,9 @@ func (s *session) run(ctx context.Context) {
 	wg.Go(func() {
 		<-s.conn.Done() // Run closes the Conn before it returns
 		s.cancel()
+		if len(s.ordered) > 0 {
+			s.releaseHeads()
+		}
 	})
 	wg.Go(s.dispatchLoop)
 	wg.Go(s.rec.run)
