@@ -122,6 +122,9 @@ type Endpoint struct {
 	MaxBody ByteSize `yaml:"max_body"`
 	// Sync opts in to sync response mode (not built yet: accepted and logged).
 	Sync bool `yaml:"sync"`
+	// Ordered serves each group of the endpoint through one agent session at a time, one
+	// webhook at a time, in id order (the order of the 202s). Default false: windowed, any order.
+	Ordered bool `yaml:"ordered"`
 	// Verify, when set, is checked before storing (relay/verify).
 	Verify *verify.Config `yaml:"verify"`
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // dispatchLoop leases ready webhooks of the session's endpoints while the window has room
-// and Sends them on the Conn; it waits for new webhooks, a due retry or window room.
+// and Sends them on the Conn; it waits for new webhooks, a due retry or window room. Ordered
+// endpoints go head by head (order.go); the others in windows.
 func (s *session) dispatchLoop() {
 	for {
 		s.mu.Lock()
@@ -30,14 +31,23 @@ func (s *session) dispatchLoop() {
 		// Take the wake-up channels before leasing, so an append in between is not missed.
 		waits := make([]<-chan struct{}, len(s.endpoints))
 		var due time.Time // the earliest retry waiting; zero when none
-		for i, e := range s.endpoints {
+		for i, e := range s.unordered {
 			var d time.Time
 			waits[i], d = s.queue.Ready(s.group, e)
-			if !d.IsZero() && (due.IsZero() || d.Before(due)) {
-				due = d
-			}
+			due = earliest(due, d)
+		}
+		for i, e := range s.ordered {
+			// Its due is LeaseHead's: Ready's may be a record behind a head that waits.
+			waits[len(s.unordered)+i], _ = s.queue.Ready(s.group, e)
 		}
 		n, err := s.leaseAndQueue(free)
+		if err == nil && len(s.ordered) > 0 {
+			var m int
+			var d time.Time
+			m, d, err = s.leaseHeads(free - n)
+			n += m
+			due = earliest(due, d)
+		}
 		switch {
 		case errors.Is(err, persist.ErrClosed), errors.Is(err, errStopping), errors.Is(err, context.Canceled):
 			return
@@ -63,8 +73,8 @@ var errStopping = errors.New("session stopping")
 // many it queued.
 func (s *session) leaseAndQueue(free int) (int, error) {
 	queued := 0
-	for i := 0; i < len(s.endpoints) && free > 0; i++ {
-		ep := s.endpoints[(s.next+i)%len(s.endpoints)]
+	for i := 0; i < len(s.unordered) && free > 0; i++ {
+		ep := s.unordered[(s.next+i)%len(s.unordered)]
 		recs, err := s.queue.Lease(s.ctx, s.group, ep, min(free, leaseBatch), s.leaseTTL)
 		if err != nil {
 			return queued, err
@@ -129,7 +139,8 @@ func (s *session) putBack(recs []*persist.Record) {
 }
 
 // waitReady blocks until one of waits fires, the earliest retry is due, the fallback poll
-// passes, or the session stops (false).
+// passes, or the session stops (false); with ordered endpoints, also until signal (an
+// ordered head acked, nacked or reported, and then recorded; a claim freed).
 func (s *session) waitReady(waits []<-chan struct{}, due time.Time) bool {
 	d := pollEvery
 	if !due.IsZero() {
@@ -144,8 +155,19 @@ func (s *session) waitReady(waits []<-chan struct{}, due time.Time) bool {
 	for _, w := range waits {
 		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(w)})
 	}
+	if len(s.ordered) > 0 {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.wake)})
+	}
 	chosen, _, _ := reflect.Select(cases)
 	return chosen != 0
+}
+
+// earliest is the earlier of two times, where zero means none.
+func earliest(a, b time.Time) time.Time {
+	if a.IsZero() || (!b.IsZero() && b.Before(a)) {
+		return b
+	}
+	return a
 }
 
 // sleep waits d unless the session stops first (false).

@@ -30,6 +30,7 @@ type hub struct {
 	metrics *metrics
 	live    *atomic.Pointer[live] // the config in force; swapLive replaces it
 	log     *slog.Logger
+	owners  owners // which session serves each ordered endpoint of a group (order.go)
 
 	wg sync.WaitGroup // one per serve call in progress
 
@@ -105,6 +106,9 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 	s.run(ctx) // ctx ending closes the session as shutdown
 	h.unregister(s)
 	s.release()
+	if h.owners.drop(s) {
+		h.wakeAll() // another session takes over its ordered endpoints
+	}
 	h.metrics.sessionsEnded.WithLabelValues(s.endReason()).Inc()
 	s.log.Info("agent disconnected", "reason", s.endReason())
 }
@@ -209,6 +213,9 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 		return nil, he
 	}
 	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.Version, hello.AgentID, sum, hello.Endpoints, granted, log)
+	if len(s.ordered) > 0 {
+		s.claim = h.owners.claimer(s)
+	}
 	if old := h.byAgent[s.agentID]; old != nil {
 		old.log.Info("agent replaced by a new session", "new_session", s.id)
 		old.stop(protocol.ReasonReplaced, &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})

@@ -35,6 +35,12 @@ type Queue interface {
 	// Lease hands out up to max records of endpoint that are ready and due for group, oldest
 	// id first, in state Leased: no other Lease gets them until ttl passes, Release or Apply.
 	Lease(ctx context.Context, group, endpoint string, max int, ttl time.Duration) ([]*persist.Record, error)
+	// LeaseHead is the lease of ordered endpoints: it leases the head of endpoint for group
+	// (its ready record with the lowest id, the oldest not yet acked or finished) if it is
+	// due, and never hands out a record behind one that waits or is leased. Without a
+	// record it returns when to look again: the head's retry time when it waits out a nack
+	// or backoff, zero when there is no head or it is leased (Ready's channel says when then).
+	LeaseHead(ctx context.Context, group, endpoint string, ttl time.Duration) (*persist.Record, time.Time, error)
 	// Release makes leased records ready at once, counting no attempt; other ids are ignored.
 	Release(ctx context.Context, group string, ids ...string) error
 	// Apply records state changes of group's copies as one durable write, in order, and

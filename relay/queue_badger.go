@@ -44,6 +44,13 @@ func (q badgerQueue) Lease(_ context.Context, group, endpoint string, max int, t
 	return q.st.Lease(endpoint, max, ttl)
 }
 
+func (q badgerQueue) LeaseHead(_ context.Context, group, endpoint string, ttl time.Duration) (*persist.Record, time.Time, error) {
+	if err := checkGroup(group, false); err != nil {
+		return nil, time.Time{}, fmt.Errorf("lease head: %w", err)
+	}
+	return q.st.LeaseHead(endpoint, ttl)
+}
+
 func (q badgerQueue) Release(_ context.Context, group string, ids ...string) error {
 	if err := checkGroup(group, false); err != nil {
 		return fmt.Errorf("release: %w", err)

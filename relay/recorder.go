@@ -37,6 +37,10 @@ type recorder struct {
 	recorded func([]string) // nil, or called with the outcome ids once durably recorded
 	log      *slog.Logger
 	in       chan recordOp // closed by close: run records what is left, then returns
+
+	// set before run
+	applied func() // nil, or called after each Apply
+	noHold  bool   // record acks at once (ordered endpoints wait for them)
 }
 
 // recordOp is one ack (of several ids), or one nack or outcome (change).
@@ -112,6 +116,7 @@ func (r *recorder) run() {
 // its id is dropped: that change supersedes it.
 func (r *recorder) record(ops []recordOp, held *heldAcks, now time.Time, all bool) {
 	var rest []persist.Change
+	all = all || r.noHold
 	for _, op := range ops {
 		for _, id := range op.acks {
 			held.add(id, now)
@@ -154,6 +159,9 @@ func (r *recorder) record(ops []recordOp, held *heldAcks, now time.Time, all boo
 	}
 	if r.recorded != nil && len(durable) > 0 {
 		r.recorded(durable)
+	}
+	if r.applied != nil {
+		r.applied()
 	}
 }
 

@@ -28,8 +28,10 @@ import (
 // grants any endpoint it holds is closed with Error{unauthorized, "token revoked"}; one whose
 // grants changed otherwise (an endpoint lost or gained) gets GoAway and reconnects within a
 // second or two to receive exactly what it is now granted — simpler than changing a running
-// dispatcher's endpoints, and its unacked webhooks are released for the next session. Other
-// sessions are untouched. Webhooks keep waiting in the store for an agent allowed to take them.
+// dispatcher's endpoints, and its unacked webhooks are released for the next session. So
+// does a session holding an endpoint whose ordered key changed: ordered takes effect at once,
+// through the new sessions (webhooks the old one had out in its window may still reach the
+// agent in any order around the switch). Other sessions are untouched. Webhooks keep waiting in the store for an agent allowed to take them.
 func (s *Server) Reload(cfg *Config) error {
 	s.reloadMu.Lock()
 	defer s.reloadMu.Unlock()
@@ -144,9 +146,22 @@ func (h *hub) swapLive(lv *live) (revoked, regranted int) {
 				Reason:         "endpoints granted to this agent changed: reconnect",
 				ReconnectAfter: 500*time.Millisecond + mrand.N(time.Second),
 			})
+		case !sameOrdered(lv.cfg, s):
+			regranted++
+			s.log.Info("ordered endpoints changed by a config reload: agent asked to reconnect")
+			s.stop(protocol.ReasonGrantsChanged, &protocol.GoAway{
+				Reason:         "ordered endpoints changed: reconnect",
+				ReconnectAfter: 500*time.Millisecond + mrand.N(time.Second),
+			})
 		}
 	}
 	return revoked, regranted
+}
+
+// sameOrdered reports whether cfg orders the same of s's endpoints as s does.
+func sameOrdered(cfg *Config, s *session) bool {
+	_, ordered := splitOrdered(cfg, s.endpoints)
+	return sameSet(ordered, s.ordered)
 }
 
 func sameSet(a, b []string) bool {

@@ -54,6 +54,8 @@ type session struct {
 	tokenSum    [sha256.Size]byte // SHA-256 of the agent's token: never the token itself
 	requested   []string          // endpoints the agent asked for (none: all its token may)
 	endpoints   []string          // granted
+	unordered   []string          // granted, leased in windows (dispatch.go)
+	ordered     []string          // granted, ordered: leased head by head (order.go)
 	log         *slog.Logger
 	connectedAt time.Time
 	window      int // webhooks the session may have in flight
@@ -61,6 +63,9 @@ type session struct {
 	wake        chan struct{}   // cap 1: the window may have room again
 	ctx         context.Context // cancelled once the Conn closes: for the session's queue calls
 	cancel      context.CancelFunc
+
+	// set by the hub before run when the session has ordered endpoints: may it serve this one?
+	claim func(endpoint string) bool
 
 	// owned by the dispatcher
 	next int // round-robin start among endpoints
@@ -72,10 +77,12 @@ type session struct {
 	// guarded by mu
 	mu       sync.Mutex
 	inflight map[string]string // id → endpoint: leased to this session, not yet acked, nacked or reported
+	heads    map[string]string // ordered endpoint → the id of its head in flight here
 }
 
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
-// Its Conn takes t over, but nothing writes to t but the caller until run.
+// Its Conn takes t over, but nothing writes to t but the caller until run. A session granted
+// an ordered endpoint needs its claim set before run.
 func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uint16, agentID string,
 	tokenSum [sha256.Size]byte, requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
@@ -104,12 +111,21 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 		cancel:      cancel,
 		acked:       map[string]bool{},
 		inflight:    map[string]string{},
+		heads:       map[string]string{},
 	}
+	s.unordered, s.ordered = splitOrdered(cfg, endpoints)
 	var recorded func([]string)
 	if version >= 2 {
 		recorded = s.confirm
 	}
 	s.rec = newRecorder(q, DefaultGroup, agentID, recorded, log)
+	if len(s.ordered) > 0 {
+		// The next head goes out once the store has the last one's ack, nack or outcome,
+		// which no store wake-up announces (acked and finished records are not ready):
+		// the recorder wakes the dispatcher, and does not hold acks back.
+		s.rec.applied = s.signal
+		s.rec.noHold = true
+	}
 	return s
 }
 
@@ -133,6 +149,9 @@ func (s *session) run(ctx context.Context) {
 	wg.Go(func() {
 		<-s.conn.Done() // Run closes the Conn before it returns
 		s.cancel()
+		if len(s.ordered) > 0 {
+			s.releaseHeads()
+		}
 	})
 	wg.Go(s.dispatchLoop)
 	wg.Go(s.rec.run)
@@ -152,6 +171,7 @@ func (s *session) release() {
 		s.metrics.released.WithLabelValues(ep).Inc()
 	}
 	clear(s.inflight)
+	clear(s.heads)
 	s.mu.Unlock()
 	if len(ids) > 0 {
 		if err := s.queue.Release(context.Background(), s.group, ids...); err != nil {
@@ -231,6 +251,9 @@ func (s *session) takeInflight(c *prometheus.CounterVec, ids ...string) []string
 	for _, id := range ids {
 		if ep, ok := s.inflight[id]; ok {
 			delete(s.inflight, id)
+			if s.heads[ep] == id {
+				delete(s.heads, ep)
+			}
 			out = append(out, id)
 			if c != nil {
 				c.WithLabelValues(ep).Inc()

@@ -51,6 +51,8 @@ func Run(t *testing.T, open Open) {
 	t.Run("DeleteExpire", func(t *testing.T) { testDeleteExpire(t, fresh(t, Config{})) })
 	t.Run("DedupSeed", func(t *testing.T) { testDedupSeed(t, fresh(t, Config{})) })
 	t.Run("Ready", func(t *testing.T) { testReady(t, fresh(t, Config{})) })
+	t.Run("LeaseHead", func(t *testing.T) { testLeaseHead(t, fresh(t, Config{})) })
+	t.Run("LeaseHeadDurable", func(t *testing.T) { testLeaseHeadDurable(t, open) })
 	t.Run("UnknownGroup", func(t *testing.T) { testUnknownGroup(t, fresh(t, Config{})) })
 	t.Run("Durable", func(t *testing.T) { testDurable(t, open) })
 }
