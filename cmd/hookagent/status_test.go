@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hookrelay/hookrelay/agent"
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // TestAdminStatusShowsAgentView: what `hookagent status` prints for a running agent comes from
@@ -17,9 +18,9 @@ import (
 func TestAdminStatusShowsAgentView(t *testing.T) {
 	t.Setenv("HOOKAGENT_TOKEN", "")
 	dir := t.TempDir()
-	adminAddr := closedPort(t)
+	adminAddr := testutil.FreeAddr(t)
 	path := filepath.Join(dir, "agent.yaml")
-	yaml := "relay: ws://" + closedPort(t) + "\ntoken: t\nagent_id: edge-test\ndata_dir: " + filepath.Join(dir, "data") +
+	yaml := "relay: ws://" + testutil.FreeAddr(t) + "\ntoken: t\nagent_id: edge-test\ndata_dir: " + filepath.Join(dir, "data") +
 		"\nadmin_addr: " + adminAddr + "\nroutes:\n  - endpoint: github\n    target: http://127.0.0.1:1/hooks?secret=x\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
