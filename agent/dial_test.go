@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -47,17 +46,9 @@ func startRelayWith(t *testing.T, withQUIC bool, mutate func(*relay.Config)) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("relay run: %v", err)
-	}
+	stop := testutil.Start(t, s.Run, s.Ready())
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		s.Close()
 	})
 	return s

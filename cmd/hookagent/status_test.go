@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -33,16 +32,8 @@ func TestAdminStatusShowsAgentView(t *testing.T) {
 	if err != nil {
 		t.Skipf("admin port taken meanwhile: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		a.Close()
-	})
+	t.Cleanup(func() { a.Close() }) // after Run has returned: cleanups run last first
+	testutil.RunUntilCleanup(t, a.Run)
 
 	out := adminStatus(path)
 	for _, want := range []string{`"side":"agent"`, `"agent_id":"edge-test"`, `"connected":false`,
