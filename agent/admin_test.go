@@ -59,9 +59,7 @@ func TestAdminAPIOnAgent(t *testing.T) {
 		}
 		return http.StatusOK, nil
 	})
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 	c := fr.welcome(t)
 	v := newView()
 	c.send(t, webhook("ok1", []byte(`{"n":1}`)))

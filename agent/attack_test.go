@@ -5,11 +5,11 @@ package agent
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -17,20 +17,7 @@ import (
 // returns the status and body.
 func agentReq(t *testing.T, a *Agent, method, path string, hdr ...string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+a.AdminAddr()+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testutil.Request(t, method, "http://"+a.AdminAddr()+path, hdr...)
 }
 
 func sha256Hex(s string) string {

@@ -214,35 +214,25 @@ func (c *Config) check() error {
 }
 
 func (c *Config) setDefaults() {
-	if c.AdminAddr == "" {
-		c.AdminAddr = DefaultAdminAddr
-	}
-	if c.ShutdownGrace == 0 {
-		c.ShutdownGrace = DefaultShutdownGrace
-	}
-	if c.QUICRetry == 0 {
-		c.QUICRetry = DefaultQUICRetry
-	}
+	orDefault(&c.AdminAddr, DefaultAdminAddr)
+	orDefault(&c.ShutdownGrace, DefaultShutdownGrace)
+	orDefault(&c.QUICRetry, DefaultQUICRetry)
 	for i := range c.Routes {
 		r := &c.Routes[i]
-		if r.Concurrency == 0 {
-			r.Concurrency = DefaultConcurrency
-		}
-		if r.MaxAttempts == 0 {
-			r.MaxAttempts = DefaultMaxAttempts
-		}
-		if r.MaxAge == 0 {
-			r.MaxAge = DefaultMaxAge
-		}
-		if r.Timeout == 0 {
-			r.Timeout = DefaultTimeout
-		}
-		if r.BackoffMin == 0 {
-			r.BackoffMin = DefaultBackoffMin
-		}
-		if r.BackoffMax == 0 {
-			r.BackoffMax = DefaultBackoffMax
-		}
+		orDefault(&r.Concurrency, DefaultConcurrency)
+		orDefault(&r.MaxAttempts, DefaultMaxAttempts)
+		orDefault(&r.MaxAge, DefaultMaxAge)
+		orDefault(&r.Timeout, DefaultTimeout)
+		orDefault(&r.BackoffMin, DefaultBackoffMin)
+		orDefault(&r.BackoffMax, DefaultBackoffMax)
+	}
+}
+
+// orDefault sets *v to def when it is the zero value (the key was not given).
+func orDefault[T comparable](v *T, def T) {
+	var zero T
+	if *v == zero {
+		*v = def
 	}
 }
 

@@ -312,11 +312,7 @@ func TestDeliverOrdered(t *testing.T) {
 	}
 	runDeliverers(t, a)
 	waitState(t, a, "o3", persist.StateDelivered)
-	var order []string
-	for _, r := range tg.all() {
-		order = append(order, r.Header.Get("Hookrelay-Id"))
-	}
-	if got := strings.Join(order, ","); got != "o1,o1,o1,o2,o3" {
+	if got := tg.order(); got != "o1,o1,o1,o2,o3" {
 		t.Fatalf("ordered route delivered %s, want o1,o1,o1,o2,o3", got)
 	}
 	first := tg.requests("o1")

@@ -1,8 +1,6 @@
 package agent
 
 import (
-	"bytes"
-	"context"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -48,17 +46,9 @@ func startRelayWith(t *testing.T, withQUIC bool, mutate func(*relay.Config)) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case err := <-done:
-		t.Fatalf("relay run: %v", err)
-	}
+	stop := testutil.Start(t, s.Run, s.Ready())
 	t.Cleanup(func() {
-		cancel()
-		<-done
+		stop()
 		s.Close()
 	})
 	return s
@@ -95,34 +85,10 @@ func postWebhook(t *testing.T, s *relay.Server, body string) string {
 	return out.ID
 }
 
-// logBuffer collects an agent's log lines for the test to search.
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *logBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *logBuffer) has(s string) bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return strings.Contains(b.buf.String(), s)
-}
-
-func (b *logBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 // autoAgent runs an agent toward relayURL, delivering endpoint ep to tg; its log is kept.
-func autoAgent(t *testing.T, relayURL, fingerprint string, tg *target, mutate func(*Config)) (*Agent, *logBuffer) {
+func autoAgent(t *testing.T, relayURL, fingerprint string, tg *target, mutate func(*Config)) (*Agent, *testutil.SyncBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testutil.SyncBuffer{}
 	cfg := &Config{
 		Relay:            relayURL,
 		Token:            autoToken,
@@ -183,7 +149,7 @@ func TestAutoWithPinnedFingerprintUsesQUIC(t *testing.T) {
 	tg := newTarget(t, nil)
 	a, logs := autoAgent(t, "http://"+s.Addr(), relayInfoOf(t, s).Fingerprint, tg, nil)
 	waitTransport(t, a, "quic")
-	if !logs.has(`transport=quic reason="quic certificate matches relay_fingerprint"`) {
+	if !logs.Has(`transport=quic reason="quic certificate matches relay_fingerprint"`) {
 		t.Errorf("no log line saying QUIC is used and why:\n%s", logs)
 	}
 	waitDelivered(t, tg, postWebhook(t, s, "over quic"))
@@ -202,7 +168,7 @@ func TestAutoHTTPSWithPin(t *testing.T) {
 	tg := newTarget(t, nil)
 	a, logs := autoAgent(t, "https://"+s.Addr(), fp, tg, nil)
 	waitTransport(t, a, "quic")
-	if !logs.has(`transport=quic reason="quic certificate matches relay_fingerprint"`) {
+	if !logs.Has(`transport=quic reason="quic certificate matches relay_fingerprint"`) {
 		t.Errorf("no log line saying QUIC is used and why:\n%s", logs)
 	}
 	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}).
@@ -231,7 +197,7 @@ func TestQUICBacklogAtConnect(t *testing.T) {
 	a, logs := autoAgent(t, "quic://127.0.0.1:"+port, info.Fingerprint, tg, nil)
 	waitTransport(t, a, "quic")
 	waitDelivered(t, tg, ids...)
-	if logs.has("reconnecting") {
+	if logs.Has("reconnecting") {
 		t.Errorf("the first QUIC session did not hold:\n%s", logs)
 	}
 }
@@ -243,7 +209,7 @@ func TestAutoWithoutPinUsesWebSocket(t *testing.T) {
 	tg := newTarget(t, nil)
 	a, logs := autoAgent(t, "http://"+s.Addr(), "", tg, nil)
 	waitTransport(t, a, "websocket")
-	if !logs.has(`transport=websocket reason="quic certificate cannot be verified: no relay_fingerprint and not CA-valid"`) {
+	if !logs.Has(`transport=websocket reason="quic certificate cannot be verified: no relay_fingerprint and not CA-valid"`) {
 		t.Errorf("no log line saying why WebSocket is used:\n%s", logs)
 	}
 	waitDelivered(t, tg, postWebhook(t, s, "over websocket"))
@@ -254,7 +220,7 @@ func TestAutoRelayWithoutQUICUsesWebSocket(t *testing.T) {
 	tg := newTarget(t, nil)
 	a, logs := autoAgent(t, "http://"+s.Addr(), "sha256:"+strings.Repeat("0", 64), tg, nil)
 	waitTransport(t, a, "websocket")
-	if !logs.has(`transport=websocket reason="relay has no quic_addr"`) {
+	if !logs.Has(`transport=websocket reason="relay has no quic_addr"`) {
 		t.Errorf("no log line saying why WebSocket is used:\n%s", logs)
 	}
 	waitDelivered(t, tg, postWebhook(t, s, "no quic"))
@@ -275,12 +241,12 @@ func TestQUICOnlyRefusesUnverifiedCertificate(t *testing.T) {
 			tg := newTarget(t, nil)
 			a, logs := autoAgent(t, "quic://127.0.0.1:"+port, tc.fp, tg, nil)
 			testutil.CheckFor(t, 20*time.Second, 10*time.Millisecond, func() error {
-				if !logs.has(tc.want) {
+				if !logs.Has(tc.want) {
 					return fmt.Errorf("log does not say %q yet", tc.want)
 				}
 				return nil
 			})
-			if !logs.has("level=ERROR msg=\"cannot connect\"") {
+			if !logs.Has("level=ERROR msg=\"cannot connect\"") {
 				t.Errorf("the refusal is not logged as an error:\n%s", logs)
 			}
 			if a.Connected() || len(s.Agents()) != 0 || len(tg.all()) != 0 {
@@ -308,7 +274,7 @@ func TestAutoFallsBackAndReturnsToQUIC(t *testing.T) {
 		c.QUICRetry = 200 * time.Millisecond
 	})
 	waitTransport(t, a, "websocket")
-	if !logs.has("transport=websocket reason=\"quic handshake with " + gate.addr() + " failed: timeout") {
+	if !logs.Has("transport=websocket reason=\"quic handshake with " + gate.addr() + " failed: timeout") {
 		t.Errorf("no log line saying QUIC timed out:\n%s", logs)
 	}
 	ids := []string{postWebhook(t, s, "ws 1"), postWebhook(t, s, "ws 2")}
@@ -316,7 +282,7 @@ func TestAutoFallsBackAndReturnsToQUIC(t *testing.T) {
 
 	gate.open.Store(true)
 	waitTransport(t, a, "quic")
-	if !logs.has("quic works now: leaving websocket") {
+	if !logs.Has("quic works now: leaving websocket") {
 		t.Errorf("no log line for the move to QUIC:\n%s", logs)
 	}
 	ids = append(ids, postWebhook(t, s, "quic 1"))

@@ -70,18 +70,17 @@ func runDeliverers(t *testing.T, a *Agent) {
 	t.Cleanup(func() { cancel(); wg.Wait() })
 }
 
-// runAgent runs the whole agent until the test ends.
-func runAgent(t *testing.T, a *Agent) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-	})
+// runOnFakeRelay runs an agent delivering to tg (fastRoute) through a new fake relay, until
+// the test ends.
+func runOnFakeRelay(t *testing.T, tg *target) (*Agent, *fakeRelay) {
+	fr := newFakeRelay(t)
+	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
+	runAgent(t, a)
+	return a, fr
 }
+
+// runAgent runs the whole agent until the test ends.
+func runAgent(t *testing.T, a *Agent) { testutil.RunUntilCleanup(t, a.Run) }
 
 // seen is one request as the target saw it.
 type seen struct {
@@ -124,6 +123,15 @@ func newTarget(t *testing.T, respond func(r *http.Request, n int) (int, http.Hea
 	}))
 	t.Cleanup(tg.Close)
 	return tg
+}
+
+// order returns the ids of the requests seen so far, in order, joined by commas.
+func (tg *target) order() string {
+	var ids []string
+	for _, r := range tg.all() {
+		ids = append(ids, r.Header.Get("Hookrelay-Id"))
+	}
+	return strings.Join(ids, ",")
 }
 
 // requests returns the requests seen for id so far.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -51,11 +50,7 @@ func TestOrderedHoldSurvivesRestart(t *testing.T) {
 	a = newTestAgentWith(t, "ws://127.0.0.1:1", inDir, rt)
 	runDeliverers(t, a)
 	waitState(t, a, "o3", persist.StateDelivered)
-	var order []string
-	for _, r := range tg.all() {
-		order = append(order, r.Header.Get("Hookrelay-Id"))
-	}
-	if got := strings.Join(order, ","); got != "o1,o1,o2,o3" {
+	if got := tg.order(); got != "o1,o1,o2,o3" {
 		t.Fatalf("delivered %s, want o1,o1,o2,o3", got)
 	}
 	first := tg.requests("o1")

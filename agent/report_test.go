@@ -35,9 +35,7 @@ func reported(t *testing.T, a *Agent, id string) bool {
 // (Recorded); a report the relay never confirmed is sent again on the next session.
 func TestReportMarkedOnlyWhenRecorded(t *testing.T) {
 	tg := newTarget(t, nil)
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 
 	c := welcomeV2(t, fr, "s1")
 	v := newView()
@@ -64,9 +62,7 @@ func TestReportMarkedOnlyWhenRecorded(t *testing.T) {
 // is answered with its outcome, not with a bare Ack that would leave the relay waiting.
 func TestRedeliveredFinishedAnsweredWithOutcome(t *testing.T) {
 	tg := newTarget(t, nil)
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 	c := fr.welcome(t) // version 1: the answer does not depend on the version
 	v := newView()
 	c.send(t, webhook("f1", []byte("x")))
@@ -92,9 +88,7 @@ func TestRedeliveredFinishedAnsweredWithOutcome(t *testing.T) {
 // tries the newer version again (the relay may come back upgraded).
 func TestAgentSpeaksVersion1ToAnOldRelay(t *testing.T) {
 	tg := newTarget(t, nil)
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 	c, h := fr.accept(t)
 	if h.Version != protocol.Version {
 		t.Fatalf("first hello says %d", h.Version)

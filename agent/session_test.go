@@ -74,9 +74,7 @@ func readyz(t *testing.T, a *Agent) int {
 
 func TestSessionStoresBeforeAck(t *testing.T) {
 	tg := newTarget(t, nil)
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 
 	c, hello := fr.accept(t)
 	if hello.Token != "secret-token" || hello.AgentID != a.AgentID() || hello.Version != protocol.Version ||
@@ -138,9 +136,7 @@ func TestSessionStoresBeforeAck(t *testing.T) {
 
 func TestSessionDuplicateReplayNoRoute(t *testing.T) {
 	tg := newTarget(t, nil)
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 	c := fr.welcome(t)
 	v := newView()
 
@@ -186,9 +182,7 @@ func TestSessionDuplicateReplayNoRoute(t *testing.T) {
 
 func TestSessionDeadReport(t *testing.T) {
 	tg := newTarget(t, func(r *http.Request, n int) (int, http.Header) { return 422, nil })
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	_, fr := runOnFakeRelay(t, tg)
 	c := fr.welcome(t)
 	v := newView()
 	c.send(t, webhook("x1", []byte("{}")))
@@ -205,9 +199,7 @@ func TestSessionReconnectKeepsReports(t *testing.T) {
 		<-release
 		return 200, nil
 	})
-	fr := newFakeRelay(t)
-	a := newTestAgent(t, fr.url(), fastRoute(tg.URL))
-	runAgent(t, a)
+	a, fr := runOnFakeRelay(t, tg)
 	c := fr.welcome(t)
 	v := newView()
 	c.send(t, webhook("k1", []byte("k")))

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -338,17 +337,5 @@ func shoot(t *testing.T, ctx context.Context, name string) {
 	if err != nil {
 		t.Fatalf("screenshot %s: %v", name, err)
 	}
-	p := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatalf("save screenshot: %v", err)
-	}
-	t.Logf("screenshot: %s (%d bytes)", p, len(png))
-	if dir := os.Getenv("HOOKRELAY_SCREENSHOT_DIR"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatalf("screenshot dir: %v", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-			t.Fatalf("copy screenshot: %v", err)
-		}
-	}
+	browser.SaveScreenshot(t, name, png)
 }

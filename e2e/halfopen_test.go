@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -58,7 +57,15 @@ endpoints:
 	w.relay = newProc(t, "relay", bin.relay, "serve", "--config", cfg)
 	w.relay.start()
 	w.waitRelay()
-	r := &sessionAdmin{t: t, base: "http://" + adminAddr, token: adminToken}
+	admin := relayAdmin{client: healthClient, base: "http://" + adminAddr, token: adminToken}
+	agents := func() map[string]string {
+		t.Helper()
+		m, err := admin.agents()
+		if err != nil {
+			t.Fatalf("relay agents: %v", err)
+		}
+		return m
+	}
 
 	relayURL, fp := fmt.Sprintf("ws://%s:%d", ns.hostIP, w.relayPort), ""
 	transport := "websocket"
@@ -69,7 +76,7 @@ endpoints:
 		w.agentConfig("cut", relayURL, fp, ""))
 	a.start()
 	testutil.CheckFor(t, 30*time.Second, 50*time.Millisecond, func() error {
-		if got := r.agents(); got["cut"] != transport {
+		if got := agents(); got["cut"] != transport {
 			return fmt.Errorf("relay lists agents %v, want cut over %s", got, transport)
 		}
 		return nil
@@ -104,7 +111,7 @@ endpoints:
 	var relaySaw, agentSaw time.Duration
 	testutil.CheckFor(t, deadAfter+detectSlack, 50*time.Millisecond, func() error {
 		if relaySaw == 0 {
-			if _, ok := r.agents()["cut"]; !ok {
+			if _, ok := agents()["cut"]; !ok {
 				relaySaw = time.Since(cut)
 			}
 		}
@@ -123,7 +130,10 @@ endpoints:
 	})
 	t.Logf("%s: the relay noticed the cut after %v, the agent after %v", tr, relaySaw.Round(time.Millisecond),
 		agentSaw.Round(time.Millisecond))
-	ended := r.sessionsEnded()
+	ended, err := admin.sessionsEnded()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if n := ended["peer_timeout"] + ended["closed"]; n != 1 || len(ended) != 1 {
 		t.Errorf("relay sessions ended by reason %v, want one: peer_timeout, or closed by the transport's idle timeout", ended)
 	}
@@ -139,7 +149,7 @@ endpoints:
 		t.Fatalf("our iptables rule is still there (%v): %s", err, out)
 	}
 	testutil.CheckFor(t, 60*time.Second, 100*time.Millisecond, func() error {
-		if got := r.agents(); got["cut"] != transport {
+		if got := agents(); got["cut"] != transport {
 			return fmt.Errorf("relay lists agents %v, want cut back over %s", got, transport)
 		}
 		return nil
@@ -155,70 +165,6 @@ func mustRun(t *testing.T, args ...string) {
 	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
 		t.Fatalf("%s: %v: %s", strings.Join(args, " "), err, out)
 	}
-}
-
-// sessionAdmin reads the relay's admin API and metrics on its loopback admin_addr.
-type sessionAdmin struct {
-	t           *testing.T
-	base, token string
-}
-
-func (r *sessionAdmin) get(path string) []byte {
-	r.t.Helper()
-	req, _ := http.NewRequest("GET", r.base+path, nil)
-	req.Header.Set("Authorization", "Bearer "+r.token)
-	resp, err := healthClient.Do(req)
-	if err != nil {
-		r.t.Fatalf("GET %s: %v", path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != 200 {
-		r.t.Fatalf("GET %s: %d %v: %s", path, resp.StatusCode, err, b)
-	}
-	return b
-}
-
-// agents maps the connected agents' ids to their transports.
-func (r *sessionAdmin) agents() map[string]string {
-	r.t.Helper()
-	var got struct {
-		Agents []struct {
-			AgentID   string `json:"agent_id"`
-			Transport string `json:"transport"`
-		}
-	}
-	if err := json.Unmarshal(r.get("/admin/api/agents"), &got); err != nil {
-		r.t.Fatalf("agents: %v", err)
-	}
-	m := map[string]string{}
-	for _, a := range got.Agents {
-		m[a.AgentID] = a.Transport
-	}
-	return m
-}
-
-// sessionsEnded reads hookrelay_tunnel_sessions_ended_total by reason (non-zero ones).
-func (r *sessionAdmin) sessionsEnded() map[string]int {
-	r.t.Helper()
-	const prefix = `hookrelay_tunnel_sessions_ended_total{reason="`
-	m := map[string]int{}
-	for line := range strings.Lines(string(r.get("/metrics"))) {
-		rest, ok := strings.CutPrefix(line, prefix)
-		if !ok {
-			continue
-		}
-		var reason string
-		var n float64
-		reason, rest, _ = strings.Cut(rest, `"} `)
-		if _, err := fmt.Sscan(rest, &n); err != nil {
-			r.t.Fatalf("metrics line %q: %v", line, err)
-		}
-		if n > 0 {
-			m[reason] = int(n)
-		}
-	}
-	return m
 }
 
 // logMessages returns p's JSON log lines whose msg is msg, in order.

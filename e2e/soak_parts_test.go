@@ -344,13 +344,9 @@ func (a relayAdmin) listCount(endpoint, state string) (int, error) {
 
 // gauge reads one of the relay's /metrics values for an endpoint.
 func (a relayAdmin) gauge(name, endpoint string) (float64, error) {
-	var text string
-	code, err := a.get("/metrics", &text)
+	text, err := a.metrics()
 	if err != nil {
 		return 0, err
-	}
-	if code != 200 {
-		return 0, fmt.Errorf("/metrics: %d", code)
 	}
 	prefix := fmt.Sprintf("%s{endpoint=%q} ", name, endpoint)
 	for line := range strings.Lines(text) {
@@ -369,6 +365,18 @@ func (a relayAdmin) agentConnected(agentID string) error {
 
 // agentTransport returns the transport of agentID's session, as the relay lists it.
 func (a relayAdmin) agentTransport(agentID string) (string, error) {
+	m, err := a.agents()
+	if err != nil {
+		return "", err
+	}
+	if tr, ok := m[agentID]; ok {
+		return tr, nil
+	}
+	return "", fmt.Errorf("the relay lists no session of %s", agentID)
+}
+
+// agents maps the ids of the agents the relay lists to their transports.
+func (a relayAdmin) agents() (map[string]string, error) {
 	var l struct {
 		Agents []struct {
 			AgentID   string `json:"agent_id"`
@@ -377,17 +385,52 @@ func (a relayAdmin) agentTransport(agentID string) (string, error) {
 	}
 	code, err := a.get("/admin/api/agents", &l)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	if code != 200 {
-		return "", fmt.Errorf("/admin/api/agents: %d", code)
+		return nil, fmt.Errorf("/admin/api/agents: %d", code)
 	}
+	m := map[string]string{}
 	for _, ag := range l.Agents {
-		if ag.AgentID == agentID {
-			return ag.Transport, nil
+		m[ag.AgentID] = ag.Transport
+	}
+	return m, nil
+}
+
+// sessionsEnded reads hookrelay_tunnel_sessions_ended_total by reason (non-zero ones).
+func (a relayAdmin) sessionsEnded() (map[string]int, error) {
+	text, err := a.metrics()
+	if err != nil {
+		return nil, err
+	}
+	const prefix = `hookrelay_tunnel_sessions_ended_total{reason="`
+	m := map[string]int{}
+	for line := range strings.Lines(text) {
+		rest, ok := strings.CutPrefix(line, prefix)
+		if !ok {
+			continue
+		}
+		var reason string
+		var n float64
+		reason, rest, _ = strings.Cut(rest, `"} `)
+		if _, err := fmt.Sscan(rest, &n); err != nil {
+			return nil, fmt.Errorf("metrics line %q: %w", line, err)
+		}
+		if n > 0 {
+			m[reason] = int(n)
 		}
 	}
-	return "", fmt.Errorf("the relay lists no session of %s", agentID)
+	return m, nil
+}
+
+// metrics returns the relay's /metrics text.
+func (a relayAdmin) metrics() (string, error) {
+	var text string
+	code, err := a.get("/metrics", &text)
+	if err == nil && code != 200 {
+		err = fmt.Errorf("/metrics: %d", code)
+	}
+	return text, err
 }
 
 // tunnelUps counts the sessions p has logged as up, over all its runs.

@@ -167,26 +167,13 @@ func (s *Store) Replay(id string) error {
 
 // ReplayDead replays every dead record (of queue, or all when queue is ""); returns the count.
 func (s *Store) ReplayDead(queue string) (int, error) {
-	n, err := s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
-		n := 0
-		for _, id := range b.s.select1(queue, func(e *entry) bool { return e.state == StateDead }) {
-			counted := false
-			err := b.modify(id, func(st *staged) error {
-				if st.rec.State != StateDead {
-					return errNoop
-				}
-				counted = true
-				return replay(st.rec, b.now)
-			})
-			if err != nil {
-				return n, err
+	n, err := s.modifyMatching(queue, func(_ time.Time, e *entry) bool { return e.state == StateDead },
+		func(st *staged, now time.Time) error {
+			if st.rec.State != StateDead {
+				return errNoop
 			}
-			if counted {
-				n++
-			}
-		}
-		return n, nil
-	}})
+			return replay(st.rec, now)
+		})
 	if err != nil {
 		return n, fmt.Errorf("replay dead: %w", err)
 	}
@@ -196,35 +183,43 @@ func (s *Store) ReplayDead(queue string) (int, error) {
 // Expire moves Ready records of queue (all queues when "") received before now-maxAge to
 // Dead ("retention expired"); leased ones are left to their holder. Returns the count.
 func (s *Store) Expire(queue string, maxAge time.Duration) (int, error) {
-	n, err := s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
-		cutoff := b.now.Add(-maxAge)
-		old := b.s.select1(queue, func(e *entry) bool {
-			return e.state == StateReady && !e.leased && e.received.Before(cutoff)
-		})
+	n, err := s.modifyMatching(queue, func(now time.Time, e *entry) bool {
+		return e.state == StateReady && !e.leased && e.received.Before(now.Add(-maxAge))
+	}, func(st *staged, now time.Time) error {
+		if st.rec.State != StateReady || st.leased {
+			return errNoop
+		}
+		finish(st.rec, StateDead, "retention expired", now)
+		return nil
+	})
+	if err != nil {
+		return n, fmt.Errorf("expire %s: %w", queue, err)
+	}
+	return n, nil
+}
+
+// modifyMatching changes, in one request, the records of queue (all when "") whose index entry
+// matches at the batch's time; change re-checks each against the batch (errNoop leaves it).
+// Returns how many it changed.
+func (s *Store) modifyMatching(queue string, match func(now time.Time, e *entry) bool, change func(st *staged, now time.Time) error) (int, error) {
+	return s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
 		n := 0
-		for _, id := range old {
-			counted := false
-			err := b.modify(id, func(st *staged) error {
-				if st.rec.State != StateReady || st.leased {
-					return errNoop
-				}
-				counted = true
-				finish(st.rec, StateDead, "retention expired", b.now)
-				return nil
+		for _, l := range s.pick(queue, func(e *entry) bool { return match(b.now, e) }) {
+			changed := false
+			err := b.modify(l.id, func(st *staged) error {
+				err := change(st, b.now)
+				changed = err == nil
+				return err
 			})
 			if err != nil {
 				return n, err
 			}
-			if counted {
+			if changed {
 				n++
 			}
 		}
 		return n, nil
 	}})
-	if err != nil {
-		return n, fmt.Errorf("expire %s: %w", queue, err)
-	}
-	return n, nil
 }
 
 // Delete removes a record (in any state, leased too) and its body.
@@ -269,25 +264,6 @@ func (s *Store) each(what string, ids []string, fn func(b *batch, id string) err
 		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
-}
-
-// select1 returns the ids of queue's records (all queues when "") that match; for the
-// committer, which re-checks each against the batch.
-func (s *Store) select1(queue string, match func(e *entry) bool) []string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ids []string
-	for name, q := range s.idx.queues {
-		if queue != "" && name != queue {
-			continue
-		}
-		for _, e := range q.entries {
-			if match(e) {
-				ids = append(ids, e.id)
-			}
-		}
-	}
-	return ids
 }
 
 func finish(r *Record, st State, reason string, now time.Time) {

@@ -175,12 +175,7 @@ func (s *Store) Get(id string) (*Record, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	var r *Record
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		r, err = readRecord(txn, id, true)
-		return err
-	})
+	r, err := s.readStored(id)
 	if err != nil {
 		return nil, fmt.Errorf("get %s: %w", id, err)
 	}
@@ -190,6 +185,18 @@ func (s *Store) Get(id string) (*Record, error) {
 	}
 	s.mu.Unlock()
 	return r, nil
+}
+
+// readStored reads a record and its body from Badger, past the recent cache and the index (a
+// leased record reads as stored, Ready).
+func (s *Store) readStored(id string) (*Record, error) {
+	var r *Record
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		r, err = readRecord(txn, id, true)
+		return err
+	})
+	return r, err
 }
 
 // listed is an index entry picked for a listing: its id and whether it is leased then.

@@ -5,19 +5,12 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/dgraph-io/badger/v4"
 )
 
 // fromDisk reads a record straight from Badger, past the recent cache.
 func fromDisk(t *testing.T, s *Store, id string) *Record {
 	t.Helper()
-	var r *Record
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		r, err = readRecord(txn, id, true)
-		return err
-	})
+	r, err := s.readStored(id)
 	if err != nil {
 		t.Fatalf("read %s: %v", id, err)
 	}

@@ -101,26 +101,12 @@ func TestAssemblerLargeBodiesAtTheBounds(t *testing.T) {
 	}
 	var a Assembler
 	got := 0
-	for more := true; more; {
-		more = false
-		for i := range queues {
-			if len(queues[i]) == 0 {
-				continue
-			}
-			more = true
-			w, done, err := a.Add(queues[i][0])
-			queues[i] = queues[i][1:]
-			if err != nil {
-				t.Fatalf("webhook %d: %v", i, err)
-			}
-			if done {
-				got++
-				if !bytes.Equal(w.Body, bodies[i]) || int64(cap(w.Body)) > w.BodyLen {
-					t.Fatalf("webhook %d: %d bytes (cap %d), want %d byte-exact", i, len(w.Body), cap(w.Body), len(bodies[i]))
-				}
-			}
+	interleave(t, &a, queues, func(i int, w *Webhook) {
+		got++
+		if !bytes.Equal(w.Body, bodies[i]) || int64(cap(w.Body)) > w.BodyLen {
+			t.Fatalf("webhook %d: %d bytes (cap %d), want %d byte-exact", i, len(w.Body), cap(w.Body), len(bodies[i]))
 		}
-	}
+	})
 	if got != n || a.pending() != 0 {
 		t.Fatalf("%d assembled, %d pending; want %d, 0", got, a.pending(), n)
 	}

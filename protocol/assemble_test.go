@@ -67,6 +67,14 @@ func TestAssemblerInterleaved(t *testing.T) {
 	}
 	var a Assembler
 	got := map[string][]byte{}
+	interleave(t, &a, queues, func(_ int, w *Webhook) { got[w.ID] = w.Body })
+	sameBodies(t, got, bodies)
+}
+
+// interleave hands a the queues' frames round-robin, one frame of each queue in turn, and
+// calls done for each webhook completed (i is its queue). An error fails the test.
+func interleave(t *testing.T, a *Assembler, queues [][]Frame, done func(i int, w *Webhook)) {
+	t.Helper()
 	for more := true; more; {
 		more = false
 		for i := range queues {
@@ -74,17 +82,22 @@ func TestAssemblerInterleaved(t *testing.T) {
 				continue
 			}
 			more = true
-			w, done, err := a.Add(queues[i][0])
+			w, complete, err := a.Add(queues[i][0])
 			queues[i] = queues[i][1:]
 			if err != nil {
-				t.Fatal(err)
+				t.Fatalf("webhook %d: %v", i, err)
 			}
-			if done {
-				got[w.ID] = w.Body
+			if complete {
+				done(i, w)
 			}
 		}
 	}
-	for id, body := range bodies {
+}
+
+// sameBodies checks that every webhook of want was assembled with exactly its body.
+func sameBodies(t *testing.T, got, want map[string][]byte) {
+	t.Helper()
+	for id, body := range want {
 		if !bytes.Equal(got[id], body) {
 			t.Errorf("webhook %s: %d bytes assembled, want %d", id, len(got[id]), len(body))
 		}

@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"bytes"
 	"crypto/rand"
 	"fmt"
 	"reflect"
@@ -99,9 +98,5 @@ func largeWebhooks(t *testing.T, from, to Tunnel) {
 			got[w.ID] = w.Body
 		}
 	}
-	for id, body := range bodies {
-		if !bytes.Equal(got[id], body) {
-			t.Errorf("webhook %s differs", id)
-		}
-	}
+	sameBodies(t, got, bodies)
 }

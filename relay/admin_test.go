@@ -2,9 +2,7 @@ package relay
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,20 +17,10 @@ const adminToken = "hr_admin_token"
 // get requests url with an optional bearer token and returns the status and body.
 func get(t *testing.T, method, url, token string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, url, nil)
-	if err != nil {
-		t.Fatal(err)
+	if token == "" {
+		return testutil.Request(t, method, url)
 	}
-	if token != "" {
-		req.Header.Set("Authorization", "Bearer "+token)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	return testutil.Request(t, method, url, "Authorization", "Bearer "+token)
 }
 
 func withAdminToken(c *Config) { c.AdminToken = hashOf(adminToken) }
@@ -160,15 +148,8 @@ func TestAdminReplayReachesAgent(t *testing.T) {
 // TestShutdownEndsAdminEvents: an open UI event stream does not hold the shutdown for
 // shutdown_timeout.
 func TestShutdownEndsAdminEvents(t *testing.T) {
-	s, err := New(&Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), AdminToken: hashOf(adminToken),
+	s, stop := runServer(t, &Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), AdminToken: hashOf(adminToken),
 		ShutdownTimeout: time.Minute, Endpoints: []Endpoint{{Name: "ep"}}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- s.Run(ctx) }()
-	<-s.Ready()
 	req, _ := http.NewRequest("GET", s.url("/admin/api/events"), nil)
 	req.Header.Set("Authorization", "Bearer "+adminToken)
 	resp, err := http.DefaultClient.Do(req)
@@ -180,8 +161,7 @@ func TestShutdownEndsAdminEvents(t *testing.T) {
 		t.Fatalf("event stream: %v", err)
 	}
 	start := time.Now()
-	cancel()
-	if err := <-runErr; err != nil {
+	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
 	if took := time.Since(start); took > 10*time.Second {

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"bytes"
-	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -10,10 +9,11 @@ import (
 	"log/slog"
 	"net/http"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // tokenA and tokenB are agent tokens; hashOf gives their config form.
@@ -48,28 +48,25 @@ func startServerLog(t *testing.T, mutate func(*Config), log *slog.Logger) *Serve
 	if mutate != nil {
 		mutate(cfg)
 	}
-	s, err := New(cfg, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- s.Run(ctx) }()
-	select {
-	case <-s.Ready():
-	case err := <-runErr:
-		t.Fatalf("run: %v", err)
-	case <-time.After(10 * time.Second):
-		t.Fatal("server not ready within 10s")
-	}
+	s, stop := runServer(t, cfg, log)
 	t.Cleanup(func() {
-		cancel()
-		if err := <-runErr; err != nil {
+		if err := stop(); err != nil {
 			t.Errorf("run returned %v on a clean shutdown", err)
 		}
 		s.Close()
 	})
 	return s
+}
+
+// runServer runs a Server made from cfg until it is ready; stop ends Run and returns its
+// error. The caller closes s.
+func runServer(t *testing.T, cfg *Config, log *slog.Logger) (s *Server, stop func() error) {
+	t.Helper()
+	s, err := New(cfg, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, testutil.Start(t, s.Run, s.Ready())
 }
 
 // testLogger logs through t.Output: shown for failed tests and with -v.

@@ -218,14 +218,7 @@ func TestInfoAndHealth(t *testing.T) {
 	}
 	s.SetTunnelInfo(":8443", "sha256:ab")
 	resp, err = http.Get(s.url("/v1/info"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var info map[string]string
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		t.Fatal(err)
-	}
+	info := decodeInfo(t, resp, err)
 	if info["version"] != "1.2.3" || info["quic_addr"] != ":8443" || info["fingerprint"] != "sha256:ab" {
 		t.Errorf("info %v", info)
 	}

@@ -160,6 +160,8 @@ func TestSlowBodyCut(t *testing.T) {
 	}
 }
 
+// TestTunnelHandshakeTimeoutCounted: an agent that sends no Hello is closed after
+// handshake_timeout, and the failure is counted.
 func TestTunnelHandshakeTimeoutCounted(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

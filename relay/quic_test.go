@@ -34,15 +34,9 @@ func quicServer(t *testing.T, dataDir string, mutate func(*Config)) *Server {
 	})
 }
 
-// info fetches GET /v1/info.
-func info(t *testing.T, s *Server) map[string]string {
+// decodeInfo decodes the answer of GET /v1/info, failing the test on err.
+func decodeInfo(t *testing.T, resp *http.Response, err error) map[string]string {
 	t.Helper()
-	url, client := s.url("/v1/info"), http.DefaultClient
-	if s.cfg.TLS != nil {
-		url = "https://" + s.Addr() + "/v1/info"
-		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	}
-	resp, err := client.Get(url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,6 +46,18 @@ func info(t *testing.T, s *Server) map[string]string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// info fetches GET /v1/info.
+func info(t *testing.T, s *Server) map[string]string {
+	t.Helper()
+	url, client := s.url("/v1/info"), http.DefaultClient
+	if s.cfg.TLS != nil {
+		url = "https://" + s.Addr() + "/v1/info"
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	}
+	resp, err := client.Get(url)
+	return decodeInfo(t, resp, err)
 }
 
 // quicAddrOf resolves the relay's advertised quic_addr against its HTTP host.
@@ -123,20 +129,12 @@ func TestSelfSignedCertCreatedOnceAndReused(t *testing.T) {
 
 	// serve twice on the same data dir: the same certificate each time
 	for range 2 {
-		s, err := New(&Config{Addr: "127.0.0.1:0", QUICAddr: "127.0.0.1:0", DataDir: dir,
+		s, stop := runServer(t, &Config{Addr: "127.0.0.1:0", QUICAddr: "127.0.0.1:0", DataDir: dir,
 			Endpoints: []Endpoint{{Name: "ep", Tokens: []string{hashOf(tokenA)}}}}, testLogger(t))
-		if err != nil {
-			t.Fatal(err)
-		}
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- s.Run(ctx) }()
-		<-s.Ready()
 		if got := info(t, s)["fingerprint"]; got != fp {
 			t.Errorf("/v1/info fingerprint %s after a restart, want the first one %s", got, fp)
 		}
-		cancel()
-		if err := <-done; err != nil {
+		if err := stop(); err != nil {
 			t.Fatal(err)
 		}
 		s.Close()

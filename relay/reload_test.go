@@ -1,41 +1,22 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
-// syncBuffer is a bytes.Buffer safe for concurrent writers (a logger's).
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
-
 // captureLogs returns a logger writing at debug level to the returned buffer as well as to
 // the test's output.
-func captureLogs(t *testing.T) (*syncBuffer, *slog.Logger) {
-	buf := &syncBuffer{}
+func captureLogs(t *testing.T) (*testutil.SyncBuffer, *slog.Logger) {
+	buf := &testutil.SyncBuffer{}
 	h := slog.NewTextHandler(buf, &slog.HandlerOptions{Level: slog.LevelDebug})
 	return buf, slog.New(teeHandler{h, testLogger(t).Handler()})
 }

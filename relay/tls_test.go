@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -36,15 +35,7 @@ func pinnedGet(t *testing.T, url, fp string) (*http.Response, error) {
 func infoFingerprint(t *testing.T, s *Server, fp string) string {
 	t.Helper()
 	resp, err := pinnedGet(t, "https://"+s.Addr()+"/v1/info", fp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var info map[string]string
-	if err := json.NewDecoder(resp.Body).Decode(&info); err != nil {
-		t.Fatal(err)
-	}
-	return info["fingerprint"]
+	return decodeInfo(t, resp, err)["fingerprint"]
 }
 
 func TestTLSHTTPSAndWSS(t *testing.T) {

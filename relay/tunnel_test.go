@@ -197,20 +197,6 @@ func TestTunnelRefusesWrongToken(t *testing.T) {
 	}
 }
 
-func TestTunnelHandshakeTimeout(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.HandshakeTimeout = 200 * time.Millisecond })
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	tun, err := protocol.DialWebSocket(ctx, "ws://"+s.Addr()+"/v1/tunnel", protocol.WSDialConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tun.Close()
-	if f, err := tun.ReadFrame(); err == nil {
-		t.Fatalf("silent agent got %#v, want the tunnel closed", f)
-	}
-}
-
 func TestTunnelDeliversBeforeAndAfterConnect(t *testing.T) {
 	s := startServer(t, nil)
 	big := make([]byte, 3*protocol.DefaultChunk+17) // several Chunk frames
@@ -423,22 +409,14 @@ func TestTunnelReportAndNack(t *testing.T) {
 }
 
 func TestShutdownSendsGoAway(t *testing.T) {
-	s, err := New(&Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(),
+	s, stop := runServer(t, &Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(),
 		Endpoints: []Endpoint{{Name: "ep", Tokens: []string{hashOf(tokenA)}}}}, testLogger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	runErr := make(chan error, 1)
-	go func() { runErr <- s.Run(ctx) }()
-	<-s.Ready()
 	a := dial(t, s, tokenA, "edge-1")
 	id := accept(t, s, "/h/ep", []byte("x"))
 	if a.webhook().ID != id {
 		t.Fatal("no webhook")
 	}
-	cancel()
-	if err := <-runErr; err != nil {
+	if err := stop(); err != nil {
 		t.Fatalf("run after cancel: %v, want nil", err)
 	}
 	got := a.ended()

@@ -170,23 +170,18 @@ func (m *Manager) Uninstall() error {
 }
 
 // Start asks the service manager to start the service.
-func (m *Manager) Start() error {
-	if err := requireRoot(); err != nil {
-		return err
-	}
-	if err := m.s.Start(); err != nil {
-		return fmt.Errorf("start service: %w", err)
-	}
-	return nil
-}
+func (m *Manager) Start() error { return m.asRoot("start service", m.s.Start) }
 
 // Stop asks the service manager to stop the service.
-func (m *Manager) Stop() error {
+func (m *Manager) Stop() error { return m.asRoot("stop service", m.s.Stop) }
+
+// asRoot runs op as root only; its error is wrapped with what.
+func (m *Manager) asRoot(what string, op func() error) error {
 	if err := requireRoot(); err != nil {
 		return err
 	}
-	if err := m.s.Stop(); err != nil {
-		return fmt.Errorf("stop service: %w", err)
+	if err := op(); err != nil {
+		return fmt.Errorf("%s: %w", what, err)
 	}
 	return nil
 }

@@ -14,29 +14,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
-// syncBuffer is a bytes.Buffer safe for one writer and a polling reader.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // waitOutput polls out until re matches a line, and returns the match.
-func waitOutput(t *testing.T, out *syncBuffer, re string) []string {
+func waitOutput(t *testing.T, out *testutil.SyncBuffer, re string) []string {
 	t.Helper()
 	rx := regexp.MustCompile(re)
 	deadline := time.Now().Add(15 * time.Second)
@@ -121,17 +104,6 @@ func newListenRelay(t *testing.T, wh *protocol.Webhook) *listenRelay {
 	return lr
 }
 
-// closedPort returns a loopback address nothing listens on (yet).
-func closedPort(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func TestListenSurvivesTargetRestart(t *testing.T) {
 	const id = "01JTESTLISTEN00000000000001"
 	wh := &protocol.Webhook{
@@ -142,12 +114,12 @@ func TestListenSurvivesTargetRestart(t *testing.T) {
 	wh.BodyLen = int64(len(wh.Body))
 	lr := newListenRelay(t, wh)
 	relayURL := "ws://" + strings.TrimPrefix(lr.URL, "http://")
-	addr := closedPort(t) // the developer's server is not up yet
+	addr := testutil.FreeAddr(t) // the developer's server is not up yet
 	t.Setenv("HOOKAGENT_TOKEN", "dev-token")
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	var stdout, stderr syncBuffer
+	var stdout, stderr testutil.SyncBuffer
 	done := make(chan error, 1)
 	go func() {
 		done <- runListen(ctx, []string{

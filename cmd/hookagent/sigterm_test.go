@@ -5,7 +5,6 @@ package main
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -13,17 +12,14 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // TestRunSIGTERM runs the agent in-process and stops it with SIGTERM: a clean exit 0.
 func TestRunSIGTERM(t *testing.T) {
 	t.Setenv("HOOKAGENT_TOKEN", "")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := ln.Addr().String()
-	ln.Close()
+	admin := testutil.FreeAddr(t)
 	dir := t.TempDir()
 	path := filepath.Join(dir, "agent.yaml")
 	cfg := fmt.Sprintf("relay: ws://127.0.0.1:1\ntoken: t\ndata_dir: %s\nadmin_addr: %s\nroutes: [{endpoint: e, target: 'http://127.0.0.1:1/'}]\n",
@@ -31,7 +27,7 @@ func TestRunSIGTERM(t *testing.T) {
 	os.WriteFile(path, []byte(cfg), 0o600)
 
 	var out bytes.Buffer
-	var errOut syncBuffer
+	var errOut testutil.SyncBuffer
 	done := make(chan int, 1)
 	go func() { done <- run([]string{"run", "--config", path, "--log-format", "json"}, &out, &errOut) }()
 	deadline := time.Now().Add(20 * time.Second)

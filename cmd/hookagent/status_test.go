@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"log/slog"
 	"os"
@@ -10,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/hookrelay/hookrelay/agent"
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 // TestAdminStatusShowsAgentView: what `hookagent status` prints for a running agent comes from
@@ -17,9 +17,9 @@ import (
 func TestAdminStatusShowsAgentView(t *testing.T) {
 	t.Setenv("HOOKAGENT_TOKEN", "")
 	dir := t.TempDir()
-	adminAddr := closedPort(t)
+	adminAddr := testutil.FreeAddr(t)
 	path := filepath.Join(dir, "agent.yaml")
-	yaml := "relay: ws://" + closedPort(t) + "\ntoken: t\nagent_id: edge-test\ndata_dir: " + filepath.Join(dir, "data") +
+	yaml := "relay: ws://" + testutil.FreeAddr(t) + "\ntoken: t\nagent_id: edge-test\ndata_dir: " + filepath.Join(dir, "data") +
 		"\nadmin_addr: " + adminAddr + "\nroutes:\n  - endpoint: github\n    target: http://127.0.0.1:1/hooks?secret=x\n"
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
@@ -32,16 +32,8 @@ func TestAdminStatusShowsAgentView(t *testing.T) {
 	if err != nil {
 		t.Skipf("admin port taken meanwhile: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("run: %v", err)
-		}
-		a.Close()
-	})
+	t.Cleanup(func() { a.Close() }) // after Run has returned: cleanups run last first
+	testutil.RunUntilCleanup(t, a.Run)
 
 	out := adminStatus(path)
 	for _, want := range []string{`"side":"agent"`, `"agent_id":"edge-test"`, `"connected":false`,

@@ -6,13 +6,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
 func TestToken(t *testing.T) {
@@ -87,12 +88,7 @@ func TestServeConfigErrors(t *testing.T) {
 // TestServe runs serve with the address from --addr (the file's is unusable: flag > file),
 // waits for /healthz and stops it with a cancelled context, as SIGTERM does.
 func TestServe(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.FreeAddr(t)
 	cfg := writeConfig(t, "addr: 127.0.0.1:1\nendpoints: [{name: a}]\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

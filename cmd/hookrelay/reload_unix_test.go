@@ -3,53 +3,29 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"net"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
 )
-
-// lockedBuffer collects the relay's log while the test reads it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.b.String()
-}
 
 // TestServeReloadsOnSIGHUP: a SIGHUP re-reads the file (flags still applied over it); a file
 // that fails validation is refused and the running config stays.
 func TestServeReloadsOnSIGHUP(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
+	addr := testutil.FreeAddr(t)
 	sum := sha256.Sum256([]byte("hr_token"))
 	hash := "sha256:" + hex.EncodeToString(sum[:])
 	cfg := writeConfig(t, "addr: 127.0.0.1:1\nendpoints: [{name: a, tokens: [\""+hash+"\"]}]\n")
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	var logs lockedBuffer
+	var logs testutil.SyncBuffer
 	go func() {
 		done <- run(ctx, []string{"serve", "--config", cfg, "--addr", addr, "--data", t.TempDir(), "--log-level", "info"}, &logs, &logs)
 	}()

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -105,7 +103,7 @@ func TestBrowserUI(t *testing.T) {
 	if err != nil {
 		t.Fatalf("screenshot: %v", err)
 	}
-	saveScreenshot(t, "admin-ui.png", png)
+	browser.SaveScreenshot(t, "admin-ui.png", png)
 
 	// the dead letters tab lists the dead one
 	if err := chromedp.Do(ctx, chromedp.Click(chromedp.ID("tab-dead"))); err != nil {
@@ -115,24 +113,5 @@ func TestBrowserUI(t *testing.T) {
 
 	if errs := jsErrors(); len(errs) > 0 {
 		t.Errorf("JavaScript exceptions: %s", strings.Join(errs, "; "))
-	}
-}
-
-// saveScreenshot writes png to the test's artifact folder, and to HOOKRELAY_SCREENSHOT_DIR
-// when set (the lead keeps one for the docs).
-func saveScreenshot(t *testing.T, name string, png []byte) {
-	t.Helper()
-	p := filepath.Join(t.ArtifactDir(), name)
-	if err := os.WriteFile(p, png, 0o644); err != nil {
-		t.Fatalf("save screenshot: %v", err)
-	}
-	t.Logf("screenshot: %s (%d bytes)", p, len(png))
-	if dir := os.Getenv("HOOKRELAY_SCREENSHOT_DIR"); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
-			t.Fatalf("screenshot dir: %v", err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
-			t.Fatalf("copy screenshot: %v", err)
-		}
 	}
 }

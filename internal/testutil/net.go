@@ -27,3 +27,10 @@ func FreePort(t testing.TB) int {
 	t.Fatal("no free port")
 	return 0
 }
+
+// FreeAddr returns "127.0.0.1:port" with a port from FreePort: an address nothing listens on
+// (yet), for a process that must be told where to listen, or a dial that must fail.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	return fmt.Sprintf("127.0.0.1:%d", FreePort(t))
+}

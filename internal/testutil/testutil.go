@@ -1,5 +1,6 @@
 // Package testutil holds what the tests of every package share: polling with a deadline,
-// self-signed certificates, free ports, and the CI=true rule. It imports none of hookrelay's
+// running a component until the test ends, a buffer safe for a logger, self-signed
+// certificates, free ports, and the CI=true rule. It imports none of hookrelay's
 // packages, so the internal tests of any of them can use it without an import cycle.
 package testutil
 

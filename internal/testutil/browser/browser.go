@@ -5,7 +5,9 @@ package browser
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -85,5 +87,24 @@ func WatchExceptions(ctx context.Context) func() []string {
 		mu.Lock()
 		defer mu.Unlock()
 		return append([]string(nil), errs...)
+	}
+}
+
+// SaveScreenshot writes png as name to the test's artifact folder, and to
+// HOOKRELAY_SCREENSHOT_DIR when set (docs/ keeps one for the README).
+func SaveScreenshot(t *testing.T, name string, png []byte) {
+	t.Helper()
+	p := filepath.Join(t.ArtifactDir(), name)
+	if err := os.WriteFile(p, png, 0o644); err != nil {
+		t.Fatalf("save screenshot: %v", err)
+	}
+	t.Logf("screenshot: %s (%d bytes)", p, len(png))
+	if dir := os.Getenv("HOOKRELAY_SCREENSHOT_DIR"); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatalf("screenshot dir: %v", err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, name), png, 0o644); err != nil {
+			t.Fatalf("copy screenshot: %v", err)
+		}
 	}
 }
