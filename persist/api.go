@@ -56,6 +56,10 @@ type Record struct {
 	// Holder (relay) is the agent id whose session acked it last: the agent the relay waits
 	// for an outcome from (see the relay's outcome_timeout). "" before an ack.
 	Holder string
+	// Lease is the token of the lease that handed this record out (Lease, LeaseHead); 0
+	// otherwise. ReleaseLease and ExtendLease act only while that lease is the current one,
+	// so a holder whose lease expired cannot touch a later holder's.
+	Lease uint64
 }
 
 // Options configures a Store. Zero values mean the defaults given.

@@ -181,3 +181,46 @@ func TestAckRecordsHolder(t *testing.T) {
 		t.Fatalf("after re-offer: %+v %v", got, err)
 	}
 }
+
+// A holder whose lease expired (say its webhook waited behind a slow writer) cannot release
+// or extend the lease of whoever was handed the record next; a holder that extends in time
+// keeps it past its first ttl.
+func TestLeaseTokens(t *testing.T) {
+	s := openT(t, "", nil)
+	r := appendT(t, s, rec("q", "x"))
+	first, err := s.Lease("q", 1, 30*time.Millisecond)
+	if err != nil || len(first) != 1 || first[0].Lease == 0 {
+		t.Fatalf("first lease: %+v %v", first, err)
+	}
+	var second []*Record
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		var err error
+		second, err = s.Lease("q", 1, 50*time.Millisecond)
+		if err != nil || len(second) != 1 {
+			return fmt.Errorf("not leased again yet: %v", err)
+		}
+		return nil
+	})
+	if second[0].Lease == first[0].Lease {
+		t.Fatal("a new lease has the old token")
+	}
+	if n := s.ReleaseLease(map[string]uint64{r.ID: first[0].Lease}); n != 0 {
+		t.Fatal("the expired holder released the new holder's lease")
+	}
+	if lost := s.ExtendLease(map[string]uint64{r.ID: first[0].Lease}, time.Hour); len(lost) != 1 {
+		t.Fatalf("the expired holder extended the new holder's lease: lost %v", lost)
+	}
+	if lost := s.ExtendLease(map[string]uint64{r.ID: second[0].Lease}, time.Hour); len(lost) != 0 {
+		t.Fatalf("the holder could not extend its lease: lost %v", lost)
+	}
+	time.Sleep(100 * time.Millisecond) // past the second lease's first ttl: extended, so still held
+	if again, err := s.Lease("q", 1, time.Minute); err != nil || len(again) != 0 {
+		t.Fatalf("an extended lease was handed out again: %+v %v", again, err)
+	}
+	if n := s.ReleaseLease(map[string]uint64{r.ID: second[0].Lease}); n != 1 {
+		t.Fatal("the holder could not release its lease")
+	}
+	if again, err := s.Lease("q", 1, time.Minute); err != nil || len(again) != 1 {
+		t.Fatalf("a released record not leased again: %+v %v", again, err)
+	}
+}

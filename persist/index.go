@@ -11,8 +11,9 @@ type entry struct {
 	q  *queue
 	summary
 
-	busy     int  // changes staged by the committer, not yet committed: Lease skips it
-	leased   bool // in memory only
+	busy     int    // changes staged by the committer, not yet committed: Lease skips it
+	leased   bool   // in memory only
+	lease    uint64 // the current lease's token (Record.Lease); 0 when not leased
 	leaseExp time.Time
 	lidx     int  // position in index.leases; -1 when not leased
 	hidx     int  // position in q.due or q.wait; -1 when in neither
@@ -37,6 +38,7 @@ type index struct {
 	byID     map[string]*entry
 	queues   map[string]*queue
 	leases   leaseHeap // by expiry, over all queues
+	nextTok  uint64    // the last lease token handed out
 	finished int       // Delivered + Dead records, all queues
 	bytes    int64     // sizes of all records
 	// unreported holds the finished records whose outcome was not reported yet, so that the
@@ -139,6 +141,8 @@ func (x *index) unplaceLocked(e *entry) {
 }
 
 func (x *index) leaseLocked(e *entry, exp time.Time) {
+	x.nextTok++
+	e.lease = x.nextTok
 	e.leased = true
 	e.leaseExp = exp
 	heap.Push(&x.leases, e)
@@ -150,6 +154,7 @@ func (x *index) unleaseLocked(e *entry) {
 		heap.Remove(&x.leases, e.lidx)
 	}
 	e.leased = false
+	e.lease = 0
 	e.leaseExp = time.Time{}
 }
 

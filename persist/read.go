@@ -81,12 +81,15 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 		})
 	}
 	recs := make([]*Record, 0, len(picked))
-	for _, r := range found {
+	s.mu.Lock()
+	for i, r := range found {
 		if r != nil {
 			r.State = StateLeased
+			r.Lease = picked[i].lease
 			recs = append(recs, r)
 		}
 	}
+	s.mu.Unlock()
 	if err != nil {
 		ids := make([]string, len(picked))
 		for i, e := range picked {
@@ -98,23 +101,65 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 	return recs, nil
 }
 
-// Release returns leased records to Ready, due now, without counting an attempt.
+// Release returns leased records to Ready, due now, without counting an attempt, whoever
+// holds the lease (the agent's deliverer, the only one leasing there). See ReleaseLease.
 func (s *Store) Release(ids ...string) {
-	now := time.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, id := range ids {
+		s.releaseLocked(id, 0)
+	}
+}
+
+// ReleaseLease is Release for the leases given (id → Record.Lease): a record whose lease
+// expired and was handed out again is left to its new holder. It reports how many it released.
+func (s *Store) ReleaseLease(leases map[string]uint64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for id, token := range leases {
+		if s.releaseLocked(id, token) {
+			n++
+		}
+	}
+	return n
+}
+
+// ExtendLease moves the expiry of the given leases (id → Record.Lease) to ttl from now, and
+// returns the ids whose lease is no longer theirs (expired, released or handed out again).
+// A holder that keeps records longer than its ttl (queued behind a slow writer) extends them,
+// so that nobody else is handed them meanwhile.
+func (s *Store) ExtendLease(leases map[string]uint64, ttl time.Duration) []string {
+	exp := time.Now().Add(ttl)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var lost []string
+	for id, token := range leases {
 		e := s.idx.byID[id]
-		if e == nil || !e.leased {
+		if e == nil || !e.leased || e.lease != token {
+			lost = append(lost, id)
 			continue
 		}
-		s.idx.unleaseLocked(e)
-		if e.next.After(now) {
-			e.next = now // in memory only: on disk it is older still, so due as well
-		}
-		s.idx.placeLocked(e, now)
-		e.q.broadcastLocked()
+		e.leaseExp = exp
+		heap.Fix(&s.idx.leases, e.lidx)
 	}
+	return lost
+}
+
+// releaseLocked releases id's lease when it is token's (any lease with token 0).
+func (s *Store) releaseLocked(id string, token uint64) bool {
+	e := s.idx.byID[id]
+	if e == nil || !e.leased || (token != 0 && e.lease != token) {
+		return false
+	}
+	now := time.Now()
+	s.idx.unleaseLocked(e)
+	if e.next.After(now) {
+		e.next = now // in memory only: on disk it is older still, so due as well
+	}
+	s.idx.placeLocked(e, now)
+	e.q.broadcastLocked()
+	return true
 }
 
 // Wait returns a channel closed when a record of queue may have become ready (append,
@@ -391,6 +436,7 @@ func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, 
 	}
 	s.idx.unplaceLocked(head)
 	s.idx.leaseLocked(head, now.Add(ttl))
+	token := head.lease
 	var r *Record
 	if c := s.recent.getLocked(head.id); c != nil {
 		r, _ = c.record(true)
@@ -410,6 +456,7 @@ func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, 
 		}
 	}
 	r.State = StateLeased
+	r.Lease = token
 	return r, time.Time{}, nil
 }
 

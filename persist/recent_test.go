@@ -29,6 +29,10 @@ func TestRecentCacheAgreesWithDisk(t *testing.T) {
 		for _, r := range recs {
 			want := fromDisk(t, s, r.ID)
 			want.State = StateLeased
+			if r.Lease == 0 {
+				t.Fatalf("%s: leased %s without a lease token", what, r.ID)
+			}
+			want.Lease = r.Lease // the lease is in memory only
 			if !reflect.DeepEqual(r, want) {
 				t.Fatalf("%s: leased %+v\nbut stored %+v", what, r, want)
 			}
