@@ -20,7 +20,7 @@ const (
 	// readStep is the most a frame's buffer is allocated ahead of its bytes: it starts at
 	// readStep (or the frame's length, when smaller) and doubles as bytes arrive, so a peer
 	// that declares a 1 MiB frame and sends 4 bytes of it holds readStep, not 1 MiB.
-	readStep = 16 << 10
+	readStep = 4 << 10
 )
 
 // Reader reads length-prefixed frames from a byte stream. Not safe for concurrent use.

@@ -59,7 +59,7 @@ type Config struct {
 	// MaxPendingTunnels bounds the tunnels (WebSocket and QUIC) connected but not yet past
 	// their Hello. When it is reached, the oldest one waiting for over a second is closed to
 	// make room; with none, a new WebSocket tunnel gets 503 + Retry-After and a QUIC one is
-	// closed with Error code limit. Default 1024.
+	// closed with Error code limit. Default 512.
 	MaxPendingTunnels int `yaml:"max_pending_tunnels"`
 	// MaxPendingTunnelsPerClient bounds them per client address (an IPv6 /64; trusted_proxies
 	// apply to WebSocket); past it 429 + Retry-After, or a QUIC close with code limit.
@@ -147,7 +147,7 @@ const (
 	DefaultMaxAgentsPerToken = 16
 	// DefaultMaxPendingTunnels and DefaultMaxPendingTunnelsPerClient bound unauthenticated
 	// tunnels: each holds at most a few tens of KiB while it waits for its Hello.
-	DefaultMaxPendingTunnels          = 1024
+	DefaultMaxPendingTunnels          = 512
 	DefaultMaxPendingTunnelsPerClient = 32
 	defaultReadHeaderTimeout          = 10 * time.Second
 	defaultBodyTimeout                = 2 * time.Minute
