@@ -17,6 +17,10 @@ const (
 	// splitBulk is the body size from which a transport writes a body straight from the frame
 	// instead of copying it into its buffer.
 	splitBulk = 16 << 10
+	// readStep is the most a frame's buffer is allocated ahead of its bytes: it starts at
+	// readStep (or the frame's length, when smaller) and doubles as bytes arrive, so a peer
+	// that declares a 1 MiB frame and sends 4 bytes of it holds readStep, not 1 MiB.
+	readStep = 4 << 10
 )
 
 // Reader reads length-prefixed frames from a byte stream. Not safe for concurrent use.
@@ -105,17 +109,20 @@ func readFrame(r io.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
 	if n == 0 {
 		return nil, buf, fmt.Errorf("%w: zero length", ErrMalformed)
 	}
-	var b []byte
 	alias := n > reuseLimit
+	var b []byte
+	var err error
 	if alias {
-		b = make([]byte, n)
+		b, err = readGrowing(r, int(n), nil)
 	} else {
-		if cap(buf) < int(n) {
-			buf = make([]byte, max(int(n), 4<<10))
+		if cap(buf) < 4<<10 {
+			buf = make([]byte, 0, 4<<10)
 		}
-		b = buf[:n]
+		if b, err = readGrowing(r, int(n), buf); err == nil {
+			buf = b[:0] // reused by the next small frame, grown or not
+		}
 	}
-	if _, err := io.ReadFull(r, b); err != nil {
+	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
@@ -123,4 +130,28 @@ func readFrame(r io.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
 	}
 	f, err := decodeFrame(b, alias)
 	return f, buf, err
+}
+
+// readGrowing reads exactly n bytes into buf (reused when it has room) or into a buffer that
+// starts at readStep and doubles as the bytes arrive, never past n.
+func readGrowing(r io.Reader, n int, buf []byte) ([]byte, error) {
+	if cap(buf) >= n {
+		b := buf[:n]
+		_, err := io.ReadFull(r, b)
+		return b, err
+	}
+	b := make([]byte, 0, min(n, max(readStep, cap(buf))))
+	for len(b) < n {
+		if len(b) == cap(b) {
+			next := make([]byte, len(b), min(n, 2*cap(b)))
+			copy(next, b)
+			b = next
+		}
+		m, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+m]
+		if err != nil && len(b) < n {
+			return nil, err
+		}
+	}
+	return b, nil
 }

@@ -263,6 +263,12 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Add([]byte{})
 	f.Add([]byte{byte(FrameAck), 0xff, 0xff, 0xff, 0xff, 0x0f})
+	// Large counts: past the bytes left, past MaxHelloList, and at it.
+	f.Add([]byte{byte(FrameHello), 0, Version, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
+	f.Add(helloWithEmptyNames(MaxHelloList + 1))
+	f.Add(helloWithEmptyNames(MaxHelloList))
+	f.Add([]byte{byte(FrameRecorded), 0x80, 0x80, 0x04, 0, 0, 0})
+	f.Add([]byte{byte(FrameWebhook), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0x7f})
 	f.Add(creditFrame[4:])                                                         // the reserved type: skipped
 	f.Add(append(slices.Clone(creditFrame), AppendFrame(nil, &Ping{Nonce: 1})...)) // for the Reader
 	f.Fuzz(func(t *testing.T, b []byte) {

@@ -26,8 +26,8 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 	switch FrameType(b[0]) {
 	case FrameHello:
 		d.useArena()
-		f = &Hello{Version: d.u16(), AgentID: d.str(), Token: d.str(), Endpoints: d.strs(),
-			Capabilities: d.strs()}
+		f = &Hello{Version: d.u16(), AgentID: d.str(), Token: d.str(),
+			Endpoints: d.strsMax(MaxHelloList, "hello endpoints"), Capabilities: d.strsMax(MaxHelloList, "hello capabilities")}
 	case FrameWelcome:
 		d.useArena()
 		w := &Welcome{SessionID: d.str(), Endpoints: d.strs(), Window: d.u32(), MaxFrame: d.u32(),
@@ -254,8 +254,15 @@ func (d *decoder) str() string {
 	return string(d.b[start:d.off])
 }
 
-func (d *decoder) strs() []string {
+func (d *decoder) strs() []string { return d.strsMax(math.MaxInt, "") }
+
+// strsMax reads a list of strings of at most limit entries (what names the list).
+func (d *decoder) strsMax(limit int, what string) []string {
 	n := d.count(1)
+	if n > limit {
+		d.fail(fmt.Sprintf("%d %s, limit %d", n, what, limit))
+		return nil
+	}
 	if n == 0 {
 		return nil
 	}

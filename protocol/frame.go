@@ -76,6 +76,10 @@ const (
 	DefaultMaxFrame = 1 << 20
 	// DefaultChunk is how many body bytes a Webhook or Chunk frame carries at most.
 	DefaultChunk = 256 << 10
+	// MaxHelloList bounds each list of a Hello (endpoints, capabilities): a longer one is
+	// malformed. A list of n strings costs 16n bytes decoded however short its strings, and a
+	// Hello comes before any authentication.
+	MaxHelloList = 1024
 )
 
 // FrameType identifies a frame on the wire. Values are never reused.

@@ -23,7 +23,22 @@ type QUICConfig struct {
 	HandshakeTimeout time.Duration // TLS handshake plus stream setup; default 10s
 	WriteTimeout     time.Duration // a blocked stream write fails the tunnel after this; default 30s
 	Logger           *slog.Logger  // listener: connections that fail setup; nil = slog.Default()
+	// Admit (listener only; nil = admit all) is asked about each new connection before any of
+	// its streams is accepted. An error refuses it: the connection is closed with the code and
+	// reason of a *Refusal (CodeLimit and the error's text otherwise). release, when not nil,
+	// is called once the tunnel's first control frame (the agent's Hello) has been read or the
+	// connection ended without one: what Admit counts is connections not yet past their Hello.
+	Admit func(remote net.Addr) (release func(), err error)
 }
+
+// Refusal is why a listener refuses a connection before its handshake; on QUIC, Code and
+// Reason are the connection's application error code and reason.
+type Refusal struct {
+	Code   ErrorCode
+	Reason string
+}
+
+func (r *Refusal) Error() string { return "refused: " + r.Reason }
 
 const (
 	maxQUICStreams = 16
@@ -76,7 +91,13 @@ func (c QUICConfig) quicConfig(server bool) *quic.Config {
 		MaxIncomingUniStreams:          -1,
 	}
 	if server {
+		// What the protocol needs: a control stream and at most maxQUICStreams data streams.
 		qc.MaxIncomingStreams = maxQUICStreams + 1
+		// The relay receives little (Hello, acks, reports), and data streams are not read
+		// before the Hello: small initial windows bound what an unauthenticated peer can make
+		// it buffer. They still grow (up to the maxima) for a peer that is read.
+		qc.InitialStreamReceiveWindow = 64 << 10
+		qc.InitialConnectionReceiveWindow = 256 << 10
 	}
 	return qc
 }
@@ -123,7 +144,7 @@ func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config, cfg QUICCon
 		}
 		streams[i] = s
 	}
-	return newQUICTunnel(conn, streams, cfg, true), nil
+	return newQUICTunnel(conn, streams, cfg, true, nil), nil
 }
 
 // QUICListener accepts agents' QUIC connections. Each is set up (TLS, then its streams) in its
@@ -196,8 +217,24 @@ func (l *QUICListener) acceptLoop() {
 // accepts those, then hands the tunnel to Accept.
 func (l *QUICListener) setup(conn *quic.Conn) {
 	defer l.wg.Done()
-	t, err := acceptStreams(l.ctx, conn, l.cfg)
+	var release func()
+	if l.cfg.Admit != nil {
+		var err error
+		if release, err = l.cfg.Admit(conn.RemoteAddr()); err != nil {
+			r, ok := err.(*Refusal)
+			if !ok {
+				r = &Refusal{Code: CodeLimit, Reason: err.Error()}
+			}
+			l.cfg.Logger.Debug("quic connection refused", "remote", conn.RemoteAddr().String(), "reason", r.Reason)
+			conn.CloseWithError(quic.ApplicationErrorCode(r.Code), r.Reason)
+			return
+		}
+	}
+	t, err := acceptStreams(l.ctx, conn, l.cfg, release)
 	if err != nil {
+		if release != nil {
+			release()
+		}
 		l.cfg.Logger.Debug("quic tunnel setup failed", "remote", conn.RemoteAddr().String(), "err", err)
 		conn.CloseWithError(quic.ApplicationErrorCode(CodeProtocol), "tunnel setup failed")
 		return
@@ -209,7 +246,9 @@ func (l *QUICListener) setup(conn *quic.Conn) {
 	}
 }
 
-func acceptStreams(ctx context.Context, conn *quic.Conn, cfg QUICConfig) (*quicTunnel, error) {
+// acceptStreams accepts the control stream and the data streams its preamble announces; the
+// tunnel reads only the control stream until its first frame (see newQUICTunnel).
+func acceptStreams(ctx context.Context, conn *quic.Conn, cfg QUICConfig, release func()) (*quicTunnel, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.HandshakeTimeout)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() { conn.CloseWithError(0, "") })
@@ -236,7 +275,7 @@ func acceptStreams(ctx context.Context, conn *quic.Conn, cfg QUICConfig) (*quicT
 	if !stop() {
 		return nil, fmt.Errorf("tunnel setup: %w", context.Cause(ctx))
 	}
-	return newQUICTunnel(conn, streams, cfg, false), nil
+	return newQUICTunnel(conn, streams, cfg, false, release), nil
 }
 
 // quicErr turns quic-go's end-of-connection errors into ours: the peer closing is io.EOF.

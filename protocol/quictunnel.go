@@ -43,6 +43,16 @@ type quicTunnel struct {
 	// any webhook, but streams are independent, so a webhook may overtake it; holding them
 	// keeps "Welcome first" true on QUIC as on WebSocket.
 	holdData bool
+	// release (listener side; may be nil) is Admit's, called once by admitted.
+	release     func()
+	releaseOnce sync.Once
+
+	// lateData (listener side): the data streams get their readers only once the control
+	// stream's first frame (the Hello) has arrived, so that a peer that has not said Hello
+	// costs one stream reader, not 1+maxQUICStreams. Owned by the control stream's reader.
+	lateData bool
+	// readersStarted is how many stream readers were started, for counting ends.
+	readersStarted atomic.Int32
 
 	// Owned by the ReadFrame goroutine.
 	gotControl bool    // a control-stream frame was returned
@@ -65,22 +75,43 @@ type quicTunnel struct {
 	writing     sync.WaitGroup
 }
 
-func newQUICTunnel(conn *quic.Conn, streams []*quic.Stream, cfg QUICConfig, holdData bool) *quicTunnel {
+func newQUICTunnel(conn *quic.Conn, streams []*quic.Stream, cfg QUICConfig, holdData bool, release func()) *quicTunnel {
 	t := &quicTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), streams: streams, holdData: holdData,
+		release: release, lateData: !holdData,
 		in: make(chan readResult, quicReadQueue), done: make(chan struct{}),
 		readersDone: make(chan struct{}), writersDone: make(chan struct{})}
-	t.readersUp.Store(int32(len(streams)))
 	t.writersUp.Store(int32(len(streams)))
-	for i, s := range streams {
+	for _, s := range streams {
 		w := &streamWriter{s: s, timeout: cfg.WriteTimeout, maxFrame: cfg.MaxFrame}
 		w.cond.L = &w.mu
 		t.writers = append(t.writers, w)
 		t.writing.Add(1)
 		go t.writeLoop(w)
-		t.readers.Add(1)
-		go t.readLoop(s, i == 0)
 	}
+	first := len(streams)
+	if t.lateData {
+		first = 1
+	}
+	t.startReaders(0, first)
 	return t
+}
+
+// startReaders starts the readers of streams[from:to]. Called before any reader runs, or by
+// the control stream's reader, which is still counted: readersUp cannot pass zero meanwhile.
+func (t *quicTunnel) startReaders(from, to int) {
+	t.readersUp.Add(int32(to - from))
+	t.readersStarted.Add(int32(to - from))
+	for i := from; i < to; i++ {
+		t.readers.Add(1)
+		go t.readLoop(t.streams[i], i == 0)
+	}
+}
+
+// admitted calls release once: the Hello has arrived, or the tunnel ended before it.
+func (t *quicTunnel) admitted() {
+	if t.release != nil {
+		t.releaseOnce.Do(t.release)
+	}
 }
 
 func (t *quicTunnel) Transport() string  { return "quic" }
@@ -96,12 +127,22 @@ func (t *quicTunnel) readLoop(s *quic.Stream, control bool) {
 			close(t.readersDone)
 		}
 	}()
+	if control {
+		defer t.admitted()
+	}
 	rd := NewReader(s, t.cfg.MaxFrame)
 	var batch []Frame
 	for {
 		f, err := rd.readOne()
 		if f != nil {
 			batch = append(batch, f)
+			if control && t.lateData {
+				t.lateData = false
+				if !t.closed.Load() {
+					t.startReaders(1, len(t.streams))
+				}
+				t.admitted()
+			}
 		}
 		if err == nil && len(batch) < quicReadBatch && rd.frameBuffered() {
 			continue
@@ -141,7 +182,7 @@ func (t *quicTunnel) ReadFrame() (Frame, error) {
 		case t.readErr != nil:
 			return nil, t.readErr
 		case t.batchErr == io.EOF:
-			if t.eofs++; t.eofs == len(t.streams) {
+			if t.eofs++; t.eofs == int(t.readersStarted.Load()) {
 				t.readErr = fmt.Errorf("quic read: peer closed: %w", io.EOF)
 			}
 		case t.batchErr != nil:
@@ -307,6 +348,7 @@ func (t *quicTunnel) abort() {
 // stop refuses further reads and writes and tells the writers to drain and finish.
 func (t *quicTunnel) stop() {
 	t.closed.Store(true)
+	t.admitted()
 	close(t.done)
 	for _, w := range t.writers {
 		w.close()

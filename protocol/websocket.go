@@ -16,6 +16,10 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// wsWriteBuffers lends the relay's tunnels their write buffers for the time of a write: a
+// tunnel that never gets a Hello through costs no write buffer.
+var wsWriteBuffers sync.Pool
+
 const (
 	wsBufferSize   = 16 << 10
 	wsCloseTimeout = time.Second // for the best-effort close frame
@@ -54,9 +58,12 @@ func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunn
 	}
 	up := websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		ReadBufferSize:   wsBufferSize,
-		WriteBufferSize:  wsBufferSize,
-		Subprotocols:     []string{Subprotocol},
+		// The accepting side (the relay) receives little; 4 KiB lets the upgrade keep the
+		// HTTP server's read buffer instead of allocating one per tunnel.
+		ReadBufferSize:  4 << 10,
+		WriteBufferSize: wsBufferSize,
+		WriteBufferPool: &wsWriteBuffers,
+		Subprotocols:    []string{Subprotocol},
 	}
 	hj := &corkHijacker{ResponseWriter: w, timeout: cfg.WriteTimeout}
 	conn, err := up.Upgrade(hj, r, nil) // answers the client itself on failure

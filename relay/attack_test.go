@@ -5,8 +5,10 @@ package relay
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
@@ -19,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/crypto/bcrypt"
 
 	"github.com/hookrelay/hookrelay/protocol"
@@ -446,4 +449,158 @@ func vmRSS(t *testing.T) int64 {
 	}
 	t.Fatal("no VmRSS in /proc/self/status")
 	return 0
+}
+
+// holdTunnel upgrades to a tunnel from the local address from and sends only the start of a
+// frame: a WebSocket message header, then the 4-byte length prefix declaring a 1 MiB frame.
+// It returns the HTTP answer instead when the upgrade is refused. Closed at cleanup.
+func holdTunnel(t *testing.T, s *Server, from string) (*websocket.Conn, *http.Response, error) {
+	d := websocket.Dialer{
+		NetDialContext: (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(from)}}).DialContext,
+		Subprotocols:   []string{protocol.Subprotocol},
+		ReadBufferSize: 1024, WriteBufferSize: 1024, // the attacker's side shares the measured process
+	}
+	c, resp, err := d.Dial("ws://"+s.Addr()+"/v1/tunnel", nil)
+	if err != nil {
+		return nil, resp, err
+	}
+	t.Cleanup(func() { c.Close() })
+	// FIN, binary; masked (zero key), 64-bit length: 4 bytes of prefix + 1 MiB never sent.
+	msg := []byte{0x82, 0x80 | 127}
+	msg = binary.BigEndian.AppendUint64(msg, 4+protocol.DefaultMaxFrame)
+	msg = append(msg, 0, 0, 0, 0)
+	msg = binary.BigEndian.AppendUint32(msg, protocol.DefaultMaxFrame)
+	_, err = c.NetConn().Write(msg)
+	return c, resp, err
+}
+
+// waitPending polls until n tunnels wait for their hello.
+func waitPending(t *testing.T, s *Server, n int) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); s.hub.preauth.pending() < n; {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tunnels pending, want %d", s.hub.preauth.pending(), n)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Attempt: one address opens tunnels that never say Hello, each declaring a 1 MiB frame, to
+// hold the relay's memory (hub.pending had no bound). Now: past max_pending_tunnels_per_client
+// (32) that address gets 429 + Retry-After naming the key, counted as
+// handshake_failures{reason="pending_client"}, and an agent from another address connects.
+func TestAttackPendingTunnelsFromOneAddress(t *testing.T) {
+	s := startServer(t, nil)
+	for i := range DefaultMaxPendingTunnelsPerClient {
+		if _, _, err := holdTunnel(t, s, "127.0.0.2"); err != nil {
+			t.Fatalf("pending tunnel %d: %v", i+1, err)
+		}
+	}
+	waitPending(t, s, DefaultMaxPendingTunnelsPerClient)
+	_, resp, err := holdTunnel(t, s, "127.0.0.2")
+	if resp == nil {
+		t.Fatalf("tunnel %d from one address: %v, want an HTTP refusal", DefaultMaxPendingTunnelsPerClient+1, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" ||
+		!strings.Contains(string(body), "max_pending_tunnels_per_client") {
+		t.Fatalf("tunnel %d from one address: %d %q (Retry-After %q), want 429 naming max_pending_tunnels_per_client",
+			DefaultMaxPendingTunnelsPerClient+1, resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+	if v := counterValue(t, s.metrics.handshakeFail.WithLabelValues("pending_client")); v != 1 {
+		t.Errorf("handshake_failures{pending_client} = %v, want 1", v)
+	}
+	dial(t, s, tokenA, "edge-1", "ep")
+}
+
+// Attempt: a Hello listing 2,000 endpoints (each decoded name costs 16 bytes, however short).
+// Now: the relay answers Error{protocol} naming the limit of 1024 and closes the tunnel.
+func TestAttackHelloTooManyEndpoints(t *testing.T) {
+	s := startServer(t, nil)
+	eps := make([]string, 2000)
+	for i := range eps {
+		eps[i] = "ep"
+	}
+	a := connect(t, s, protocol.Hello{AgentID: "edge-1", Token: tokenA, Endpoints: eps})
+	e, ok := a.frame().(*protocol.Error)
+	if !ok || e.Code != protocol.CodeProtocol || !strings.Contains(e.Reason, "limit 1024") {
+		t.Fatalf("hello of 2000 endpoints: %+v, want Error{protocol} naming limit 1024", e)
+	}
+}
+
+// Attempt (the measurement): 2,000 WebSocket tunnels from 100 addresses (20 each, under
+// the per-address cap) each send the 4-byte length prefix of a 1 MiB frame and nothing more; it
+// used to cost about 1 MiB of memory each. Now: at most max_pending_tunnels (512) wait at once
+// (the rest get 503, or evict the oldest stale ones), each holding a 4 KiB frame buffer, so
+// VmRSS grows by less than 64 MiB (the Go heap in use under -race); an agent then connects
+// within a second. Run alone: go test -count=1 -run TestAttackPreauthFloodMeasured -v ./relay/
+func TestAttackPreauthFloodMeasured(t *testing.T) {
+	if testing.Short() {
+		t.Skip("load measurement: skipped with -short")
+	}
+	// Not the test log: its thousands of lines would be kept in memory and measured.
+	s := startServerLog(t, func(c *Config) { c.HandshakeTimeout = time.Minute }, slog.New(slog.DiscardHandler))
+	measure, what := vmRSS, "VmRSS"
+	if raceEnabled {
+		measure, what = heapInUse, "heap in use"
+	}
+	runtime.GC()
+	base := measure(t)
+	peak := base
+	start := time.Now()
+	var refused int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for a := range 100 {
+		from := fmt.Sprintf("127.0.0.%d", a+2)
+		wg.Go(func() {
+			for range 20 {
+				_, resp, err := holdTunnel(t, s, from)
+				mu.Lock()
+				if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+					refused++
+				} else if err != nil {
+					t.Errorf("pending tunnel from %s: %v", from, err)
+				}
+				if v := measure(t); v > peak {
+					peak = v
+				}
+				over := peak-base >= 64<<20
+				mu.Unlock()
+				if over { // stop early: the bound is already broken
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	dialled := time.Since(start)
+	pending := s.hub.preauth.pending()
+	runtime.GC()
+	if v := measure(t); v > peak {
+		peak = v
+	}
+	// A real agent says Hello at once; it may take the place of a tunnel pending for over
+	// preauthStale, which the 2,000 dials take longer than.
+	for time.Since(start) < preauthStale+200*time.Millisecond {
+		time.Sleep(10 * time.Millisecond)
+	}
+	t0 := time.Now()
+	dial(t, s, tokenA, "edge-1", "ep")
+	took := time.Since(t0)
+	grew := peak - base
+	t.Logf("2000 pre-auth tunnels dialled in %v: %d pending, %d refused with 503, %.0f evicted; %s %d MiB at start, peak +%.1f MiB; agent welcomed in %v",
+		dialled.Round(time.Millisecond), pending, refused,
+		counterValue(t, s.metrics.handshakeFail.WithLabelValues("pending_evicted")), what, base>>20,
+		float64(grew)/(1<<20), took.Round(time.Millisecond))
+	if grew >= 64<<20 {
+		t.Errorf("%s grew by %d MiB, want < 64 MiB", what, grew>>20)
+	}
+	if pending > DefaultMaxPendingTunnels {
+		t.Errorf("%d tunnels pending, want at most max_pending_tunnels (%d)", pending, DefaultMaxPendingTunnels)
+	}
+	if took > time.Second {
+		t.Errorf("agent welcomed after %v during the flood, want within a second", took)
+	}
 }

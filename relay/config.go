@@ -56,6 +56,15 @@ type Config struct {
 	// new session gets Error{limit} and is closed. A session replacing one of the same agent
 	// id does not count twice. Default 16.
 	MaxAgentsPerToken int `yaml:"max_agents_per_token"`
+	// MaxPendingTunnels bounds the tunnels (WebSocket and QUIC) connected but not yet past
+	// their Hello. When it is reached, the oldest one waiting for over a second is closed to
+	// make room; with none, a new WebSocket tunnel gets 503 + Retry-After and a QUIC one is
+	// closed with Error code limit. Default 512.
+	MaxPendingTunnels int `yaml:"max_pending_tunnels"`
+	// MaxPendingTunnelsPerClient bounds them per client address (an IPv6 /64; trusted_proxies
+	// apply to WebSocket); past it 429 + Retry-After, or a QUIC close with code limit.
+	// Default 32.
+	MaxPendingTunnelsPerClient int `yaml:"max_pending_tunnels_per_client"`
 	// ReadHeaderTimeout bounds reading a request's headers (slow-loris). Default 10s.
 	ReadHeaderTimeout time.Duration `yaml:"read_header_timeout"`
 	// BodyTimeout bounds reading one ingress request's body (and writing its answer); a body
@@ -143,16 +152,20 @@ const (
 	defaultLeaseTTL          = 5 * time.Minute
 	defaultHandshakeTimeout  = 10 * time.Second
 	DefaultMaxAgentsPerToken = 16
-	defaultReadHeaderTimeout = 10 * time.Second
-	defaultBodyTimeout       = 2 * time.Minute
-	defaultIdleTimeout       = 2 * time.Minute
-	defaultShutdownTimeout   = 10 * time.Second
-	defaultKeepDone          = 24 * time.Hour
-	defaultKeepDoneMax       = 10000
-	defaultKeepDead          = 7 * 24 * time.Hour
-	defaultKeepDeadMax       = 10000
-	defaultRetentionInterval = time.Minute
-	maxWindow                = 1 << 16
+	// DefaultMaxPendingTunnels and DefaultMaxPendingTunnelsPerClient bound unauthenticated
+	// tunnels: each holds at most a few tens of KiB while it waits for its Hello.
+	DefaultMaxPendingTunnels          = 512
+	DefaultMaxPendingTunnelsPerClient = 32
+	defaultReadHeaderTimeout          = 10 * time.Second
+	defaultBodyTimeout                = 2 * time.Minute
+	defaultIdleTimeout                = 2 * time.Minute
+	defaultShutdownTimeout            = 10 * time.Second
+	defaultKeepDone                   = 24 * time.Hour
+	defaultKeepDoneMax                = 10000
+	defaultKeepDead                   = 7 * 24 * time.Hour
+	defaultKeepDeadMax                = 10000
+	defaultRetentionInterval          = time.Minute
+	maxWindow                         = 1 << 16
 )
 
 // envKeys maps environment variables to the top-level keys they set.
@@ -254,6 +267,8 @@ func (c *Config) applyDefaults() {
 	setDur(&c.LeaseTTL, defaultLeaseTTL)
 	setDur(&c.HandshakeTimeout, defaultHandshakeTimeout)
 	setInt(&c.MaxAgentsPerToken, DefaultMaxAgentsPerToken)
+	setInt(&c.MaxPendingTunnels, DefaultMaxPendingTunnels)
+	setInt(&c.MaxPendingTunnelsPerClient, DefaultMaxPendingTunnelsPerClient)
 	setDur(&c.ReadHeaderTimeout, defaultReadHeaderTimeout)
 	setDur(&c.BodyTimeout, defaultBodyTimeout)
 	setDur(&c.IdleTimeout, defaultIdleTimeout)
@@ -353,6 +368,13 @@ func (c *Config) Validate() error {
 	}
 	if c.IngressBuffer < 0 {
 		bad("ingress_buffer", "%d is negative: use a size like 512MiB", c.IngressBuffer)
+	}
+	if c.MaxPendingTunnels < 0 {
+		bad("max_pending_tunnels", "%d is negative: use a positive count (default %d)", c.MaxPendingTunnels, DefaultMaxPendingTunnels)
+	}
+	if c.MaxPendingTunnelsPerClient < 0 {
+		bad("max_pending_tunnels_per_client", "%d is negative: use a positive count (default %d)",
+			c.MaxPendingTunnelsPerClient, DefaultMaxPendingTunnelsPerClient)
 	}
 	if c.PerClientRequests < 0 {
 		bad("per_client_requests", "%d is negative: use a positive count (default %d)", c.PerClientRequests, DefaultPerClientRequests)

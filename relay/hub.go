@@ -30,7 +30,8 @@ type hub struct {
 	metrics *metrics
 	live    *atomic.Pointer[live] // the config in force; swapLive replaces it
 	log     *slog.Logger
-	owners  owners // which session serves each ordered endpoint of a group (order.go)
+	owners  owners   // which session serves each ordered endpoint of a group (order.go)
+	preauth *preauth // tunnels not yet past their Hello: the pending caps
 
 	wg sync.WaitGroup // one per serve call in progress
 
@@ -51,6 +52,7 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 		metrics:  m,
 		live:     lv,
 		log:      log,
+		preauth:  newPreauth(m),
 		pending:  map[protocol.Tunnel]struct{}{},
 		sessions: map[*session]struct{}{},
 		byAgent:  map[string]*session{},
@@ -60,8 +62,10 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 	return h
 }
 
-// serve runs one tunnel from handshake to end; it closes t.
-func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
+// serve runs one tunnel from handshake to end; it closes t. slot (nil for QUIC, whose tunnel
+// gives its own back once its Hello is read) is left once the handshake is over.
+func (h *hub) serve(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
+	defer slot.leave()
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
@@ -77,9 +81,14 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel) {
 
 	log := h.log.With("transport", t.Transport(), "remote", t.RemoteAddr())
 	hello, err := h.handshake(t)
+	slot.leave()
 	h.mu.Lock()
 	delete(h.pending, t)
 	h.mu.Unlock()
+	if slot.wasEvicted() { // counted when it was evicted
+		log.Info("tunnel refused", "reason", "pending_evicted", "err", "no hello within "+preauthStale.String()+" while max_pending_tunnels was reached")
+		return
+	}
 	if err != nil {
 		h.refused(log, err)
 		return
@@ -157,7 +166,7 @@ func (h *hub) handshake(t protocol.Tunnel) (*protocol.Hello, error) {
 		he = refuse("frame_too_large", protocol.CodeLimit,
 			fmt.Sprintf("frame over %d bytes", protocol.DefaultMaxFrame), fmt.Errorf("read hello: %w", err))
 	case errors.Is(err, protocol.ErrMalformed):
-		he = refuse("protocol", protocol.CodeProtocol, "malformed frame", fmt.Errorf("read hello: %w", err))
+		he = refuse("protocol", protocol.CodeProtocol, "malformed hello: "+clip(err.Error(), 200), fmt.Errorf("read hello: %w", err))
 	case err != nil:
 		return nil, refuse("read", 0, "", fmt.Errorf("read hello: %w", err))
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -43,6 +44,7 @@ func (s *Server) listenQUIC() (*protocol.QUICListener, error) {
 		KeepAlive:   quicKeepAlive,
 		IdleTimeout: quicIdleTimeout,
 		Logger:      s.log.With("component", "quic"),
+		Admit:       s.admitQUIC,
 	})
 	if err != nil {
 		return nil, err
@@ -96,4 +98,19 @@ func (s *Server) serveQUIC(ctx context.Context, ln *protocol.QUICListener) {
 		// Not ctx: at shutdown the hub says GoAway to the session first.
 		wg.Go(func() { s.ServeTunnel(context.Background(), t) })
 	}
+}
+
+// admitQUIC takes a pending-tunnel slot for a new QUIC connection (its UDP source is the
+// client: no proxy stands in front of QUIC); the tunnel gives it back once its Hello is read.
+func (s *Server) admitQUIC(remote net.Addr) (func(), error) {
+	var client netip.Addr
+	if ua, ok := remote.(*net.UDPAddr); ok {
+		client = ua.AddrPort().Addr().Unmap()
+	}
+	slot, no := s.hub.preauth.enter(client, s.live.Load().cfg)
+	if no != nil {
+		s.log.Info("tunnel refused", "transport", "quic", "remote", remote.String(), "reason", no.reason)
+		return nil, &protocol.Refusal{Code: protocol.CodeLimit, Reason: no.msg}
+	}
+	return slot.leave, nil
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
+	"github.com/hookrelay/hookrelay/relay/verify"
 )
 
 // Server states, in order. Ingress answers 503 outside stateServing.
@@ -330,19 +331,32 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusServiceUnavailable, "relay is not serving: retry later")
 		return
 	}
+	lv := s.live.Load()
+	client, reason := verify.ClientAddr(r, lv.trusted)
+	if reason != "" { // a trusted proxy sent a malformed header: count the proxy itself
+		client, _ = verify.ClientAddr(r, nil)
+	}
+	slot, no := s.hub.preauth.enter(client, lv.cfg)
+	if no != nil {
+		s.log.Info("tunnel refused", "transport", "websocket", "remote", r.RemoteAddr, "reason", no.reason)
+		retryLater(w, no.status, preauthRetry, no.msg)
+		return
+	}
 	t, err := protocol.AcceptWebSocket(w, r, protocol.WSConfig{MaxFrame: protocol.DefaultMaxFrame})
 	if err != nil {
+		slot.leave()
 		s.log.Debug("tunnel upgrade failed", "remote", r.RemoteAddr, "err", err)
 		return
 	}
-	s.ServeTunnel(r.Context(), t)
+	slot.attach(t)
+	s.hub.serve(r.Context(), t, slot)
 }
 
 // ServeTunnel runs an agent session on an accepted tunnel (WebSocket or QUIC): handshake,
 // dispatch, until the tunnel ends, ctx is cancelled or the server shuts down. It closes t and
 // returns when the session is over.
 func (s *Server) ServeTunnel(ctx context.Context, t protocol.Tunnel) {
-	s.hub.serve(ctx, t)
+	s.hub.serve(ctx, t, nil)
 }
 
 // Agents lists the connected agent sessions.
