@@ -107,19 +107,15 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.isStopping() {
-		ids := make([]string, len(recs))
-		for i, r := range recs {
-			ids[i] = r.ID
-		}
-		if len(ids) > 0 {
-			s.queue.Release(context.Background(), s.group, ids...) // best effort: else the lease ends
+		if len(recs) > 0 {
+			s.queue.Release(context.Background(), s.group, leasesOf(recs)) // best effort: else the lease ends
 		}
 		return nil, false
 	}
 	fresh := recs[:0]
 	for _, r := range recs {
 		if _, dup := s.inflight[r.ID]; !dup {
-			s.inflight[r.ID] = r.Queue
+			s.inflight[r.ID] = flight{endpoint: r.Queue, lease: r.Lease}
 			fresh = append(fresh, r)
 			s.metrics.dispatched.WithLabelValues(r.Queue).Inc()
 		}
@@ -133,9 +129,18 @@ func (s *session) putBack(recs []*persist.Record) {
 	for i, r := range recs {
 		ids[i] = r.ID
 	}
-	if ids = s.takeInflight(nil, ids...); len(ids) > 0 {
-		s.queue.Release(context.Background(), s.group, ids...) // best effort: else the lease ends
+	if len(s.takeInflight(nil, ids...)) > 0 {
+		s.queue.Release(context.Background(), s.group, leasesOf(recs)) // best effort: else the lease ends
 	}
+}
+
+// leasesOf maps the records' ids to their leases.
+func leasesOf(recs []*persist.Record) map[string]uint64 {
+	m := make(map[string]uint64, len(recs))
+	for _, r := range recs {
+		m[r.ID] = r.Lease
+	}
+	return m
 }
 
 // waitReady blocks until one of waits fires, the earliest retry is due, the fallback poll

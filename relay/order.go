@@ -143,15 +143,17 @@ func (s *session) addHead(r *persist.Record) (fresh, ok bool) {
 // the session that takes its endpoints over. Its other webhooks wait for release.
 func (s *session) releaseHeads() {
 	s.mu.Lock()
-	var ids []string
+	leases := map[string]uint64{}
 	for ep, id := range s.heads {
+		if f, ok := s.inflight[id]; ok {
+			leases[id] = f.lease
+		}
 		delete(s.inflight, id)
-		ids = append(ids, id)
 		s.metrics.released.WithLabelValues(ep).Inc()
 	}
 	clear(s.heads)
 	s.mu.Unlock()
-	if len(ids) > 0 {
-		s.queue.Release(context.Background(), s.group, ids...) // best effort: else the lease ends
+	if len(leases) > 0 {
+		s.queue.Release(context.Background(), s.group, leases) // best effort: else the lease ends
 	}
 }

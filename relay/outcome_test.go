@@ -113,3 +113,23 @@ func TestOutcomeTimeoutOffersAgain(t *testing.T) {
 		t.Fatalf("state %v, want delivered", st)
 	}
 }
+
+// A webhook that stays in flight longer than lease_ttl (an agent slow to ack, or a body queued
+// behind a slow writer) keeps its lease while its session lives: no other agent is handed it,
+// so it is not delivered twice without a crash.
+func TestLeaseKeptWhileInFlight(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.LeaseTTL = 150 * time.Millisecond })
+	a := dial(t, s, tokenA, "slow", "ep")
+	id := accept(t, s, "/h/ep", []byte("x"))
+	if w := a.webhook(); w.ID != id {
+		t.Fatalf("got %s", w.ID)
+	}
+	b := dial(t, s, tokenA, "other", "ep")
+	time.Sleep(600 * time.Millisecond) // four lease_ttls with the webhook unacked on a live session
+	if got := b.sync(); len(got) != 0 {
+		t.Fatalf("a webhook in flight on a live session was handed to another agent: %s", got[0].ID)
+	}
+	a.send(&protocol.Ack{IDs: []string{id}})
+	a.send(&protocol.Report{ID: id, Outcome: protocol.OutcomeDelivered, Status: 200})
+	a.confirmed(id)
+}

@@ -41,8 +41,15 @@ type Queue interface {
 	// record it returns when to look again: the head's retry time when it waits out a nack
 	// or backoff, zero when there is no head or it is leased (Ready's channel says when then).
 	LeaseHead(ctx context.Context, group, endpoint string, ttl time.Duration) (*persist.Record, time.Time, error)
-	// Release makes leased records ready at once, counting no attempt; other ids are ignored.
-	Release(ctx context.Context, group string, ids ...string) error
+	// Release makes the given leases (id → the Record.Lease that Lease or LeaseHead handed
+	// out) ready at once, counting no attempt. A lease that is no longer current — it ran out
+	// and the record went to another holder, or was released — is left alone, as are ids that
+	// are not leased.
+	Release(ctx context.Context, group string, leases map[string]uint64) error
+	// Extend keeps the given leases ttl longer from now (a holder whose webhooks wait longer
+	// than their ttl, queued behind a slow writer) and returns the ids whose lease is no
+	// longer current: another holder may have them now.
+	Extend(ctx context.Context, group string, leases map[string]uint64, ttl time.Duration) ([]string, error)
 	// Apply records state changes of group's copies as one durable write, in order, and
 	// returns one error per change (nil when applied or already so): an ack (State
 	// StateAcked: the agent holds it), a nack (State StateReady, due again at Next; a

@@ -51,12 +51,19 @@ func (q badgerQueue) LeaseHead(_ context.Context, group, endpoint string, ttl ti
 	return q.st.LeaseHead(endpoint, ttl)
 }
 
-func (q badgerQueue) Release(_ context.Context, group string, ids ...string) error {
+func (q badgerQueue) Release(_ context.Context, group string, leases map[string]uint64) error {
 	if err := checkGroup(group, false); err != nil {
 		return fmt.Errorf("release: %w", err)
 	}
-	q.st.Release(ids...)
+	q.st.ReleaseLease(leases)
 	return nil
+}
+
+func (q badgerQueue) Extend(_ context.Context, group string, leases map[string]uint64, ttl time.Duration) ([]string, error) {
+	if err := checkGroup(group, false); err != nil {
+		return nil, fmt.Errorf("extend: %w", err)
+	}
+	return q.st.ExtendLease(leases, ttl), nil
 }
 
 func (q badgerQueue) Apply(_ context.Context, group string, changes []persist.Change) []error {

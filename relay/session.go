@@ -76,8 +76,14 @@ type session struct {
 
 	// guarded by mu
 	mu       sync.Mutex
-	inflight map[string]string // id → endpoint: leased to this session, not yet acked, nacked or reported
+	inflight map[string]flight // id → its flight: leased to this session, not yet acked, nacked or reported
 	heads    map[string]string // ordered endpoint → the id of its head in flight here
+}
+
+// flight is one webhook in flight on a session: its endpoint, and the lease it was handed.
+type flight struct {
+	endpoint string
+	lease    uint64
 }
 
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
@@ -110,7 +116,7 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 		ctx:         ctx,
 		cancel:      cancel,
 		acked:       map[string]bool{},
-		inflight:    map[string]string{},
+		inflight:    map[string]flight{},
 		heads:       map[string]string{},
 	}
 	s.unordered, s.ordered = splitOrdered(cfg, endpoints)
@@ -154,6 +160,7 @@ func (s *session) run(ctx context.Context) {
 		}
 	})
 	wg.Go(s.dispatchLoop)
+	wg.Go(s.keepLeases)
 	wg.Go(s.rec.run)
 	err := s.conn.Run(ctx, s.handle)
 	s.rec.close() // the recorder records what the reader handed it, then stops
@@ -161,24 +168,63 @@ func (s *session) run(ctx context.Context) {
 	wg.Wait()
 }
 
+// keepLeases extends the leases of the webhooks in flight every third of lease_ttl until
+// the session ends: a webhook may wait in flight longer than its lease (queued behind a large
+// body on a slow link, or an agent slow to ack), and another session must not be handed it
+// meanwhile. A lease found lost (it ran out before this) is logged: that webhook may reach an
+// agent twice.
+func (s *session) keepLeases() {
+	t := time.NewTicker(max(s.leaseTTL/3, 10*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.conn.Done():
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		leases := make(map[string]uint64, len(s.inflight))
+		for id, f := range s.inflight {
+			leases[id] = f.lease
+		}
+		s.mu.Unlock()
+		if len(leases) == 0 {
+			continue
+		}
+		lost, err := s.queue.Extend(s.ctx, s.group, leases, s.leaseTTL)
+		if err != nil {
+			s.log.Debug("extend leases", "err", err)
+			continue
+		}
+		// An id acked, nacked or reported since the snapshot is no longer leased: not lost.
+		s.mu.Lock()
+		for _, id := range lost {
+			if _, ok := s.inflight[id]; ok {
+				s.log.Warn("lease of a webhook in flight ran out: it may be sent twice", "id", id)
+			}
+		}
+		s.mu.Unlock()
+	}
+}
+
 // release makes every webhook still in flight on this ended session ready again at once,
 // for another agent of the endpoint or a reconnect.
 func (s *session) release() {
 	s.mu.Lock()
-	ids := make([]string, 0, len(s.inflight))
-	for id, ep := range s.inflight {
-		ids = append(ids, id)
-		s.metrics.released.WithLabelValues(ep).Inc()
+	leases := make(map[string]uint64, len(s.inflight))
+	for id, f := range s.inflight {
+		leases[id] = f.lease
+		s.metrics.released.WithLabelValues(f.endpoint).Inc()
 	}
 	clear(s.inflight)
 	clear(s.heads)
 	s.mu.Unlock()
-	if len(ids) > 0 {
-		if err := s.queue.Release(context.Background(), s.group, ids...); err != nil {
+	if len(leases) > 0 {
+		if err := s.queue.Release(context.Background(), s.group, leases); err != nil {
 			s.log.Warn("release failed: the webhooks are offered again when their lease ends", "err", err)
 			return
 		}
-		s.log.Info("released unacked webhooks", "count", len(ids))
+		s.log.Info("released unacked webhooks", "count", len(leases))
 	}
 }
 
@@ -249,14 +295,14 @@ func (s *session) takeInflight(c *prometheus.CounterVec, ids ...string) []string
 	defer s.mu.Unlock()
 	var out []string
 	for _, id := range ids {
-		if ep, ok := s.inflight[id]; ok {
+		if f, ok := s.inflight[id]; ok {
 			delete(s.inflight, id)
-			if s.heads[ep] == id {
-				delete(s.heads, ep)
+			if s.heads[f.endpoint] == id {
+				delete(s.heads, f.endpoint)
 			}
 			out = append(out, id)
 			if c != nil {
-				c.WithLabelValues(ep).Inc()
+				c.WithLabelValues(f.endpoint).Inc()
 			}
 		}
 	}

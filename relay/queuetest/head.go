@@ -21,7 +21,7 @@ func leaseHead(t *testing.T, q relay.Queue, ep string, d time.Duration) (*persis
 }
 
 // wantHead fails t unless LeaseHead hands out the record with id, leased, with its body.
-func wantHead(t *testing.T, q relay.Queue, ep, id, what string) {
+func wantHead(t *testing.T, q relay.Queue, ep, id, what string) *persist.Record {
 	t.Helper()
 	r, due := leaseHead(t, q, ep, ttl)
 	if r == nil {
@@ -30,6 +30,7 @@ func wantHead(t *testing.T, q relay.Queue, ep, id, what string) {
 	if r.ID != id || r.State != persist.StateLeased || len(r.Body) == 0 {
 		t.Fatalf("%s: head %s in state %v with %d body bytes, want %s leased with its body", what, r.ID, r.State, len(r.Body), id)
 	}
+	return r
 }
 
 // wantNoHead fails t unless LeaseHead hands out nothing; it returns the due time.
@@ -89,10 +90,10 @@ func testLeaseHead(t *testing.T, q relay.Queue) {
 		Delivery: &persist.Delivery{At: time.Now(), Status: 200}}); err != nil {
 		t.Fatal(err)
 	}
-	wantHead(t, q, "ep", id[2], "after the head's delivery")
+	head := wantHead(t, q, "ep", id[2], "after the head's delivery")
 
 	// A released head, and one whose lease ran out, comes first again.
-	if err := q.Release(t.Context(), group, id[2]); err != nil {
+	if err := q.Release(t.Context(), group, leasesOf(head)); err != nil {
 		t.Fatal(err)
 	}
 	r, _ := leaseHead(t, q, "ep", 100*time.Millisecond)

@@ -53,6 +53,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("Ready", func(t *testing.T) { testReady(t, fresh(t, Config{})) })
 	t.Run("LeaseHead", func(t *testing.T) { testLeaseHead(t, fresh(t, Config{})) })
 	t.Run("LeaseHeadDurable", func(t *testing.T) { testLeaseHeadDurable(t, open) })
+	t.Run("LeaseTokens", func(t *testing.T) { testLeaseTokens(t, fresh(t, Config{})) })
 	t.Run("UnknownGroup", func(t *testing.T) { testUnknownGroup(t, fresh(t, Config{})) })
 	t.Run("Durable", func(t *testing.T) { testDurable(t, open) })
 }
@@ -112,4 +113,13 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// leasesOf maps leased records' ids to their leases, as Release and Extend take them.
+func leasesOf(recs ...*persist.Record) map[string]uint64 {
+	m := make(map[string]uint64, len(recs))
+	for _, r := range recs {
+		m[r.ID] = r.Lease
+	}
+	return m
 }

@@ -84,14 +84,15 @@ func testLeaseExclusive(t *testing.T, q relay.Queue) {
 			t.Fatalf("leased record %s in state %v", r.ID, r.State)
 		}
 	}
-	if got := lease(t, q, "ep", 10); !slices.Equal(ids(got), want[3:]) {
-		t.Fatalf("second lease %v, want %v", ids(got), want[3:])
+	second := lease(t, q, "ep", 10)
+	if !slices.Equal(ids(second), want[3:]) {
+		t.Fatalf("second lease %v, want %v", ids(second), want[3:])
 	}
 	if got := lease(t, q, "ep", 10); len(got) != 0 {
 		t.Fatalf("leased again while held: %v", ids(got))
 	}
 	// Concurrent leases never share a record.
-	if err := q.Release(t.Context(), group, want...); err != nil {
+	if err := q.Release(t.Context(), group, leasesOf(append(first, second...)...)); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	var mu sync.Mutex
@@ -196,7 +197,7 @@ func testTransitions(t *testing.T, q relay.Queue) {
 		t.Fatalf("get of a missing id: %v, want ErrNotFound", err)
 	}
 	// Release of a record that is not leased changes nothing.
-	if err := q.Release(t.Context(), group, a.ID, c.ID); err != nil {
+	if err := q.Release(t.Context(), group, map[string]uint64{a.ID: 1, c.ID: 2}); err != nil {
 		t.Fatalf("release: %v", err)
 	}
 	if get(t, q, a.ID).State != persist.StateDelivered || lease(t, q, "ep", 10) != nil {
@@ -285,13 +286,14 @@ func testReady(t *testing.T, q relay.Queue) {
 	case <-wake:
 	case <-time.After(time.Until(due)):
 	}
+	var got []*persist.Record
 	eventually(t, 5*time.Second, "the nacked record is leased once due", func() bool {
-		got := lease(t, q, "ep", 1)
+		got = lease(t, q, "ep", 1)
 		return len(got) == 1 && got[0].ID == r.ID
 	})
 	// A release wakes too.
 	wake, _ = q.Ready(group, "ep")
-	if err := q.Release(t.Context(), group, r.ID); err != nil {
+	if err := q.Release(t.Context(), group, leasesOf(got...)); err != nil {
 		t.Fatal(err)
 	}
 	select {
@@ -308,7 +310,7 @@ func testUnknownGroup(t *testing.T, q relay.Queue) {
 	if _, err := q.Lease(ctx, "audit", "ep", 1, ttl); !errors.Is(err, persist.ErrInvalid) {
 		t.Fatalf("lease: %v, want ErrInvalid", err)
 	}
-	if err := q.Release(ctx, "audit", r.ID); !errors.Is(err, persist.ErrInvalid) {
+	if err := q.Release(ctx, "audit", map[string]uint64{r.ID: 1}); !errors.Is(err, persist.ErrInvalid) {
 		t.Fatalf("release: %v", err)
 	}
 	if err := q.Apply(ctx, "audit", []persist.Change{{ID: r.ID, State: persist.StateAcked}})[0]; !errors.Is(err, persist.ErrInvalid) {
