@@ -182,6 +182,8 @@ var (
 	descBytes = prometheus.NewDesc("hookagent_queue_bytes", "Stored bytes of the webhooks not yet delivered or dead.", []string{"endpoint"}, nil)
 	descAge   = prometheus.NewDesc("hookagent_queue_oldest_age_seconds", "Age of the oldest webhook waiting for delivery (0 when none).", []string{"endpoint"}, nil)
 	descDead  = prometheus.NewDesc("hookagent_dead_letters", "Dead letters held in the store.", []string{"endpoint"}, nil)
+	descQuar  = prometheus.NewDesc("hookagent_store_quarantined",
+		"Records set aside at start because their metadata did not decode (kept, never deleted: see the log).", nil, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
@@ -189,9 +191,11 @@ func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descBytes
 	ch <- descAge
 	ch <- descDead
+	ch <- descQuar
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descQuar, prometheus.GaugeValue, float64(len(c.st.Quarantined())))
 	now := time.Now()
 	seen := map[string]bool{}
 	for _, s := range c.st.Stats() {

@@ -182,12 +182,14 @@ var (
 		"Dead webhooks kept, per endpoint.", []string{"endpoint"}, nil)
 	descAgents = prometheus.NewDesc("hookrelay_agents_connected",
 		"Connected agent sessions, by transport.", []string{"transport"}, nil)
+	descQuarantined = prometheus.NewDesc("hookrelay_store_quarantined",
+		"Records set aside at start because their metadata did not decode (kept, never deleted: see the log).", nil, nil)
 	descTunnelInfo = prometheus.NewDesc("hookrelay_build_info",
 		"Always 1; the version label says which relay this is.", []string{"version"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descBytes, descOldest, descDead, descAgents, descTunnelInfo} {
+	for _, d := range []*prometheus.Desc{descPending, descBytes, descOldest, descDead, descAgents, descQuarantined, descTunnelInfo} {
 		ch <- d
 	}
 }
@@ -217,6 +219,9 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 				gauge(d, 0, e.name)
 			}
 		}
+	}
+	if q, ok := c.s.queue.(interface{ Quarantined() []string }); ok {
+		ch <- prometheus.MustNewConstMetric(descQuarantined, prometheus.GaugeValue, float64(len(q.Quarantined())))
 	}
 	byTransport := map[string]int{"websocket": 0, "quic": 0}
 	for _, a := range c.s.hub.agents() {

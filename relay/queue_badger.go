@@ -59,6 +59,9 @@ func (q badgerQueue) Release(_ context.Context, group string, leases map[string]
 	return nil
 }
 
+// Quarantined lists the records set aside at open (metrics report their count).
+func (q badgerQueue) Quarantined() []string { return q.st.Quarantined() }
+
 func (q badgerQueue) Extend(_ context.Context, group string, leases map[string]uint64, ttl time.Duration) ([]string, error) {
 	if err := checkGroup(group, false); err != nil {
 		return nil, fmt.Errorf("extend: %w", err)
