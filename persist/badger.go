@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
@@ -15,9 +16,10 @@ import (
 // SyncWrites is on: every commit fsyncs the value log and the memtable WAL, and the committer
 // makes one commit serve a whole batch (see doc.go for why not SyncWrites=false plus db.Sync).
 // Conflict detection is off: the committer is the only writer.
-func badgerOptions(o Options, log *slog.Logger) badger.Options {
+// errored, when set, is raised by every error Badger logs (see vlogcheck.go).
+func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Options {
 	bo := badger.DefaultOptions(o.Dir).
-		WithLogger(badgerLogger{log.With("component", "badger")}).
+		WithLogger(badgerLogger{l: log.With("component", "badger"), errored: errored}).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
@@ -55,9 +57,16 @@ func badgerOptions(o Options, log *slog.Logger) badger.Options {
 }
 
 // badgerLogger sends Badger's warnings and errors to slog and drops its info and debug chatter.
-type badgerLogger struct{ l *slog.Logger }
+// An error also raises errored (when set): Badger logs some failures it does not return.
+type badgerLogger struct {
+	l       *slog.Logger
+	errored *atomic.Bool
+}
 
 func (b badgerLogger) Errorf(f string, a ...any) {
+	if b.errored != nil {
+		b.errored.Store(true)
+	}
 	b.l.Error(strings.TrimSpace(fmt.Sprintf(f, a...)))
 }
 

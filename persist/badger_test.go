@@ -25,7 +25,7 @@ func (h *recordingHandler) WithGroup(string) slog.Handler      { return h }
 
 func TestBadgerLoggerWarningsOnly(t *testing.T) {
 	h := &recordingHandler{}
-	l := badgerLogger{slog.New(h)}
+	l := badgerLogger{l: slog.New(h)}
 	l.Debugf("debug %d", 1)
 	l.Infof("info %d\n", 2)
 	l.Warningf("warn %d\n", 3)

@@ -320,10 +320,13 @@ func (b *batch) commit() {
 		err = b.txn.Commit()
 	}
 	if err == nil {
-		// Badger logs a failed value-log sync and reports success: check it ourselves. The
-		// disk lost writes; no later commit can be trusted either, until a restart.
-		if err = b.s.vlog.check(); err != nil {
-			b.s.ioErr = err
+		// Badger logs a failed value-log sync and reports success: when it logged anything,
+		// check the value log ourselves. The disk lost writes; no later commit can be
+		// trusted either, until a restart.
+		if b.s.badgerErr.Swap(false) {
+			if err = b.s.vlog.check(); err != nil {
+				b.s.ioErr = err
+			}
 		}
 	}
 	b.took += time.Since(start)

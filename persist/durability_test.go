@@ -78,7 +78,7 @@ func TestUndecodableRecordQuarantined(t *testing.T) {
 	bad := appendT(t, s, rec("q", "bad body kept"))
 	mustOK(t, s.Close())
 
-	db, err := badger.Open(badgerOptions(withDefaults(Options{Dir: dir, Small: true, Logger: testLogger(t)}), testLogger(t)))
+	db, err := badger.Open(badgerOptions(withDefaults(Options{Dir: dir, Small: true, Logger: testLogger(t)}), testLogger(t), nil))
 	mustOK(t, err)
 	mustOK(t, db.Update(func(txn *badger.Txn) error { return txn.Set(metaKey(bad.ID), []byte{0xff, 1, 2}) }))
 	mustOK(t, db.Close())

@@ -33,6 +33,7 @@ type Store struct {
 	// Owned by the committer.
 	vlog      *vlogCheck    // see vlogcheck.go
 	ioErr     error         // a value-log write-back error: every later write fails with it
+	badgerErr atomic.Bool   // Badger logged an error since the committer last looked
 	expect    int           // requests the next batch may expect (see collect)
 	lastTook  time.Duration // how long the last commit took
 	lingerT   *time.Timer   // collect's, reused
@@ -79,7 +80,7 @@ func Open(opts Options) (*Store, error) {
 		idx: newIndex(), recent: newRecent(),
 	}
 	s.ids.seed()
-	bo := badgerOptions(opts, s.log)
+	bo := badgerOptions(opts, s.log, &s.badgerErr)
 	s.flattenAfter = bo.ValueLogFileSize / 2
 	db, err := badger.Open(bo)
 	if err != nil {

@@ -17,8 +17,9 @@ import (
 //
 // Linux reports a write-back error to every open file description of the file (errseq), not
 // only to the first that syncs: so the committer keeps a descriptor of its own on the newest
-// value-log file and fdatasyncs it after each commit. Badger's own sync has just written
-// everything back, so this one costs little; an error it returns fails the batch.
+// value-log file, and after a commit during which Badger logged an error it fdatasyncs it; an
+// error there fails the batch. Not after every commit: a sync of a clean file still costs
+// ~40 µs here, and Badger never loses this error without logging it.
 //
 // A file is watched from when the committer first sees it. Badger creates the next file when
 // a commit fills the current one, and writes into it from the next commit on; the committer

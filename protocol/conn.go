@@ -212,6 +212,25 @@ func (c *Conn) send(ctx context.Context, o outFrame) error {
 	}
 }
 
+// SendControl queues f ahead of the data frames, as Pongs go: for small frames that must not
+// wait behind webhooks (a relay's Recorded). It waits while the control queue is full and
+// fails once the Conn is closing or ctx ends.
+func (c *Conn) SendControl(ctx context.Context, f Frame) error {
+	select {
+	case <-c.done:
+		return ErrClosed
+	default:
+	}
+	select {
+	case c.ctrl <- f:
+		return nil
+	case <-c.done:
+		return ErrClosed
+	case <-ctx.Done():
+		return context.Cause(ctx)
+	}
+}
+
 // Ack queues one id for an Ack frame; ids that are ready together leave in one frame. It
 // waits while the ack queue is full and fails once the Conn is closing or ctx ends.
 func (c *Conn) Ack(ctx context.Context, id string) error {

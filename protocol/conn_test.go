@@ -260,10 +260,17 @@ func TestConnControlAheadOfData(t *testing.T) {
 			}
 		}
 		c.ctrl <- &Pong{Nonce: 9} // what the reader queues for a Ping
+		// A relay's Recorded goes the same way, through SendControl (it would block on Send).
+		if err := c.SendControl(context.Background(), &Recorded{IDs: []string{"x"}}); err != nil {
+			t.Fatal(err)
+		}
 		runConn(t, c, nil)
-		fs := readFrames(t, agent, 9)
+		fs := readFrames(t, agent, 10)
 		if p, ok := fs[0].(*Pong); !ok || p.Nonce != 9 {
 			t.Fatalf("first frame %#v, want the Pong", fs[0])
+		}
+		if r, ok := fs[1].(*Recorded); !ok || r.IDs[0] != "x" {
+			t.Fatalf("second frame %#v, want the Recorded", fs[1])
 		}
 	})
 }

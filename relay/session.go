@@ -142,7 +142,9 @@ func (s *session) confirm(ids []string) {
 	if s.version < 2 || len(ids) == 0 {
 		return
 	}
-	if err := s.conn.Send(s.ctx, &protocol.Recorded{IDs: ids}); err != nil {
+	// Ahead of the webhooks queued: the recorder must not wait behind them (its acks free the
+	// window that would let them go).
+	if err := s.conn.SendControl(s.ctx, &protocol.Recorded{IDs: ids}); err != nil {
 		s.log.Debug("confirmation not sent", "count", len(ids), "err", err)
 	}
 }
