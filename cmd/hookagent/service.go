@@ -196,6 +196,11 @@ func adminStatus(configPath string) string {
 	if err != nil {
 		return fmt.Sprintf("admin API unreachable: %v", err)
 	}
+	// An agent with admin_token wants it: the config holds only its hash.
+	token := os.Getenv("HOOKAGENT_ADMIN_TOKEN")
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Sprintf("admin API unreachable (%s): %v", url, err)
@@ -203,6 +208,9 @@ func adminStatus(configPath string) string {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	text := strings.TrimSpace(string(body))
+	if resp.StatusCode == http.StatusUnauthorized && token == "" {
+		return fmt.Sprintf("admin API (%s): %s: this agent has admin_token; set HOOKAGENT_ADMIN_TOKEN to the token", url, resp.Status)
+	}
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Sprintf("admin API (%s): %s %s", url, resp.Status, text)
 	}
