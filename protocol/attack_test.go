@@ -204,3 +204,21 @@ func TestAttackQUICRefusedByAdmit(t *testing.T) {
 		t.Fatalf("refused connection: %v, want application error %d with the reason", err, CodeLimit)
 	}
 }
+
+// Attempt: an authenticated peer sends an Ack (or, from a relay, a Recorded) of a million
+// empty ids: 1 MB on the wire, 16 MB decoded, every frame. Now: malformed past MaxIDList,
+// which ends the session; at the limit it decodes.
+func TestAttackAckMillionEmptyIDs(t *testing.T) {
+	for _, typ := range []FrameType{FrameAck, FrameRecorded} {
+		frame := func(n int) []byte {
+			b := binary.AppendUvarint([]byte{byte(typ)}, uint64(n))
+			return append(b, make([]byte, n)...)
+		}
+		if f, err := DecodeFrame(frame(1_000_000)); !errors.Is(err, ErrMalformed) || f != nil {
+			t.Fatalf("type %d with a million ids: %v, %v; want ErrMalformed", typ, f, err)
+		}
+		if _, err := DecodeFrame(frame(MaxIDList)); err != nil {
+			t.Fatalf("type %d with %d ids (the limit): %v", typ, MaxIDList, err)
+		}
+	}
+}

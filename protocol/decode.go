@@ -42,10 +42,10 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 		f = &Chunk{ID: d.str(), Offset: d.i64("chunk offset"), Data: d.bytes()}
 	case FrameAck:
 		d.useArena()
-		f = &Ack{IDs: d.strs()}
+		f = &Ack{IDs: d.strsMax(MaxIDList, "ack ids")}
 	case FrameRecorded:
 		d.useArena()
-		f = &Recorded{IDs: d.strs()}
+		f = &Recorded{IDs: d.strsMax(MaxIDList, "recorded ids")}
 	case FrameNack:
 		d.useArena()
 		f = &Nack{ID: d.str(), Reason: d.str(), RetryAfter: d.dur()}

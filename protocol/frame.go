@@ -80,6 +80,10 @@ const (
 	// malformed. A list of n strings costs 16n bytes decoded however short its strings, and a
 	// Hello comes before any authentication.
 	MaxHelloList = 1024
+	// MaxIDList bounds the ids of one Ack or Recorded frame: senders put at most a few
+	// thousand in one (Conn's MaxAckIDs, the relay's recorder batch), and a frame of a
+	// million empty ids would decode to 16 MB.
+	MaxIDList = 8192
 )
 
 // FrameType identifies a frame on the wire. Values are never reused.
