@@ -81,17 +81,17 @@ func (s *session) confirmed(sent map[string]time.Time, ids []string) {
 // how many reports it sent. Version 1 marks them reported once written; version 2 notes them
 // in sent and leaves out those sent less than reportResend ago.
 func (s *session) sendReports(sent map[string]time.Time) (n, fresh int, err error) {
-	recs, err := s.env.store.Unreported(reportBatch)
+	now := time.Now()
+	recs, err := s.env.store.UnreportedExcept(reportBatch, func(id string) bool {
+		at, ok := sent[id]
+		return ok && now.Sub(at) < reportResend
+	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("read unreported: %w", err)
 	}
-	now := time.Now()
 	var ids []string
 	var reps []*protocol.Report
 	for _, r := range recs {
-		if at, ok := sent[r.ID]; ok && now.Sub(at) < reportResend {
-			continue
-		}
 		if rep := reportFor(r); rep != nil {
 			ids = append(ids, r.ID)
 			reps = append(reps, rep)

@@ -80,6 +80,9 @@ func TestUnreportedAndMarkReported(t *testing.T) {
 	if one, _ := s.Unreported(1); len(one) != 1 || one[0].ID != ids[0] {
 		t.Fatalf("unreported(1): %+v", one)
 	}
+	if one, _ := s.UnreportedExcept(10, func(id string) bool { return id == ids[0] }); len(one) != 1 || one[0].ID != ids[2] {
+		t.Fatalf("unreported except the first: %+v", one)
+	}
 	mustOK(t, s.MarkReported(ids[0], ids[2]))
 	if got, _ := s.Unreported(10); len(got) != 0 {
 		t.Fatalf("unreported after marking: %+v", got)

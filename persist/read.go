@@ -270,13 +270,22 @@ func (s *Store) List(f Filter) ([]*Record, error) {
 // Unreported returns up to max finished records whose outcome was not reported yet, oldest
 // first, without bodies. It reads only those records (the index keeps them in a set).
 func (s *Store) Unreported(max int) ([]*Record, error) {
+	return s.UnreportedExcept(max, nil)
+}
+
+// UnreportedExcept is Unreported leaving out the ids skip says (nil: none) before any record
+// is read: the agent's reporter skips the reports it sent and awaits confirmation of, which
+// may be many, without reading them again each time.
+func (s *Store) UnreportedExcept(max int, skip func(id string) bool) ([]*Record, error) {
 	if max <= 0 {
 		return nil, nil
 	}
 	s.mu.Lock()
 	sel := make([]listed, 0, len(s.idx.unreported))
 	for _, e := range s.idx.unreported {
-		sel = append(sel, listed{e.id, e.leased})
+		if skip == nil || !skip(e.id) {
+			sel = append(sel, listed{e.id, e.leased})
+		}
 	}
 	s.mu.Unlock()
 	slices.SortFunc(sel, func(a, b listed) int { return strings.Compare(a.id, b.id) })
