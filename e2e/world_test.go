@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -34,6 +35,7 @@ type world struct {
 	client    *http.Client
 	transport string // agent relay URL scheme: "ws", "quic" or "http" (auto)
 	host      string // the relay's IP address; "" = 127.0.0.1
+	agentBin  string // the agent binary: bin.agent unless worldOpts says
 }
 
 // relayHost is the address the relay's addr listens on.
@@ -49,6 +51,8 @@ type worldOpts struct {
 	agents    int           // default 1
 	delay     time.Duration // target answer delay
 	extraEP   string        // extra YAML under the endpoint
+	relayBin  string        // default bin.relay (a previous release's, in upgrade tests)
+	agentBin  string        // default bin.agent
 }
 
 func newWorld(t testing.TB, o worldOpts) *world {
@@ -59,7 +63,7 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	if o.agents == 0 {
 		o.agents = 1
 	}
-	w := &world{t: t, dir: t.TempDir(), transport: o.transport}
+	w := &world{t: t, dir: t.TempDir(), transport: o.transport, agentBin: cmp.Or(o.agentBin, bin.agent)}
 	w.target = newTarget(t, o.delay)
 	w.relayPort, w.quicPort = testutil.FreePort(t), testutil.FreePort(t)
 	token, hash := newToken(t)
@@ -74,7 +78,7 @@ endpoints:
   - name: e2e
     tokens: [%q]
 %s`, w.relayPort, quic, filepath.Join(w.dir, "relay-data"), hash, o.extraEP))
-	w.relay = newProc(t, "relay", bin.relay, "serve", "--config", relayCfg)
+	w.relay = newProc(t, "relay", cmp.Or(o.relayBin, bin.relay), "serve", "--config", relayCfg)
 	w.relay.start()
 	w.waitRelay()
 	for i := range o.agents {
@@ -112,7 +116,7 @@ admin_addr: 127.0.0.1:0
     backoff_max: 500ms
     headers: {X-Agent: agent-%d}
 `, w.relayURL(), w.token, i, filepath.Join(w.dir, fmt.Sprintf("agent%d-data", i)), fp, w.target.srv.URL, i))
-	p := newProc(w.t, fmt.Sprintf("agent%d", i), bin.agent, "run", "--config", cfg)
+	p := newProc(w.t, fmt.Sprintf("agent%d", i), w.agentBin, "run", "--config", cfg)
 	p.start()
 	return p
 }
