@@ -37,6 +37,9 @@ func TestMain(m *testing.M) {
 	bin.dir, bin.relay, bin.agent = dir, filepath.Join(dir, "hookrelay"), filepath.Join(dir, "hookagent")
 	code := m.Run()
 	os.RemoveAll(dir)
+	if prevBin.relay != "" {
+		os.RemoveAll(filepath.Dir(prevBin.relay))
+	}
 	os.Exit(code)
 }
 
