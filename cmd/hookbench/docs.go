@@ -36,6 +36,8 @@ straight to the same local target; the relayed columns post to the relay (built 
 stripped) whose agent delivers to that target (route concurrency 16, as many as the senders).
 Every relayed webhook is durable on both sides (the relay answers 202 after its fsync, the agent
 acks after its own). Ratios are against direct from the same run; ✓/✗ mark the goals of issue 14.
+The target lives in the bench process and discards what it reads, so "direct" is the fastest a
+Go client and server manage on this machine: a harder baseline than a target that does work.
 
 %s
 Machine: %s.

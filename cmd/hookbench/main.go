@@ -4,8 +4,9 @@
 // ws, wss and quic. It prints the table of issue 14 with ratios to direct and ✓/✗ per goal,
 // and writes docs/BENCHMARKS.md and docs/benchmarks.png. Run it from the module:
 //
-//	go run ./cmd/hookbench            # default sizes, about 5–10 minutes on 2 cores
-//	go run ./cmd/hookbench -quick     # small sizes, about 2 minutes
+//	go run ./cmd/hookbench            # default sizes, a few minutes on 2 cores
+//	go run ./cmd/hookbench -quick     # small sizes, under a minute
+//	go run ./cmd/hookbench -idle 10000 -backlog 1000000   # the issue's full idle and backlog goals
 package main
 
 import (
@@ -28,7 +29,7 @@ func main() {
 func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hookbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "small sizes (about 2 minutes): 3000 / 300 bursts, 3s paced, 200 idle agents, 5000 backlog")
+	quick := fs.Bool("quick", false, "small sizes (under a minute): 3000 / 300 bursts, 3s paced, 200 idle agents, 5000 backlog")
 	o := options{}
 	fs.IntVar(&o.n1k, "n1k", 20000, "webhooks in the 1 KiB burst")
 	fs.IntVar(&o.n64k, "n64k", 2000, "webhooks in the 64 KiB burst")

@@ -103,8 +103,8 @@ func run(o options, log io.Writer) (*results, error) {
 }
 
 // relayed runs every shape over one transport: the bursts, paced and large bodies with the
-// agent connected; then (WebSocket only), on a fresh relay so that what the other shapes left
-// in its memory does not count, the backlog with the agent away, and the idle agents.
+// agent connected; then (WebSocket only), each on a fresh relay, the idle agents and the
+// backlog accepted with the agent away.
 func relayed(r *results, b bins, tr, dir string, tg *target) error {
 	w, err := startRelay(b, tr, dir, tg)
 	if err != nil {
@@ -122,29 +122,39 @@ func relayed(r *results, b bins, tr, dir string, tg *target) error {
 		return err
 	}
 	w.close()
-	if tr != "ws" || (r.opts.backlog == 0 && r.opts.idle == 0) {
+	if tr != "ws" {
 		return nil
 	}
-	fresh := filepath.Join(dir, "fresh")
-	if err := os.MkdirAll(fresh, 0o700); err != nil {
+	if r.opts.idle > 0 {
+		err := onFresh(b, tr, filepath.Join(dir, "idle"), tg, func(w *world) (err error) {
+			r.idle[tr], err = idleAgents(w, r.opts.idle)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if r.opts.backlog > 0 {
+		return onFresh(b, tr, filepath.Join(dir, "backlog"), tg, func(w *world) (err error) {
+			r.backlog[tr], err = backlog(w, r.opts.backlog)
+			return err
+		})
+	}
+	return nil
+}
+
+// onFresh runs f on a relay of its own (no agent started), so that what other shapes left in
+// a relay's memory does not count in f's figures.
+func onFresh(b bins, tr, dir string, tg *target, f func(*world) error) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("work dir: %w", err)
 	}
-	w2, err := startRelay(b, tr, fresh, tg)
+	w, err := startRelay(b, tr, dir, tg)
 	if err != nil {
 		return err
 	}
-	defer w2.close()
-	if r.opts.backlog > 0 {
-		if r.backlog[tr], err = backlog(w2, r.opts.backlog); err != nil {
-			return err
-		}
-	}
-	if r.opts.idle > 0 {
-		if r.idle[tr], err = idleAgents(w2, r.opts.idle); err != nil {
-			return err
-		}
-	}
-	return nil
+	defer w.close()
+	return f(w)
 }
 
 // shapes runs the bursts, paced and large shapes against url; with a world, it also records
