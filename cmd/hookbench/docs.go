@@ -38,6 +38,8 @@ Every relayed webhook is durable on both sides (the relay answers 202 after its 
 acks after its own). Ratios are against direct from the same run; ✓/✗ mark the goals of issue 14.
 The target lives in the bench process and discards what it reads, so "direct" is the fastest a
 Go client and server manage on this machine: a harder baseline than a target that does work.
+On a small shared machine absolute figures move from run to run (up to 2× between runs here);
+compare within one run, which is what the ratios do.
 
 %s
 Machine: %s.
@@ -48,9 +50,11 @@ Machine: %s.
 
 - **1 KiB / 64 KiB burst**: 16 senders post as fast as the answers come; delivered/s is from the
   first send to the last arrival at the target. e2e latency is send → arrival at the target.
+  Direct bursts, over in a fraction of a second, run three times; the median (by rate) counts.
 - **paced**: one 1 KiB webhook every 10 ms, each on its own goroutine.
 - **10 MiB**: one after the other, each once the previous arrived; peak RSS is VmHWM of each
-  process over this shape only (reset through /proc/PID/clear_refs before each shape).
+  process over this shape only (reset through /proc/PID/clear_refs before each shape, to the RSS
+  the process had then, which includes what earlier shapes left).
 - **agent RSS**: VmRSS once connected and before any load; peak is the highest VmHWM of any shape.
 - **idle agents** (WebSocket only): sessions simulated in the bench process (tunnel, Hello with
   the token, keepalive answered), 16 handshakes at a time; relay VmRSS growth divided by their
