@@ -1,0 +1,71 @@
+package main
+
+import (
+	"bytes"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestSmoke runs the whole command with tiny sizes over ws and quic: the table has every row
+// with figures in every relayed column, and the docs it writes hold the table and a PNG that
+// decodes.
+func TestSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds both binaries and runs them (10–30 s)")
+	}
+	out := t.TempDir()
+	var stdout, stderr bytes.Buffer
+	err := mainErr([]string{"-n1k", "200", "-n64k", "20", "-paced", "500ms", "-large", "1",
+		"-idle", "20", "-backlog", "200", "-transports", "ws,quic", "-out", out}, &stdout, &stderr)
+	if err != nil {
+		t.Fatalf("hookbench: %v\n%s", err, stderr.String())
+	}
+	table := stdout.String()
+	for _, row := range []string{
+		"| shape | direct | hookrelay ws | hookrelay quic |",
+		"| 1 KiB burst (200), 16 senders, delivered/s |",
+		"| 64 KiB burst (20), delivered/s; e2e p50 ms |",
+		"| paced 100/s 1 KiB (500ms), e2e p50 / p99 ms |",
+		"| 1 × 10 MiB, p50 ms; peak RSS relay / agent MiB |",
+		"| peak RSS over the 64 KiB burst, relay / agent MiB |",
+		"| agent RSS idle / peak over every shape, MiB |",
+		"| 20 idle agents: relay RSS KiB each; all connected in s |",
+		"| backlog 200 × 1 KiB: accepted/s; relay peak MiB; drained/s |",
+		"Stripped hookagent binary:",
+	} {
+		if !strings.Contains(table, row) {
+			t.Errorf("table has no %q:\n%s", row, table)
+		}
+	}
+	// every relayed 1 KiB burst figure carries its ratio to direct and a goal mark
+	for _, line := range strings.Split(table, "\n") {
+		if strings.HasPrefix(line, "| 1 KiB burst") && strings.Count(line, "×)") != 2 {
+			t.Errorf("1 KiB burst row without a ratio per transport: %q", line)
+		}
+		if strings.HasPrefix(line, "| backlog") && !strings.Contains(line, "×)") {
+			t.Errorf("backlog row without a drain figure: %q", line)
+		}
+	}
+	md, err := os.ReadFile(filepath.Join(out, "BENCHMARKS.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(md), "| 1 KiB burst (200)") || !strings.Contains(string(md), "Machine: ") {
+		t.Errorf("BENCHMARKS.md lacks the table or the machine:\n%s", md)
+	}
+	f, err := os.Open(filepath.Join(out, "benchmarks.png"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("benchmarks.png: %v", err)
+	}
+	if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 300 {
+		t.Errorf("chart is %v", b)
+	}
+}
