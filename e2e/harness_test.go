@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"os"
@@ -15,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/procinfo"
 )
 
 // bin holds the paths of the binaries TestMain built.
@@ -93,7 +94,7 @@ func (p *proc) start() {
 	fmt.Fprintf(f, "=== start %s at %s\n", p.name, time.Now().Format(time.RFC3339Nano))
 	cmd := exec.Command(p.args[0], p.args[1:]...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = append(cleanEnv(), p.env...)
+	cmd.Env = append(procinfo.CleanEnv(), p.env...)
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		p.t.Fatalf("start %s: %v", p.name, err)
@@ -153,37 +154,7 @@ func (p *proc) dumpTail(n int) {
 }
 
 // peakRSS returns the process's peak resident set size in KiB (VmHWM), 0 if unknown.
-func (p *proc) peakRSS() int64 {
-	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.pid()))
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-// cleanEnv is the environment without proxies or a token that would change what the
-// configs say.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "HOOKAGENT_TOKEN":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
+func (p *proc) peakRSS() int64 { return procinfo.Status(p.pid(), "VmHWM") }
 
 func writeFile(t testing.TB, path, text string) string {
 	t.Helper()

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/procinfo"
 	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
@@ -345,7 +346,7 @@ func (w *world) verify(s *sender, total time.Duration) (dups int) {
 func runCmd(name string, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd := exec.Command(name, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = procinfo.CleanEnv()
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return out.String(), fmt.Errorf("%w: %s", err, errb.String())

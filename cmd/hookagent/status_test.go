@@ -23,19 +23,7 @@ func TestAdminStatusShowsAgentView(t *testing.T) {
 	path := filepath.Join(dir, "agent.yaml")
 	yaml := "relay: ws://" + testutil.FreeAddr(t) + "\ntoken: t\nagent_id: edge-test\ndata_dir: " + filepath.Join(dir, "data") +
 		"\nadmin_addr: " + adminAddr + "\nroutes:\n  - endpoint: github\n    target: http://127.0.0.1:1/hooks?secret=x\n"
-	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cfg, err := agent.LoadConfig(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	a, err := agent.New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Skipf("admin port taken meanwhile: %v", err)
-	}
-	t.Cleanup(func() { a.Close() }) // after Run has returned: cleanups run last first
-	testutil.RunUntilCleanup(t, a.Run)
+	runAgentWith(t, path, yaml)
 
 	out := adminStatus(path)
 	for _, want := range []string{`"side":"agent"`, `"agent_id":"edge-test"`, `"connected":false`,
@@ -59,6 +47,21 @@ func TestAdminStatusWithAdminToken(t *testing.T) {
 	yaml := "relay: ws://" + testutil.FreeAddr(t) + "\ntoken: t\ndata_dir: " + filepath.Join(dir, "data") +
 		"\nadmin_addr: " + testutil.FreeAddr(t) + "\nadmin_token: sha256:" + hex.EncodeToString(sum[:]) +
 		"\nroutes:\n  - endpoint: github\n    target: http://127.0.0.1:1/hooks\n"
+	runAgentWith(t, path, yaml)
+
+	t.Setenv("HOOKAGENT_ADMIN_TOKEN", "")
+	if out := adminStatus(path); !strings.Contains(out, "HOOKAGENT_ADMIN_TOKEN") {
+		t.Errorf("without the token, status does not say how to give it:\n%s", out)
+	}
+	t.Setenv("HOOKAGENT_ADMIN_TOKEN", "admin-secret")
+	if out := adminStatus(path); !strings.Contains(out, `"side":"agent"`) {
+		t.Errorf("with the token, status lacks the agent's view:\n%s", out)
+	}
+}
+
+// runAgentWith writes yaml to path and runs an agent of that config until the test ends.
+func runAgentWith(t *testing.T, path, yaml string) {
+	t.Helper()
 	if err := os.WriteFile(path, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -70,15 +73,6 @@ func TestAdminStatusWithAdminToken(t *testing.T) {
 	if err != nil {
 		t.Skipf("admin port taken meanwhile: %v", err)
 	}
-	t.Cleanup(func() { a.Close() })
+	t.Cleanup(func() { a.Close() }) // after Run has returned: cleanups run last first
 	testutil.RunUntilCleanup(t, a.Run)
-
-	t.Setenv("HOOKAGENT_ADMIN_TOKEN", "")
-	if out := adminStatus(path); !strings.Contains(out, "HOOKAGENT_ADMIN_TOKEN") {
-		t.Errorf("without the token, status does not say how to give it:\n%s", out)
-	}
-	t.Setenv("HOOKAGENT_ADMIN_TOKEN", "admin-secret")
-	if out := adminStatus(path); !strings.Contains(out, `"side":"agent"`) {
-		t.Errorf("with the token, status lacks the agent's view:\n%s", out)
-	}
 }

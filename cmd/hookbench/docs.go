@@ -8,6 +8,8 @@ import (
 	"runtime"
 	"strings"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/procinfo"
 )
 
 // writeDocs writes BENCHMARKS.md (figures, command, machine) and benchmarks.png into dir.
@@ -87,7 +89,7 @@ func machine() string {
 		}
 		f.Close()
 	}
-	if kb := procStatusFile("/proc/meminfo", "MemTotal"); kb > 0 {
+	if kb := procinfo.File("/proc/meminfo", "MemTotal"); kb > 0 {
 		mem = fmt.Sprintf("%.1f GiB RAM", float64(kb)/(1<<20))
 	}
 	return fmt.Sprintf("%d cores (nproc), %s, %s, %s %s/%s", runtime.NumCPU(), model, mem,

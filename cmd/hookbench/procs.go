@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"crypto/ecdsa"
@@ -22,6 +21,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/procinfo"
 )
 
 // bins are the built relay and agent binaries.
@@ -80,7 +81,7 @@ func startProc(log string, path string, args ...string) (*proc, error) {
 	}
 	cmd := exec.Command(path, args...)
 	cmd.Stdout, cmd.Stderr = f, f
-	cmd.Env = cleanEnv()
+	cmd.Env = procinfo.CleanEnv()
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("start %s: %w", filepath.Base(path), err)
@@ -111,56 +112,18 @@ func (p *proc) stop() {
 }
 
 // status reads one kB field of /proc/PID/status (VmRSS, VmHWM) in KiB; 0 if unknown.
-func (p *proc) status(field string) int64 { return procStatus(p.cmd.Process.Pid, field) }
+func (p *proc) status(field string) int64 { return procinfo.Status(p.cmd.Process.Pid, field) }
 
-func procStatus(pid int, field string) int64 {
-	return procStatusFile(fmt.Sprintf("/proc/%d/status", pid), field)
-}
-
-// procStatusFile reads a "Field: N kB" line of a /proc file.
-func procStatusFile(path, field string) int64 {
-	f, err := os.Open(path)
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), field+":"); ok {
-			var kb int64
-			fmt.Sscan(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), &kb)
-			return kb
-		}
-	}
-	return 0
-}
-
-// resetPeak resets the process's VmHWM to its current RSS, so that the next peak read covers
-// one shape only (Linux: "5" to clear_refs).
 func (p *proc) resetPeak() {
 	os.WriteFile(fmt.Sprintf("/proc/%d/clear_refs", p.cmd.Process.Pid), []byte("5"), 0)
 }
 
 func (p *proc) peakMiB() float64 { return float64(p.status("VmHWM")) / 1024 }
 
-// cleanEnv is the environment without proxies or a token that would change what the configs say.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		switch strings.ToUpper(k) {
-		case "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "HOOKAGENT_TOKEN":
-			continue
-		}
-		env = append(env, kv)
-	}
-	return env
-}
-
 func runOut(path string, args ...string) (string, error) {
 	var out, errb bytes.Buffer
 	cmd := exec.Command(path, args...)
-	cmd.Env = cleanEnv()
+	cmd.Env = procinfo.CleanEnv()
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("%s %s: %w: %s", filepath.Base(path), args[0], err, errb.String())
