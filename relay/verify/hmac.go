@@ -103,16 +103,17 @@ func (g *genericHMAC) check(r *http.Request, body []byte, _ time.Time) *Failure 
 	return nil
 }
 
-// decode accepts hex in either case, or base64 in the standard or URL alphabet, padded or not.
+// decode accepts hex in either case, or base64 in the standard or URL alphabet, padded or not
+// (strictly: unused trailing bits must be zero, so each signature has one encoding).
 func (g *genericHMAC) decode(s string) ([]byte, bool) {
 	if !g.base64 {
 		b, err := hex.DecodeString(s)
 		return b, err == nil
 	}
 	s = strings.TrimRight(s, "=")
-	if b, err := base64.RawStdEncoding.DecodeString(s); err == nil {
+	if b, err := base64.RawStdEncoding.Strict().DecodeString(s); err == nil {
 		return b, true
 	}
-	b, err := base64.RawURLEncoding.DecodeString(s)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(s)
 	return b, err == nil
 }

@@ -78,7 +78,9 @@ func (s *standardWebhooks) check(r *http.Request, body []byte, now time.Time) *F
 		if !ok || ver != "v1" {
 			continue
 		}
-		if sig, err := base64.StdEncoding.DecodeString(b64); err == nil && len(sig) == sha256.Size {
+		// Strict: one encoding per signature (unused trailing bits must be zero), as a string
+		// comparison of the expected signature would have it.
+		if sig, err := base64.StdEncoding.Strict().DecodeString(b64); err == nil && len(sig) == sha256.Size {
 			sigs = append(sigs, sig)
 		}
 	}
