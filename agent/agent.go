@@ -32,7 +32,7 @@ type Agent struct {
 	adminAPI *admin.Handler
 	metrics  *metrics
 	routes   map[string]*deliverer
-	relayTo  string // relay URL as logged and shown (no user info, no query)
+	relayTo  string // relay URLs as logged at start (no user info, no query)
 
 	// reportWake is signalled (non-blocking) when a record reaches a final state, so the
 	// current session sends its report.
@@ -41,6 +41,7 @@ type Agent struct {
 	// session state, set by the connection loop
 	connected atomic.Bool
 	transport atomic.Value // string
+	relayNow  atomic.Value // string: the relay URL the connection loop dials or is connected to
 	tunMu     sync.Mutex
 	tun       tunnelInfo // guarded by tunMu
 
@@ -73,11 +74,12 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		cfg:        cfg,
 		log:        log.With("agent_id", cfg.AgentID),
 		routes:     map[string]*deliverer{},
-		relayTo:    displayURL(cfg.Relay),
+		relayTo:    displayURLs(cfg.Relays),
 		reportWake: make(chan struct{}, 1),
 		metrics:    newMetrics(cfg.Routes),
 	}
 	a.transport.Store("")
+	a.relayNow.Store(displayURL(cfg.Relay))
 	for i := range cfg.Routes {
 		d, err := newDeliverer(a, &cfg.Routes[i])
 		if err != nil {
@@ -233,7 +235,7 @@ func (a *Agent) sessionEnv() sessionEnv {
 		agentID:    a.cfg.AgentID,
 		token:      a.cfg.Token,
 		endpoints:  a.cfg.endpoints(),
-		relayTo:    a.relayTo,
+		relayTo:    a.currentRelay(),
 		store:      a.store,
 		routes:     a.routes,
 		emit:       a.emit,
@@ -257,7 +259,7 @@ func (a *Agent) sessionUp(transport, session string, since time.Time) {
 	a.transport.Store(transport)
 	a.setTunnel(tunnelInfo{since: since, session: session})
 	a.connected.Store(true)
-	a.emit(Event{Kind: EventTunnelUp, Relay: a.relayTo, Transport: transport, Session: session,
+	a.emit(Event{Kind: EventTunnelUp, Relay: a.currentRelay(), Transport: transport, Session: session,
 		AgentID: a.cfg.AgentID})
 }
 

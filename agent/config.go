@@ -47,8 +47,12 @@ const agentIDFile = "agent-id"
 // Config is the agent's one configuration (agent.yaml). Keys are exactly the interface
 // contract's, plus the documented extras.
 type Config struct {
-	// Relay is ws://, wss://, quic://host:port, or http(s):// (auto). Required.
-	Relay string `yaml:"relay"`
+	// Relays are the relay's URLs, tried in turn: ws://, wss://, quic://host:port, or
+	// http(s):// (auto). Required (YAML: `relay:`, one URL or a list).
+	Relays StringList `yaml:"relay"`
+	// Relay is one relay URL for programs that build a Config; it is Relays[0] after
+	// validation.
+	Relay string `yaml:"-"`
 	// Token authenticates the agent; HOOKAGENT_TOKEN in the environment wins. Required.
 	Token string `yaml:"token"`
 	// AgentID names this agent at the relay; default hostname + "-" + a random suffix, kept in
@@ -56,8 +60,13 @@ type Config struct {
 	AgentID string `yaml:"agent_id"`
 	// DataDir holds the store and the agent id. Required.
 	DataDir string `yaml:"data_dir"`
-	// RelayFingerprint ("sha256:" + 64 hex) pins a self-signed relay certificate. Optional.
-	RelayFingerprint string `yaml:"relay_fingerprint"`
+	// RelayFingerprints ("sha256:" + 64 hex each) pin self-signed relay certificates: a
+	// relay's certificate must be one of them. Optional (YAML: `relay_fingerprint:`, one or a
+	// list).
+	RelayFingerprints StringList `yaml:"relay_fingerprint"`
+	// RelayFingerprint is one fingerprint for programs that build a Config; merged into
+	// RelayFingerprints by validation.
+	RelayFingerprint string `yaml:"-"`
 	// AdminAddr is the local /healthz, /readyz, metrics and admin address; default
 	// 127.0.0.1:7071. Port 0 picks a free port; "off" disables it (extra).
 	AdminAddr string `yaml:"admin_addr"`
@@ -238,39 +247,14 @@ func orDefault[T comparable](v *T, def T) {
 
 // validate reports the first problem as "KEY: what was wrong (what is allowed)".
 func (c *Config) validate() error {
-	if c.Relay == "" {
-		return errors.New("config relay: missing (ws://, wss://, quic://host:port, http:// or https:// URL of the relay)")
-	}
-	u, err := url.Parse(c.Relay)
-	if err != nil {
-		return fmt.Errorf("config relay: %q is not a URL: %w", c.Relay, err)
-	}
-	switch u.Scheme {
-	case "ws", "wss", "quic", "http", "https":
-	default:
-		return fmt.Errorf("config relay: scheme %q not allowed (ws, wss, quic, http or https)", u.Scheme)
-	}
-	if u.Host == "" {
-		return fmt.Errorf("config relay: %q has no host (e.g. wss://relay.example.com)", c.Relay)
-	}
-	if u.Scheme == "quic" && u.Port() == "" {
-		return fmt.Errorf("config relay: %q has no port (quic://host:port, the relay's quic_addr)", c.Relay)
-	}
-	if u.User != nil {
-		// Refused rather than carried into error messages and logs; the token authenticates.
-		return fmt.Errorf("config relay: %s has user info (not allowed: the token authenticates the agent)", displayURL(c.Relay))
+	if err := c.checkRelays(); err != nil {
+		return err
 	}
 	if c.Token == "" {
 		return fmt.Errorf("config token: missing (set token in the file or %s in the environment)", TokenEnv)
 	}
 	if c.DataDir == "" {
 		return errors.New("config data_dir: missing (a directory for the store, e.g. /var/lib/hookagent)")
-	}
-	if c.RelayFingerprint != "" {
-		c.RelayFingerprint = strings.TrimSpace(c.RelayFingerprint)
-		if _, err := protocol.ParseFingerprint(c.RelayFingerprint); err != nil {
-			return fmt.Errorf("config relay_fingerprint: %w", err)
-		}
 	}
 	if c.AdminToken != "" {
 		if err := admin.CheckTokenHash(c.AdminToken); err != nil {

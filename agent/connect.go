@@ -63,16 +63,25 @@ func codeName(c protocol.ErrorCode) string {
 	return fmt.Sprintf("code %d", c)
 }
 
-// connectionLoop keeps one session to the relay up until ctx ends: connectionOnce, then a
-// backoff wait (or the relay's GoAway delay), then again.
+// connectionLoop keeps one session to a relay up until ctx ends: connectionOnce, then a
+// backoff wait (or the relay's GoAway delay), then again. With several relays (a cluster)
+// it moves on to the next one in the list after a session ended or a dial failed, at once
+// (with a little jitter, so the agents of a dead relay do not arrive all in one instant),
+// and backs off only after the whole list failed.
 func (a *Agent) connectionLoop(ctx context.Context) {
-	d, err := a.newDialer()
-	if err != nil {
-		a.log.Error("cannot connect: check relay in the config", "relay", a.relayTo, "err", err)
-		return
+	ds := make([]*dialer, len(a.cfg.Relays))
+	for i, r := range a.cfg.Relays {
+		d, err := a.newDialer(r)
+		if err != nil {
+			a.log.Error("cannot connect: check relay in the config", "relay", displayURL(r), "err", err)
+			return
+		}
+		ds[i] = d
 	}
-	attempt := 0
+	attempt, i := 0, 0
 	for ctx.Err() == nil {
+		d := ds[i]
+		a.relayNow.Store(d.shown)
 		upFor, err := a.connectionOnce(ctx, d)
 		if ctx.Err() != nil {
 			return
@@ -81,27 +90,39 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 			attempt = 0
 		}
 		wait := backoff(time.Millisecond, reconnectMin, reconnectMax, attempt)
-		attempt++
+		stay := false // retry the same relay (it asked for an older protocol)
 		var ga *goAwayError
 		var re *RelayError
 		switch {
 		case errors.As(err, &ga):
 			wait = ga.after
 			a.oldRelay.Store(false) // it may come back upgraded
-			a.log.Info("relay going away", "reason", ga.reason, "retry_in", wait)
+			a.log.Info("relay going away", "relay", d.shown, "reason", ga.reason, "retry_in", wait)
 		case errors.As(err, &re) && re.Code == protocol.CodeVersion && !a.oldRelay.Load():
 			// A relay of an older protocol version: say Hello in the oldest we speak, at once.
 			a.oldRelay.Store(true)
-			wait = 0
-			a.log.Info("relay speaks an older protocol version: using version 1", "relay", a.relayTo,
+			wait, stay = 0, true
+			a.log.Info("relay speaks an older protocol version: using version 1", "relay", d.shown,
 				"reason", re.Reason)
 		case errors.As(err, &re) && re.Code == protocol.CodeUnauthorized:
 			a.log.Error("relay refused this agent: check the token and the endpoints it may receive",
-				"relay", a.relayTo, "reason", re.Reason, "retry_in", wait)
+				"relay", d.shown, "reason", re.Reason, "retry_in", wait)
 		case errors.Is(err, ErrQUICNotVerifiable), errors.Is(err, protocol.ErrFingerprintMismatch):
-			a.log.Error("cannot connect", "relay", a.relayTo, "err", err, "retry_in", wait)
+			a.log.Error("cannot connect", "relay", d.shown, "err", err, "retry_in", wait)
 		default:
-			a.log.Warn("reconnecting", "relay", a.relayTo, "err", err, "retry_in", wait)
+			a.log.Warn("reconnecting", "relay", d.shown, "err", err, "retry_in", wait)
+		}
+		switch {
+		case stay:
+		case len(ds) == 1:
+			attempt++
+		default:
+			i = (i + 1) % len(ds)
+			if i == 0 && upFor == 0 {
+				attempt++ // every relay of the list failed: back off
+			} else {
+				wait = backoff(time.Millisecond, reconnectMin, reconnectMin, 0)
+			}
 		}
 		a.tunnelDown(err, upFor > 0, wait)
 		t := time.NewTimer(wait)

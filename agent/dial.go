@@ -44,6 +44,7 @@ type dialer struct {
 	a     *Agent
 	mode  int
 	base  *url.URL     // the relay URL: ws(s):// or http(s):// (path kept), or quic://host:port
+	shown string       // the relay URL as logged and shown
 	ws    *url.URL     // WebSocket URL (ws/wss) in modes WebSocket and auto
 	httpc *http.Client // auto mode: GET /v1/info, through HTTPS_PROXY like the tunnel
 
@@ -53,12 +54,12 @@ type dialer struct {
 	quicSkipReason string
 }
 
-func (a *Agent) newDialer() (*dialer, error) {
-	u, err := url.Parse(a.cfg.Relay)
+func (a *Agent) newDialer(relay string) (*dialer, error) {
+	u, err := url.Parse(relay)
 	if err != nil {
 		return nil, fmt.Errorf("parse relay url: %w", err)
 	}
-	d := &dialer{a: a, base: u}
+	d := &dialer{a: a, base: u, shown: displayURL(relay)}
 	ws := *u
 	switch u.Scheme {
 	case "ws", "wss":
@@ -68,10 +69,10 @@ func (a *Agent) newDialer() (*dialer, error) {
 		ws.Scheme = map[string]string{"http": "ws", "https": "wss"}[u.Scheme]
 		tr := &http.Transport{Proxy: http.ProxyFromEnvironment, DisableKeepAlives: true,
 			TLSHandshakeTimeout: infoTimeout}
-		if u.Scheme == "https" && a.cfg.RelayFingerprint != "" {
-			tc, err := protocol.PinnedTLSConfig(a.cfg.RelayFingerprint, u.Hostname())
+		if u.Scheme == "https" && a.cfg.pinned() {
+			tc, err := a.cfg.pinnedTLS(u.Hostname())
 			if err != nil {
-				return nil, fmt.Errorf("relay fingerprint: %w", err)
+				return nil, err
 			}
 			tr.TLSClientConfig = tc
 		}
@@ -80,7 +81,7 @@ func (a *Agent) newDialer() (*dialer, error) {
 	case "quic":
 		d.mode = modeQUIC
 		if u.Port() == "" {
-			return nil, fmt.Errorf("relay %s: quic:// needs host:port (the relay's quic_addr)", a.relayTo)
+			return nil, fmt.Errorf("relay %s: quic:// needs host:port (the relay's quic_addr)", d.shown)
 		}
 		return d, nil
 	default:
@@ -134,7 +135,7 @@ func (d *dialer) dialQUIC(ctx context.Context) (protocol.Tunnel, error) {
 	switch {
 	case err == nil:
 		return tun, nil
-	case d.a.cfg.RelayFingerprint == "" && isCertError(err):
+	case !d.a.cfg.pinned() && isCertError(err):
 		return nil, fmt.Errorf("%w (%v)", ErrQUICNotVerifiable, err)
 	case errors.Is(err, protocol.ErrFingerprintMismatch):
 		return nil, fmt.Errorf("the relay's QUIC certificate does not match relay_fingerprint "+
@@ -172,7 +173,7 @@ func (d *dialer) tryQUIC(ctx context.Context, notBefore string) (tun protocol.Tu
 	var ne net.Error
 	switch {
 	case err == nil:
-		if d.a.cfg.RelayFingerprint != "" {
+		if d.a.cfg.pinned() {
 			return tun, "quic certificate matches relay_fingerprint", false
 		}
 		return tun, "quic certificate is CA-valid", false
@@ -184,7 +185,7 @@ func (d *dialer) tryQUIC(ctx context.Context, notBefore string) (tun protocol.Tu
 				"quic_addr", addr, "err", err)
 		}
 		return nil, r, false
-	case d.a.cfg.RelayFingerprint == "" && isCertError(err):
+	case !d.a.cfg.pinned() && isCertError(err):
 		return nil, "quic certificate cannot be verified: no relay_fingerprint and not CA-valid", false
 	case errors.Is(err, context.DeadlineExceeded), errors.As(err, &ne) && ne.Timeout():
 		return nil, fmt.Sprintf("quic handshake with %s failed: timeout after %v (UDP blocked?)", addr, autoQUICHandshake), true
@@ -224,12 +225,8 @@ func (d *dialer) relayInfo(ctx context.Context) (*relayInfo, error) {
 
 // quicTLS trusts exactly relay_fingerprint when set, else the system roots for host.
 func (d *dialer) quicTLS(host string) (*tls.Config, error) {
-	if fp := d.a.cfg.RelayFingerprint; fp != "" {
-		tc, err := protocol.PinnedTLSConfig(fp, host)
-		if err != nil {
-			return nil, fmt.Errorf("relay fingerprint: %w", err)
-		}
-		return tc, nil
+	if d.a.cfg.pinned() {
+		return d.a.cfg.pinnedTLS(host)
 	}
 	return &tls.Config{ServerName: host}, nil
 }
@@ -329,10 +326,10 @@ func (a *Agent) dialWebSocket(ctx context.Context, u *url.URL) (protocol.Tunnel,
 	t.RawQuery = ""
 	t.Fragment = ""
 	cfg := protocol.WSDialConfig{}
-	if t.Scheme == "wss" && a.cfg.RelayFingerprint != "" {
-		tc, err := protocol.PinnedTLSConfig(a.cfg.RelayFingerprint, t.Hostname())
+	if t.Scheme == "wss" && a.cfg.pinned() {
+		tc, err := a.cfg.pinnedTLS(t.Hostname())
 		if err != nil {
-			return nil, fmt.Errorf("relay fingerprint: %w", err)
+			return nil, err
 		}
 		cfg.TLS = tc
 	}

@@ -30,6 +30,14 @@ func startRelay(t *testing.T, withQUIC bool) *relay.Server {
 
 func startRelayWith(t *testing.T, withQUIC bool, mutate func(*relay.Config)) *relay.Server {
 	t.Helper()
+	s, _ := startStoppableRelay(t, withQUIC, mutate)
+	return s
+}
+
+// startStoppableRelay is startRelayWith, also returning a stop that ends the relay (its
+// listeners closed) before the test does.
+func startStoppableRelay(t *testing.T, withQUIC bool, mutate func(*relay.Config)) (*relay.Server, func()) {
+	t.Helper()
 	sum := sha256.Sum256([]byte(autoToken))
 	cfg := &relay.Config{
 		Addr:      "127.0.0.1:0",
@@ -46,12 +54,13 @@ func startRelayWith(t *testing.T, withQUIC bool, mutate func(*relay.Config)) *re
 	if err != nil {
 		t.Fatal(err)
 	}
-	stop := testutil.Start(t, s.Run, s.Ready())
-	t.Cleanup(func() {
-		stop()
+	run := testutil.Start(t, s.Run, s.Ready())
+	stop := sync.OnceFunc(func() {
+		run()
 		s.Close()
 	})
-	return s
+	t.Cleanup(stop)
+	return s, stop
 }
 
 // relayInfoOf reads the relay's /v1/info.

@@ -133,5 +133,5 @@ func (a *Agent) tunnelDown(err error, wasUp bool, retryIn time.Duration) {
 	if err != nil {
 		reason = err.Error()
 	}
-	a.emit(Event{Kind: EventTunnelDown, Relay: a.relayTo, Reason: reason, WasUp: wasUp, RetryIn: retryIn})
+	a.emit(Event{Kind: EventTunnelDown, Relay: a.currentRelay(), Reason: reason, WasUp: wasUp, RetryIn: retryIn})
 }

@@ -44,7 +44,7 @@ func (a *Agent) setTunnel(t tunnelInfo) {
 func (a *Agent) Status() Status {
 	s := Status{
 		AgentID:   a.cfg.AgentID,
-		Relay:     a.relayTo,
+		Relay:     a.currentRelay(),
 		Connected: a.Connected(),
 		Transport: a.Transport(),
 		Routes:    make([]RouteStatus, 0, len(a.cfg.Routes)),

@@ -32,9 +32,22 @@ func ParseFingerprint(fp string) ([]byte, error) {
 // SHA-256 is compared in constant time; its names and dates are not checked. serverName is
 // sent as SNI (may be empty). The caller may set NextProtos on the result.
 func PinnedTLSConfig(fingerprint, serverName string) (*tls.Config, error) {
-	want, err := ParseFingerprint(fingerprint)
-	if err != nil {
-		return nil, fmt.Errorf("pinned tls config: %w", err)
+	return PinnedTLSConfigAny([]string{fingerprint}, serverName)
+}
+
+// PinnedTLSConfigAny is PinnedTLSConfig trusting any of several certificates: the relays of
+// a cluster, or a certificate and its successor during a rotation.
+func PinnedTLSConfigAny(fingerprints []string, serverName string) (*tls.Config, error) {
+	if len(fingerprints) == 0 {
+		return nil, fmt.Errorf("pinned tls config: no fingerprint")
+	}
+	want := make([][]byte, len(fingerprints))
+	for i, fp := range fingerprints {
+		sum, err := ParseFingerprint(fp)
+		if err != nil {
+			return nil, fmt.Errorf("pinned tls config: %w", err)
+		}
+		want[i] = sum
 	}
 	return &tls.Config{
 		ServerName:         serverName,
@@ -45,11 +58,17 @@ func PinnedTLSConfig(fingerprint, serverName string) (*tls.Config, error) {
 				return fmt.Errorf("%w: peer sent no certificate", ErrFingerprintMismatch)
 			}
 			got := sha256.Sum256(cs.PeerCertificates[0].Raw)
-			if subtle.ConstantTimeCompare(got[:], want) != 1 {
-				return fmt.Errorf("%w: peer certificate is %s, pinned %s", ErrFingerprintMismatch,
-					fingerprintPrefix+hex.EncodeToString(got[:]), fingerprintPrefix+hex.EncodeToString(want))
+			for _, w := range want {
+				if subtle.ConstantTimeCompare(got[:], w) == 1 {
+					return nil
+				}
 			}
-			return nil
+			pinned := fingerprintPrefix + hex.EncodeToString(want[0])
+			if len(want) > 1 {
+				pinned = fmt.Sprintf("%d fingerprints", len(want))
+			}
+			return fmt.Errorf("%w: peer certificate is %s, pinned %s", ErrFingerprintMismatch,
+				fingerprintPrefix+hex.EncodeToString(got[:]), pinned)
 		},
 	}, nil
 }
