@@ -133,7 +133,7 @@ func New(cfg Config) (*Handler, error) {
 	} else if cfg.Side == Relay {
 		h.log.Warn("admin API has no token: anyone who reaches it can read and replay webhooks")
 	}
-	h.sessions.m = make(map[string]time.Time)
+	h.sessions = newSessions(h.tokenHash)
 	h.routes()
 	return h, nil
 }

@@ -1,9 +1,12 @@
 package admin
 
 import (
+	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"mime"
 	"net/http"
@@ -18,7 +21,7 @@ const (
 	cookieName  = "hookrelay_admin"
 	csrfHeader  = "X-Requested-With"
 	csrfValue   = "hookrelay"
-	maxSessions = 10000
+	maxSessions = 10000 // logged-out sessions remembered until they expire
 )
 
 // parseTokenHash reads "sha256:" + 64 hex digits.
@@ -151,51 +154,96 @@ func (h *Handler) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/admin/", http.StatusSeeOther)
 }
 
-// sessions maps a session id to its expiry.
+// sessions are UI logins. A session is a signed cookie (its expiry and a random nonce, with
+// an HMAC under a key derived from the admin token's hash), not an entry held in this process:
+// every relay of a cluster, which share their config, accepts a login made on any of them,
+// and a login outlives a restart. Changing admin_token ends every session. Logout revokes
+// the cookie's nonce in this process until it would have expired (other relays of a cluster
+// accept it until then: the browser drops the cookie either way).
 type sessions struct {
-	mu sync.Mutex
-	m  map[string]time.Time
+	key     []byte
+	mu      sync.Mutex
+	revoked map[string]time.Time // nonce → expiry
 }
 
-// add starts a session until exp and returns its random id. It drops expired sessions, and the
-// one closest to expiry when the map is full, so the map stays bounded.
+const sessionPrefix = "v1."
+
+func newSessions(tokenHash []byte) sessions {
+	mac := hmac.New(sha256.New, tokenHash)
+	mac.Write([]byte("hookrelay admin session key"))
+	return sessions{key: mac.Sum(nil), revoked: map[string]time.Time{}}
+}
+
+func (s *sessions) sign(payload []byte) []byte {
+	mac := hmac.New(sha256.New, s.key)
+	mac.Write(payload)
+	return mac.Sum(nil)
+}
+
+// add starts a session until exp and returns its cookie value.
 func (s *sessions) add(exp time.Time) string {
-	id := rand.Text()
-	now := time.Now()
+	payload := make([]byte, 8, 8+16)
+	binary.BigEndian.PutUint64(payload, uint64(exp.UnixMilli()))
+	payload = append(payload, []byte(rand.Text())[:16]...)
+	enc := base64.RawURLEncoding
+	return sessionPrefix + enc.EncodeToString(payload) + "." + enc.EncodeToString(s.sign(payload))
+}
+
+// parse checks a cookie value's signature and returns its expiry and nonce.
+func (s *sessions) parse(v string) (time.Time, string, bool) {
+	rest, ok := strings.CutPrefix(v, sessionPrefix)
+	if !ok || len(rest) > 128 {
+		return time.Time{}, "", false
+	}
+	p, m, ok := strings.Cut(rest, ".")
+	if !ok {
+		return time.Time{}, "", false
+	}
+	enc := base64.RawURLEncoding
+	payload, err1 := enc.DecodeString(p)
+	sum, err2 := enc.DecodeString(m)
+	if err1 != nil || err2 != nil || len(payload) != 8+16 || !hmac.Equal(sum, s.sign(payload)) {
+		return time.Time{}, "", false
+	}
+	return time.UnixMilli(int64(binary.BigEndian.Uint64(payload))), string(payload[8:]), true
+}
+
+// valid reports whether v is a live session at now: signed with this key, not expired, not
+// logged out here.
+func (s *sessions) valid(v string, now time.Time) bool {
+	exp, nonce, ok := s.parse(v)
+	if !ok || !now.Before(exp) {
+		return false
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for k, e := range s.m {
+	_, out := s.revoked[nonce]
+	return !out
+}
+
+// remove revokes a session in this process until its expiry. The set is bounded: expired
+// entries go first, then the one closest to expiry.
+func (s *sessions) remove(v string) {
+	exp, nonce, ok := s.parse(v)
+	now := time.Now()
+	if !ok || !now.Before(exp) {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for k, e := range s.revoked {
 		if now.After(e) {
-			delete(s.m, k)
+			delete(s.revoked, k)
 		}
 	}
-	if len(s.m) >= maxSessions {
+	if len(s.revoked) >= maxSessions {
 		var first string
-		for k, e := range s.m {
-			if first == "" || e.Before(s.m[first]) {
+		for k, e := range s.revoked {
+			if first == "" || e.Before(s.revoked[first]) {
 				first = k
 			}
 		}
-		delete(s.m, first)
+		delete(s.revoked, first)
 	}
-	s.m[id] = exp
-	return id
-}
-
-// valid reports whether id is a live session at now.
-func (s *sessions) valid(id string, now time.Time) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	exp, ok := s.m[id]
-	if ok && now.After(exp) {
-		delete(s.m, id)
-		return false
-	}
-	return ok
-}
-
-func (s *sessions) remove(id string) {
-	s.mu.Lock()
-	delete(s.m, id)
-	s.mu.Unlock()
+	s.revoked[nonce] = exp
 }

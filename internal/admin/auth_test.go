@@ -2,6 +2,8 @@ package admin
 
 import (
 	"bufio"
+	"encoding/base64"
+	"fmt"
 	"context"
 	"io"
 	"net/http"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 )
 
@@ -185,10 +188,12 @@ func TestAuthJSONLoginAndExpiry(t *testing.T) {
 	if !e.h.sessions.valid(c.Value, time.Now()) || e.h.sessions.valid(c.Value, time.Now().Add(2*time.Second)) {
 		t.Error("session should be valid now and gone after its TTL")
 	}
-	resp, _ = raw(t, e, "GET", "/admin/api/status", "", c)
-	if resp.StatusCode != 401 {
-		t.Errorf("expired session: %d, want 401", resp.StatusCode)
-	}
+	testutil.CheckFor(t, 3*time.Second, 50*time.Millisecond, func() error {
+		if resp, _ := raw(t, e, "GET", "/admin/api/status", "", c); resp.StatusCode != 401 {
+			return fmt.Errorf("expired session: %d, want 401", resp.StatusCode)
+		}
+		return nil
+	})
 	resp, body = raw(t, e, "POST", "/admin/login", `{"token": "nope"}`, nil, "Content-Type", "application/json")
 	wantError(t, "JSON login, wrong token", resp.StatusCode, []byte(body), 401)
 
@@ -226,4 +231,44 @@ func checkSSEWithCookie(t *testing.T, e *env, c *http.Cookie) {
 		}
 	}
 	t.Fatalf("no stats event on the stream: %v", sc.Err())
+}
+
+// TestAuthSessionAcrossRelays: a UI login made on one relay of a cluster (same admin_token)
+// works on the others; a relay with another token, a tampered cookie or a forged one with
+// a far expiry are refused; logout revokes the cookie where it is sent.
+func TestAuthSessionAcrossRelays(t *testing.T) {
+	a := newEnv(t, Relay, testToken)
+	b := newEnv(t, Relay, testToken)
+	other := newEnv(t, Relay, testToken+"-other")
+	resp, body := raw(t, a, "POST", "/admin/login", `{"token": "`+testToken+`"}`, nil, "Content-Type", "application/json")
+	if resp.StatusCode != 204 || len(resp.Cookies()) != 1 {
+		t.Fatalf("login: %d %s", resp.StatusCode, body)
+	}
+	c := resp.Cookies()[0]
+	if resp, _ := raw(t, b, "GET", "/admin/api/status", "", c); resp.StatusCode != 200 {
+		t.Errorf("login on relay a, request on relay b: %d, want 200", resp.StatusCode)
+	}
+	if resp, _ := raw(t, other, "GET", "/admin/api/status", "", c); resp.StatusCode != 401 {
+		t.Errorf("relay with another token: %d, want 401", resp.StatusCode)
+	}
+	payload, mac, _ := strings.Cut(strings.TrimPrefix(c.Value, "v1."), ".")
+	raw8, _ := base64.RawURLEncoding.DecodeString(payload)
+	raw8[0] ^= 0x40 // an expiry far in the future, same signature
+	forged := &http.Cookie{Name: c.Name, Value: "v1." + base64.RawURLEncoding.EncodeToString(raw8) + "." + mac}
+	for name, v := range map[string]*http.Cookie{
+		"forged expiry": forged,
+		"bad mac":       {Name: c.Name, Value: c.Value[:len(c.Value)-2] + "AA"},
+		"garbage":       {Name: c.Name, Value: "v1.x.y"},
+		"old format":    {Name: c.Name, Value: "ABCDEFGHIJKLMNOPQRSTUVWXYZ"},
+	} {
+		if resp, _ := raw(t, b, "GET", "/admin/api/status", "", v); resp.StatusCode != 401 {
+			t.Errorf("%s cookie: %d, want 401", name, resp.StatusCode)
+		}
+	}
+	if resp, _ := raw(t, b, "POST", "/admin/logout", "", c, csrfHeader, csrfValue); resp.StatusCode != 204 {
+		t.Fatalf("logout: %d", resp.StatusCode)
+	}
+	if resp, _ := raw(t, b, "GET", "/admin/api/status", "", c); resp.StatusCode != 401 {
+		t.Errorf("after logout on b: %d, want 401", resp.StatusCode)
+	}
 }
