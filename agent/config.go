@@ -124,6 +124,9 @@ type Route struct {
 	// defaults 1s and 10m.
 	BackoffMin time.Duration `yaml:"backoff_min"`
 	BackoffMax time.Duration `yaml:"backoff_max"`
+	// Sign makes hookrelay sign each attempt (Standard Webhooks); the sender's own
+	// webhook-* headers move to hookrelay-original-webhook-*. Default: none.
+	Sign *Sign `yaml:"sign"`
 
 	targetURL *url.URL        // parsed Target, set by validate
 	replace   map[string]bool // canonical ReplaceHeaders, set by validate
@@ -342,6 +345,11 @@ func (r *Route) validate() error {
 	if r.CAFile != "" {
 		if _, err := os.Stat(r.CAFile); err != nil {
 			return fmt.Errorf("ca_file: %w", err)
+		}
+	}
+	if r.Sign != nil {
+		if err := r.Sign.validate(); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -46,6 +46,9 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 	req.URL, req.Host = u, u.Host // u as built: a String/Parse round trip may re-escape it
 	req.ContentLength = int64(len(rec.Body))
 	req.Header = targetHeaders(rec, n, d.r.Headers, d.r.replace)
+	if d.r.Sign != nil {
+		d.r.Sign.StandardWebhooks.apply(req.Header, rec.ID, time.Now(), rec.Body)
+	}
 	return req, nil
 }
 
