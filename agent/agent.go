@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -31,6 +32,7 @@ type Agent struct {
 	admin    net.Listener // nil when admin_addr is off
 	adminAPI *admin.Handler
 	metrics  *metrics
+	tracer   *tracing.Tracer // nil: otel off
 	routes   map[string]*deliverer
 	relayTo  string // relay URLs as logged at start (no user info, no query)
 
@@ -107,10 +109,15 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		st.Close()
 		return nil, err
 	}
+	if a.tracer, err = tracing.New(cfg.OTel, "hookagent", ""); err != nil {
+		st.Close()
+		return nil, err
+	}
 	if cfg.AdminAddr != "off" {
 		ln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
 			st.Close()
+			a.tracer.Close(context.Background())
 			return nil, fmt.Errorf("listen admin_addr: %w", err)
 		}
 		a.admin = ln
@@ -189,6 +196,11 @@ func (a *Agent) Close() error {
 		a.admin.Close()
 	}
 	a.adminAPI.Close()
+	tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := a.tracer.Close(tctx); err != nil {
+		a.log.Warn("otel: spans not exported on close", "err", err)
+	}
+	tcancel()
 	a.storeOK.Store(false)
 	err := a.store.Close()
 	a.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/hookrelay/hookrelay/internal/secretref"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
@@ -98,6 +99,9 @@ type Config struct {
 	KeepDeadMax int           `yaml:"keep_dead_max"`
 	// RetentionInterval is how often retention is enforced (and once at start). Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+
+	// OTel exports a trace span per ingress over OTLP/HTTP; absent: off.
+	OTel *tracing.Config `yaml:"otel"`
 
 	// Version is reported by GET /v1/info; set by main, never read from YAML.
 	Version string `yaml:"-"`
@@ -323,6 +327,11 @@ func (c *Config) Validate() error {
 	var errs []error
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if c.OTel != nil {
+		if err := c.OTel.Validate("otel"); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	checkAddr := func(key, v string, optional bool) {
 		if v == "" && optional {

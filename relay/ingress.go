@@ -12,8 +12,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/time/rate"
 
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
@@ -40,7 +42,11 @@ const (
 func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 	sw := &statusWriter{ResponseWriter: w}
 	label := unknownEndpoint
-	defer func() { s.metrics.countIngress(label, sw.status()) }()
+	span, r := s.startIngressSpan(r)
+	defer func() {
+		s.metrics.countIngress(label, sw.status())
+		span.End(sw.status(), "")
+	}()
 	lv := s.live.Load()
 	if !s.serving() {
 		s.metrics.reject(label, limitStopping)
@@ -166,6 +172,8 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		Headers: storedHeaders(r.Header),
 		Body:    body,
 	}
+	span := traceOf(r)
+	rec.Headers = withTrace(rec.Headers, span.Traceparent())
 	err = s.queue.Append(r.Context(), rec)
 	if claim != nil {
 		if err != nil {
@@ -178,6 +186,7 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		s.answerStoreError(sw, ep.name, err)
 		return
 	}
+	span.SetAttributes(attribute.String(tracing.AttrID, rec.ID), attribute.String("hookrelay.endpoint", ep.name))
 	s.log.Debug("webhook accepted", "endpoint", ep.name, "id", rec.ID, "bytes", len(body))
 	writeJSON(sw, http.StatusAccepted, map[string]string{"id": rec.ID})
 }

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
@@ -43,7 +44,8 @@ type Server struct {
 	adminHandler http.Handler // served on admin_addr; nil when it is not set
 	metrics      *metrics
 	dedup        *dedup
-	metricsOpen  bool // /metrics without admin_token: admin_addr is loopback
+	tracer       *tracing.Tracer // nil: otel off
+	metricsOpen  bool            // /metrics without admin_token: admin_addr is loopback
 
 	live            atomic.Pointer[live]            // swapped by Reload
 	cert            atomic.Pointer[tls.Certificate] // configured tls cert; swapped by Reload
@@ -93,6 +95,12 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
+	tr, err := tracing.New(cfg.OTel, "hookrelay", cfg.Version)
+	if err != nil {
+		s.queue.Close()
+		return nil, err
+	}
+	s.tracer = tr
 	return s, nil
 }
 
@@ -275,6 +283,11 @@ func (s *Server) closeStore() error {
 		s.storeClosed.Store(true)
 		if err := s.queue.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.tracer.Close(ctx); err != nil {
+			s.log.Warn("otel: spans not exported on close", "err", err)
 		}
 	})
 	return s.closeErr
