@@ -140,6 +140,8 @@ type Endpoint struct {
 	Ordered bool `yaml:"ordered"`
 	// Verify, when set, is checked before storing (relay/verify).
 	Verify *verify.Config `yaml:"verify"`
+	// Handshake, when set, answers providers' URL handshakes at the relay (config_handshake.go).
+	Handshake *HandshakeConfig `yaml:"handshake"`
 }
 
 // Defaults.
@@ -198,6 +200,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.resolvePaths(filepath.Dir(path))
+	c.resolveMTLSPaths(filepath.Dir(path))
 	c.applyEnv(os.Getenv)
 	c.applyDefaults()
 	return c, nil
@@ -401,6 +404,7 @@ func (c *Config) Validate() error {
 	for i := range c.Endpoints {
 		errs = append(errs, c.Endpoints[i].validate(fmt.Sprintf("endpoints[%d]", i), seen, i)...)
 	}
+	errs = append(errs, c.validateMTLS()...)
 	for i := range c.Endpoints {
 		if c.Endpoints[i].MaxBody > protocol.DefaultMaxBody {
 			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over %s, the largest body the tunnel carries to agents",
@@ -457,6 +461,7 @@ func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
 	if e.MaxBody < 0 {
 		bad("max_body", "%d is negative: use a size like 25MiB", e.MaxBody)
 	}
+	errs = append(errs, e.validateHandshake(key)...)
 	if _, err := verify.New(e.Verify); err != nil {
 		// verify's errors name their key from "verify." on, one per line.
 		for _, line := range strings.Split(err.Error(), "\n") {

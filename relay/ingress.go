@@ -114,6 +114,9 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		s.refuseVerify(sw, r, ep, err)
 		return
 	}
+	if s.answerQueryHandshake(sw, r, ep) {
+		return
+	}
 
 	rc := http.NewResponseController(w)
 	deadline := time.Now().Add(lv.cfg.BodyTimeout)
@@ -145,6 +148,9 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	}
 	w.Header().Del("Connection") // the body is read: the connection may be kept
 	now := time.Now()
+	if s.answerBodyHandshake(sw, r, ep, body, now) {
+		return
+	}
 	if err := ep.verifier.CheckBody(r, body, now); err != nil {
 		s.refuseVerify(sw, r, ep, err)
 		return

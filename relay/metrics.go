@@ -46,6 +46,7 @@ type metrics struct {
 	ingress       *prometheus.CounterVec // endpoint, code
 	rejected      *prometheus.CounterVec // endpoint, limit
 	verifyFailed  *prometheus.CounterVec // endpoint, scheme, reason
+	handshakes    *prometheus.CounterVec // endpoint, provider, result
 	duplicates    *prometheus.CounterVec // endpoint
 	dispatched    *prometheus.CounterVec // endpoint
 	acked         *prometheus.CounterVec // endpoint
@@ -72,6 +73,9 @@ func newMetrics() *metrics {
 			"Ingress requests refused by a limit: body, rate, quota, disk, stopping, busy, path, timeout, store, client_requests, client_buffer, bcrypt.", "endpoint", "limit"),
 		verifyFailed: counter("hookrelay_verify_failures_total",
 			"Ingress requests that failed verification, by scheme and reason class.", "endpoint", "scheme", "reason"),
+		handshakes: counter("hookrelay_handshakes_total",
+			"Provider URL handshakes the relay answered itself, by provider and result: answered, bad_request, forbidden, unauthorized.",
+			"endpoint", "provider", "result"),
 		duplicates: counter("hookrelay_ingress_duplicates_total",
 			"Standard Webhooks messages already accepted inside the replay window: answered again, not stored.", "endpoint"),
 		dispatched: counter("hookrelay_webhooks_dispatched_total",
@@ -103,7 +107,7 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
 	}
-	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.duplicates, m.dispatched, m.acked,
+	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.handshakes, m.duplicates, m.dispatched, m.acked,
 		m.nacked, m.released, m.reoffered, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
 		m.commitBatch, m.commitSeconds)
 	// The contract: every name starts hookrelay_, the runtime's too.
@@ -149,13 +153,22 @@ func (m *metrics) verifyFailure(endpoint string, f *verify.Failure) {
 	m.verifyFailed.WithLabelValues(endpoint, f.Scheme, reasonClass(f)).Inc()
 }
 
+func (m *metrics) handshake(endpoint, provider, result string) {
+	m.handshakes.WithLabelValues(endpoint, provider, result).Inc()
+}
+
 // reasonClass maps a verification failure to a small fixed set: missing, malformed,
-// mismatch, expired, address. Failure.Reason itself may hold an address: not a label.
+// mismatch, expired, address, invalid (a client certificate that does not verify), subject.
+// Failure.Reason itself may hold an address: not a label.
 func reasonClass(f *verify.Failure) string {
 	r := f.Reason
 	switch {
 	case f.Scheme == verify.SchemeIPAllow && strings.HasPrefix(r, "address"):
 		return "address"
+	case f.Scheme == verify.SchemeMTLS && strings.HasPrefix(r, "subject"):
+		return "subject"
+	case f.Scheme == verify.SchemeMTLS && strings.HasPrefix(r, "invalid"):
+		return "invalid"
 	case strings.HasPrefix(r, "missing"):
 		return "missing"
 	case strings.HasPrefix(r, "malformed"):

@@ -193,6 +193,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	srv := s.httpServer(s.handler)
+	srv.TLSConfig = s.ingressTLS()
 	adminSrv := s.httpServer(s.adminHandler)
 
 	var wg sync.WaitGroup
@@ -252,7 +253,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 func (s *Server) serveHTTP(srv *http.Server, ln net.Listener, useTLS bool, errc chan<- error) {
 	var err error
 	if useTLS {
-		srv.TLSConfig = s.serverTLS()
+		if srv.TLSConfig == nil {
+			srv.TLSConfig = s.serverTLS()
+		}
 		err = srv.ServeTLS(ln, "", "")
 	} else {
 		err = srv.Serve(ln)
