@@ -66,7 +66,7 @@ func (c *Config) validateSmee() []error {
 		errs = append(errs, fmt.Errorf("channels.per_client_per_hour: %d is negative: use a positive count (default %d)",
 			c.Channels.PerClientPerHour, defaultChannelsPerHour))
 	}
-	if c.Channels.MaxBody < 0 || c.Channels.MaxBody > c.IngressBuffer || c.Channels.MaxBody > c.PerClientBuffer {
+	if c.Channels.Enabled && (c.Channels.MaxBody < 0 || c.Channels.MaxBody > c.IngressBuffer || c.Channels.MaxBody > c.PerClientBuffer) {
 		errs = append(errs, fmt.Errorf("channels.max_body: %s is out of range: use a size up to ingress_buffer and per_client_buffer, like 1MiB",
 			c.Channels.MaxBody))
 	}
