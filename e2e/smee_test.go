@@ -9,10 +9,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hookrelay/hookrelay/internal/procinfo"
 	"github.com/hookrelay/hookrelay/internal/testutil"
 )
 
@@ -29,6 +31,10 @@ func TestSmeeClient(t *testing.T) {
 	if err != nil {
 		testutil.Missing(t, "node is not installed (apt-get install nodejs npm)")
 	}
+	// smee-client 5 needs node ^20.18 or >= 22 (its undici 7); Debian 12's nodejs is 18.
+	if exec.Command(node, "-e", "const [a, b] = process.versions.node.split('.').map(Number); process.exit(a > 20 || (a == 20 && b >= 18) ? 0 : 1)").Run() != nil {
+		testutil.Missing(t, "node is older than 20.18, which smee-client 5 needs")
+	}
 	if _, err := os.Stat(smeeClientBin); err != nil {
 		testutil.Missing(t, "smee-client is not installed: run `npm ci` in e2e/clients")
 	}
@@ -42,6 +48,7 @@ endpoints:
   - name: %s
     tokens: [%q]
     smee: true
+channels: {enabled: true}
 `, port, filepath.Join(dir, "relay-data"), name, hash))
 	relay := newProc(t, "relay", bin.relay, "serve", "--config", relayCfg)
 	relay.start()
@@ -172,6 +179,26 @@ routes:
 	checkAgent()
 	if len(sent) != 120 {
 		t.Fatalf("%d webhooks accepted, want 120", len(sent))
+	}
+
+	// smee-client's own createChannel (HEAD /new, the Location header) gets a channel.
+	cmd := exec.Command(node, "--input-type=module", "-e",
+		"import C from 'smee-client'; console.log(await C.createChannel({newChannelUrl: process.argv[1]}))",
+		fmt.Sprintf("http://127.0.0.1:%d/new", port))
+	cmd.Dir, cmd.Env = "clients", procinfo.CleanEnv()
+	out, err := cmd.CombinedOutput()
+	channel := strings.TrimSpace(string(out))
+	prefix := fmt.Sprintf("http://127.0.0.1:%d/h/", port)
+	if err != nil || !strings.HasPrefix(channel, prefix) || len(channel)-len(prefix) < 20 {
+		t.Fatalf("smee-client createChannel: %v: %q, want a URL under %s", err, out, prefix)
+	}
+	resp, err := client.Post(channel, "application/json", strings.NewReader(`{"to":"channel"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("POST to the new channel: %d, want 202", resp.StatusCode)
 	}
 }
 
