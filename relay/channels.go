@@ -169,6 +169,17 @@ func (c *channels) sweep(now time.Time, ttl time.Duration) (int, error) {
 	return n, c.save()
 }
 
+// endpoints lists the channels' endpoints.
+func (c *channels) endpoints() []*endpoint {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]*endpoint, 0, len(c.m))
+	for _, ch := range c.m {
+		out = append(out, ch.ep)
+	}
+	return out
+}
+
 func (c *channels) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -385,7 +386,7 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RetentionInterval)
 	defer t.Stop()
 	for {
-		s.finishStreamOnly(ctx, s.live.Load().order)
+		s.finishStreamOnly(ctx, slices.Concat(s.live.Load().order, s.channels.endpoints()))
 		for _, e := range s.live.Load().order {
 			if err := s.reoffer(ctx, e.name, e.cfg.OutcomeTimeout); err != nil && ctx.Err() == nil &&
 				!errors.Is(err, persist.ErrClosed) {
