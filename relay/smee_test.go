@@ -330,3 +330,17 @@ func TestSmeeUnknown(t *testing.T) {
 		t.Errorf("GET /h/ep accepting event streams: %d, want 202 (stored)", code)
 	}
 }
+
+// TestSmeeStreamOnlySweep: a stream-only webhook left pending (a crash between storing and
+// finishing it) is finished by the next retention sweep.
+func TestSmeeStreamOnlySweep(t *testing.T) {
+	s := smeeServer(t, nil, func(c *Config) { c.RetentionInterval = 50 * time.Millisecond })
+	rec := &persist.Record{Queue: smeeName, Method: "POST", Body: []byte(`{}`)}
+	if err := s.Store().Append(context.Background(), rec); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the sweep to finish the webhook", func() bool {
+		r, err := s.Store().Get(context.Background(), rec.ID)
+		return err == nil && r.State == persist.StateDelivered
+	})
+}
