@@ -99,6 +99,12 @@ type Config struct {
 	KeepDeadMax int           `yaml:"keep_dead_max"`
 	// RetentionInterval is how often retention is enforced (and once at start). Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// Channels, when enabled, lets anyone make a stream-only smee endpoint at GET /new
+	// (channels.go). Default off.
+	Channels ChannelsConfig `yaml:"channels"`
+	// SmeeKeepAlive is how often a smee stream with nothing to send gets a ping event (as
+	// smee.io's every 30s). Default 30s.
+	SmeeKeepAlive time.Duration `yaml:"smee_keepalive"`
 
 	// OTel exports a trace span per ingress over OTLP/HTTP; absent: off.
 	OTel *tracing.Config `yaml:"otel"`
@@ -142,6 +148,9 @@ type Endpoint struct {
 	Verify *verify.Config `yaml:"verify"`
 	// Handshake, when set, answers providers' URL handshakes at the relay (config_handshake.go).
 	Handshake *HandshakeConfig `yaml:"handshake"`
+	// Smee streams the endpoint's webhooks to smee clients (smee.go); without Tokens the
+	// endpoint is stream-only. The name must have at least 20 characters. Default false.
+	Smee bool `yaml:"smee"`
 }
 
 // Defaults.
@@ -292,6 +301,7 @@ func (c *Config) applyDefaults() {
 	if c.PerClientBuffer == 0 {
 		c.PerClientBuffer = DefaultPerClientBuffer
 	}
+	c.applySmeeDefaults()
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		setDur(&e.Retention, DefaultRetention)
@@ -405,6 +415,7 @@ func (c *Config) Validate() error {
 		errs = append(errs, c.Endpoints[i].validate(fmt.Sprintf("endpoints[%d]", i), seen, i)...)
 	}
 	errs = append(errs, c.validateMTLS()...)
+	errs = append(errs, c.validateSmee()...)
 	for i := range c.Endpoints {
 		if c.Endpoints[i].MaxBody > protocol.DefaultMaxBody {
 			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over %s, the largest body the tunnel carries to agents",

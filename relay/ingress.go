@@ -40,6 +40,9 @@ const (
 // the webhook is stored (fsynced); every failure to store gets an error status. Each answer
 // is counted by endpoint and code, and each refusal by its limit.
 func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
+	if s.serveSmee(w, r) {
+		return
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	label := unknownEndpoint
 	span, r := s.startIngressSpan(r)
@@ -59,7 +62,7 @@ func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusNotFound, "no endpoint in path: use /h/{endpoint}[/path]")
 		return
 	}
-	ep := lv.eps[name]
+	ep := s.endpointFor(lv, name)
 	if ep == nil {
 		writeError(sw, http.StatusNotFound, fmt.Sprintf("unknown endpoint %q", clip(name, 64)))
 		return
@@ -193,6 +196,7 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		return
 	}
 	span.SetAttributes(attribute.String(tracing.AttrID, rec.ID), attribute.String("hookrelay.endpoint", ep.name))
+	s.afterAppend(r.Context(), ep, rec)
 	s.log.Debug("webhook accepted", "endpoint", ep.name, "id", rec.ID, "bytes", len(body))
 	writeJSON(sw, http.StatusAccepted, map[string]string{"id": rec.ID})
 }

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -58,6 +59,9 @@ type Server struct {
 	storeClosed atomic.Bool
 	ingressMem  atomic.Int64 // body bytes reserved by ingress requests in flight
 	clients     clients      // per client address: requests and body bytes in flight
+	smee        *smeeHub     // smee streams (smee.go)
+	smeeM       *smeeMetrics
+	channels    *channels // endpoints made at /new (channels.go)
 
 	// guarded by mu
 	mu          sync.Mutex
@@ -112,6 +116,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/info", s.handleInfo)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.HandleFunc("GET /new", s.handleNewChannel) // and HEAD
 	if s.cfg.AdminAddr == "" {
 		s.adminRoutes(mux)
 	} else {
@@ -203,6 +208,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Go(func() { s.serveHTTP(adminSrv, adminLn, s.cfg.TLS != nil && !isLoopback(s.cfg.AdminAddr), serveErr) })
 	}
 	wg.Go(func() { s.retentionLoop(ctx) })
+	wg.Go(func() { s.channelsLoop(ctx) })
 	if quicLn != nil {
 		wg.Go(func() { s.serveQUIC(ctx, quicLn) })
 	}
@@ -271,6 +277,7 @@ func (s *Server) shutdown(srv, adminSrv *http.Server) {
 	s.state.Store(stateStopping)
 	s.log.Info("relay shutting down")
 	s.hub.shutdown()
+	s.smee.shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), s.live.Load().cfg.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range []*http.Server{srv, adminSrv} {
@@ -395,6 +402,7 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RetentionInterval)
 	defer t.Stop()
 	for {
+		s.finishStreamOnly(ctx, slices.Concat(s.live.Load().order, s.channels.endpoints()))
 		for _, e := range s.live.Load().order {
 			if err := s.reoffer(ctx, e.name, e.cfg.OutcomeTimeout); err != nil && ctx.Err() == nil &&
 				!errors.Is(err, persist.ErrClosed) {

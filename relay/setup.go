@@ -56,6 +56,9 @@ func (s *Server) setup() error {
 		s.admin.Store(h)
 	}
 	s.hub = newHub(q, s.metrics, &s.live, s.log)
+	s.smee = newSmeeHub(cfg.DataDir, s.log.With("component", "smee"))
+	s.channels = newChannels(cfg.DataDir, cfg.Channels, s.log.With("component", "channels"))
+	s.smeeM = newSmeeMetrics(s.metrics.reg, s.channels.count)
 	s.handler = s.routes()
 	s.metrics.register(s)
 	return nil
@@ -64,7 +67,7 @@ func (s *Server) setup() error {
 // warnEndpoints logs endpoints that cannot work as configured.
 func warnEndpoints(log *slog.Logger, lv *live) {
 	for _, e := range lv.order {
-		if len(e.cfg.Tokens) == 0 {
+		if len(e.cfg.Tokens) == 0 && !e.cfg.Smee {
 			log.Warn("endpoint has no tokens: no agent can receive it", "endpoint", e.name)
 		}
 		if e.cfg.Sync {
