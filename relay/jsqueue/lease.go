@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"time"
 
@@ -27,13 +26,10 @@ func (q *Queue) write(ctx context.Context, group, id string, g gstate, rev uint6
 }
 
 // refresh reads group's state of id from the bucket into the mirror, after a conflict said
-// the mirror is behind.
+// the mirror is behind. KV reads may be served by a replica that is behind too (direct
+// gets): "not found" then proves nothing, and the watch brings delete markers anyway.
 func (q *Queue) refresh(ctx context.Context, group, id string) {
-	e, err := q.kv.Get(ctx, stateKey(group, id))
-	switch {
-	case errors.Is(err, jetstream.ErrKeyNotFound): // after a conflict: a delete marker
-		q.m.set(id, group, slot{g: gstate{Deleted: true}, rev: math.MaxUint64})
-	case err == nil:
+	if e, err := q.kv.Get(ctx, stateKey(group, id)); err == nil {
 		q.onState(e)
 	}
 }
@@ -52,8 +48,9 @@ func (q *Queue) mutate(ctx context.Context, group, id string, f func(g *gstate, 
 			return err
 		}
 		err = q.write(ctx, group, id, g, s.slot.rev)
-		if errors.Is(err, errConflict) && try < 10 {
+		if errors.Is(err, errConflict) && try < 20 {
 			q.refresh(ctx, group, id)
+			time.Sleep(time.Duration(try) * 2 * time.Millisecond) // let a lagging replica catch up
 			continue
 		}
 		return err
