@@ -99,6 +99,12 @@ type Config struct {
 	// RetentionInterval is how often retention is enforced (and once at start). Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
 
+	// Store chooses the queue: absent, the embedded Badger store in DataDir; store.nats, a
+	// JetStream cluster (config_store.go).
+	Store StoreConfig `yaml:"store"`
+	// NodeID names this relay among a cluster's (admin agents list, logs). Default: hostname.
+	NodeID string `yaml:"node_id"`
+
 	// Version is reported by GET /v1/info; set by main, never read from YAML.
 	Version string `yaml:"-"`
 }
@@ -249,6 +255,7 @@ func (c *Config) applyEnv(getenv func(string) string) {
 }
 
 func (c *Config) resolvePaths(dir string) {
+	c.resolveStorePaths(dir)
 	if c.TLS == nil {
 		return
 	}
@@ -278,6 +285,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.KeepDead, defaultKeepDead)
 	setInt(&c.KeepDeadMax, defaultKeepDeadMax)
 	setDur(&c.RetentionInterval, defaultRetentionInterval)
+	c.applyStoreDefaults()
 	if c.IngressBuffer == 0 {
 		c.IngressBuffer = DefaultIngressBuffer
 	}
@@ -333,6 +341,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("addr", c.Addr, false)
+	c.validateStore(bad)
 	checkAddr("quic_addr", c.QUICAddr, true)
 	checkAddr("admin_addr", c.AdminAddr, true)
 	if c.AdminToken != "" && !validHash(c.AdminToken) {

@@ -162,24 +162,54 @@ func (q *Queue) connect(ctx context.Context) error {
 	}
 	// Parts leave room for the headers beside the chunk.
 	q.maxPart = int(nc.MaxPayload()) - 8<<10
-	q.stream, err = q.js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	if err := q.openStream(ctx); err != nil {
+		return fmt.Errorf("stream: %w", err)
+	}
+	if err := q.openBucket(ctx); err != nil {
+		return fmt.Errorf("state bucket: %w", err)
+	}
+	return nil
+}
+
+// openStream looks the stream up and creates it only when missing (or updates its replicas
+// when they changed): a relay starting while the cluster recovers a node needs no meta-leader
+// change then.
+func (q *Queue) openStream(ctx context.Context) error {
+	cfg := jetstream.StreamConfig{
 		Name:       q.opts.Name + "_WEBHOOKS",
 		Subjects:   []string{q.prefix + ".wh.>", q.prefix + ".part.>"},
 		Storage:    jetstream.FileStorage,
 		Replicas:   q.opts.Replicas,
 		Retention:  jetstream.LimitsPolicy,
 		Duplicates: 2 * time.Minute,
-	})
-	if err != nil {
-		return fmt.Errorf("stream: %w", err)
 	}
-	q.kv, err = q.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	st, err := q.js.Stream(ctx, cfg.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		st, err = q.js.CreateStream(ctx, cfg)
+		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) { // another relay created it meanwhile
+			st, err = q.js.Stream(ctx, cfg.Name)
+		}
+	case err == nil && st.CachedInfo().Config.Replicas != cfg.Replicas:
+		st, err = q.js.UpdateStream(ctx, cfg)
+	}
+	q.stream = st
+	return err
+}
+
+func (q *Queue) openBucket(ctx context.Context) error {
+	cfg := jetstream.KeyValueConfig{
 		Bucket: q.opts.Name + "_STATE", History: 1, Storage: jetstream.FileStorage, Replicas: q.opts.Replicas,
-	})
-	if err != nil {
-		return fmt.Errorf("state bucket: %w", err)
 	}
-	return nil
+	kv, err := q.js.KeyValue(ctx, cfg.Bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		kv, err = q.js.CreateKeyValue(ctx, cfg)
+		if errors.Is(err, jetstream.ErrBucketExists) { // another relay created it meanwhile
+			kv, err = q.js.KeyValue(ctx, cfg.Bucket)
+		}
+	}
+	q.kv = kv
+	return err
 }
 
 func joinURLs(urls []string) string {
