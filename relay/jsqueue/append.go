@@ -54,8 +54,8 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 	if len(r.Body) > q.maxPart {
 		for off := 0; off < len(r.Body); off += q.maxPart {
 			chunk := r.Body[off:min(off+q.maxPart, len(r.Body))]
-			if _, err := q.js.Publish(ctx, q.subjPart(r.ID, parts), chunk,
-				jetstream.WithMsgID(r.ID+"."+strconv.Itoa(parts))); err != nil {
+			part := &nats.Msg{Subject: q.subjPart(r.ID, parts), Data: chunk}
+			if _, err := q.publish(ctx, part, r.ID+"."+strconv.Itoa(parts)); err != nil {
 				return fmt.Errorf("append body part: %w", err)
 			}
 			parts++
@@ -71,13 +71,33 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 	if parts == 0 {
 		msg.Data = r.Body
 	}
-	ack, err := q.js.PublishMsg(ctx, msg, jetstream.WithMsgID(r.ID))
+	ack, err := q.publish(ctx, msg, r.ID)
 	if err != nil {
 		return fmt.Errorf("append: %w", err)
 	}
 	r.State = persist.StateReady
 	q.m.add(ack.Sequence, mt)
 	return nil
+}
+
+// publish publishes msg with its Nats-Msg-Id, asking again (at most 3 times, 5s each) while
+// no answer comes: during a leader election the request may go unanswered, and the id keeps
+// a publish that was stored after all from being stored twice.
+func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string) (*jetstream.PubAck, error) {
+	for try := 1; ; try++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ack, err := q.js.PublishMsg(actx, msg, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil || try == 3 || ctx.Err() != nil ||
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return ack, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }
 
 // Get returns a webhook as this relay sees the cluster, with its body when it is not in parts.

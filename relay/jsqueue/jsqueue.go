@@ -162,13 +162,31 @@ func (q *Queue) connect(ctx context.Context) error {
 	}
 	// Parts leave room for the headers beside the chunk.
 	q.maxPart = int(nc.MaxPayload()) - 8<<10
-	if err := q.openStream(ctx); err != nil {
+	if err := retry(ctx, q.openStream); err != nil {
 		return fmt.Errorf("stream: %w", err)
 	}
-	if err := q.openBucket(ctx); err != nil {
+	if err := retry(ctx, q.openBucket); err != nil {
 		return fmt.Errorf("state bucket: %w", err)
 	}
 	return nil
+}
+
+// retry calls f, 5s at a time, until it succeeds or ctx ends: a JetStream API request can go
+// unanswered while the cluster forms or elects a leader, and asking again is all it takes.
+func retry(ctx context.Context, f func(context.Context) error) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := f(actx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // openStream looks the stream up and creates it only when missing (or updates its replicas

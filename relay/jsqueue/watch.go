@@ -17,7 +17,12 @@ func (q *Queue) start(ctx context.Context) error {
 	wctx, cancel := context.WithCancel(context.Background())
 	q.cancel = cancel
 
-	kw, err := q.kv.WatchAll(wctx)
+	var kw jetstream.KeyWatcher
+	err := retry(ctx, func(context.Context) error {
+		var err error
+		kw, err = q.kv.WatchAll(wctx)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("watch state: %w", err)
 	}
@@ -37,21 +42,32 @@ func (q *Queue) start(ctx context.Context) error {
 
 	// The sequence of the stream's last webhook now: the mirror is caught up once it saw it.
 	var target uint64
-	last, err := q.stream.GetLastMsgForSubject(ctx, q.prefix+".wh.>")
-	switch {
-	case errors.Is(err, jetstream.ErrMsgNotFound):
-	case err != nil:
-		return fmt.Errorf("last webhook: %w", err)
-	default:
+	err = retry(ctx, func(ctx context.Context) error {
+		last, err := q.stream.GetLastMsgForSubject(ctx, q.prefix+".wh.>")
+		switch {
+		case errors.Is(err, jetstream.ErrMsgNotFound):
+			return nil
+		case err != nil:
+			return err
+		}
 		target = last.Sequence
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("last webhook: %w", err)
 	}
 	streamReady := make(chan struct{})
 	readyOnce := sync.OnceFunc(func() { close(streamReady) })
 	if target == 0 {
 		readyOnce()
 	}
-	cons, err := q.js.OrderedConsumer(ctx, q.stream.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{q.prefix + ".wh.>"}, HeadersOnly: true,
+	var cons jetstream.Consumer
+	err = retry(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = q.js.OrderedConsumer(ctx, q.stream.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{q.prefix + ".wh.>"}, HeadersOnly: true,
+		})
+		return err
 	})
 	if err != nil {
 		return fmt.Errorf("watch stream: %w", err)
