@@ -109,6 +109,12 @@ type Config struct {
 	// OTel exports a trace span per ingress over OTLP/HTTP; absent: off.
 	OTel *tracing.Config `yaml:"otel"`
 
+	// Store chooses the queue: absent, the embedded Badger store in DataDir; store.nats, a
+	// JetStream cluster (config_store.go).
+	Store StoreConfig `yaml:"store"`
+	// NodeID names this relay among a cluster's (admin agents list, logs). Default: hostname.
+	NodeID string `yaml:"node_id"`
+
 	// Version is reported by GET /v1/info; set by main, never read from YAML.
 	Version string `yaml:"-"`
 }
@@ -265,6 +271,7 @@ func (c *Config) applyEnv(getenv func(string) string) {
 }
 
 func (c *Config) resolvePaths(dir string) {
+	c.resolveStorePaths(dir)
 	if c.TLS == nil {
 		return
 	}
@@ -294,6 +301,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.KeepDead, defaultKeepDead)
 	setInt(&c.KeepDeadMax, defaultKeepDeadMax)
 	setDur(&c.RetentionInterval, defaultRetentionInterval)
+	c.applyStoreDefaults()
 	if c.IngressBuffer == 0 {
 		c.IngressBuffer = DefaultIngressBuffer
 	}
@@ -355,6 +363,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("addr", c.Addr, false)
+	c.validateStore(bad)
 	checkAddr("quic_addr", c.QUICAddr, true)
 	checkAddr("admin_addr", c.AdminAddr, true)
 	if c.AdminToken != "" && !validHash(c.AdminToken) {

@@ -44,6 +44,8 @@ type AgentInfo struct {
 	Remote      string    `json:"-"`
 	ConnectedAt time.Time `json:"connected_at"`
 	InFlight    int       `json:"in_flight"`
+	// Node is the relay holding the session (node_id), in cluster mode; "" otherwise.
+	Node string `json:"node_id,omitempty"`
 }
 
 // Store is what the API reads and changes. The agent's Badger store is one as it is; the relay
