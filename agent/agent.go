@@ -31,6 +31,7 @@ type Agent struct {
 	admin    net.Listener // nil when admin_addr is off
 	adminAPI *admin.Handler
 	metrics  *metrics
+	series   *admin.Sampler // the admin UI's charts
 	routes   map[string]*deliverer
 	relayTo  string // relay URL as logged and shown (no user info, no query)
 
@@ -101,6 +102,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.store = st
 	a.storeOK.Store(true)
 	a.metrics.watchStore(st)
+	a.series = a.newSeries()
 	if a.adminAPI, err = a.newAdminAPI(); err != nil {
 		st.Close()
 		return nil, err
@@ -153,6 +155,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { d.run(ctx) })
 	}
 	wg.Go(func() { a.connectionLoop(ctx) })
+	wg.Go(func() { a.series.Run(ctx) })
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")

@@ -42,6 +42,7 @@ type Server struct {
 	handler      http.Handler
 	adminHandler http.Handler // served on admin_addr; nil when it is not set
 	metrics      *metrics
+	series       *admin.Sampler // the admin UI's charts
 	dedup        *dedup
 	metricsOpen  bool // /metrics without admin_token: admin_addr is loopback
 
@@ -90,6 +91,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		ready:   make(chan struct{}),
 		runDone: make(chan struct{}),
 	}
+	s.series = s.newSeries()
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
@@ -194,6 +196,7 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Go(func() { s.serveHTTP(adminSrv, adminLn, s.cfg.TLS != nil && !isLoopback(s.cfg.AdminAddr), serveErr) })
 	}
 	wg.Go(func() { s.retentionLoop(ctx) })
+	wg.Go(func() { s.series.Run(ctx) })
 	if quicLn != nil {
 		wg.Go(func() { s.serveQUIC(ctx, quicLn) })
 	}

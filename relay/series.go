@@ -1,0 +1,44 @@
+package relay
+
+import (
+	"context"
+	"strings"
+
+	"github.com/hookrelay/hookrelay/internal/admin"
+)
+
+// newSeries builds the sampler behind the admin UI's charts, over the relay's own metrics:
+// received = ingress requests answered 2xx, delivered = agents' delivered reports, failed =
+// ingress requests refused (4xx/5xx) plus dead reports, queue = pending webhooks, latency =
+// ingress to delivered report. Run samples it; it outlives admin handlers replaced by Reload.
+func (s *Server) newSeries() *admin.Sampler {
+	accepted := func(l map[string]string) bool { return strings.HasPrefix(l["code"], "2") }
+	outcome := func(o string) func(map[string]string) bool {
+		return func(l map[string]string) bool { return l["outcome"] == o }
+	}
+	src := admin.PromTotals{
+		Gatherer:  s.metrics.reg,
+		Received:  []admin.Metric{{Name: "hookrelay_ingress_requests_total", Match: accepted}},
+		Delivered: []admin.Metric{{Name: "hookrelay_reports_total", Match: outcome("delivered")}},
+		Failed: []admin.Metric{
+			{Name: "hookrelay_ingress_requests_total", Match: func(l map[string]string) bool { return !accepted(l) }},
+			{Name: "hookrelay_reports_total", Match: outcome("dead")},
+		},
+		Latency: "hookrelay_delivery_latency_seconds",
+		Queue:   s.pending,
+	}
+	return admin.NewSampler(admin.SeriesConfig{Totals: src.Totals})
+}
+
+// pending counts the webhooks waiting in every queue (0 before the store is open).
+func (s *Server) pending() float64 {
+	if s.queue == nil || s.storeClosed.Load() {
+		return 0
+	}
+	st, _ := s.queue.Stats(context.Background())
+	var n int
+	for _, q := range st {
+		n += q.Pending
+	}
+	return float64(n)
+}
