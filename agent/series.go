@@ -24,20 +24,8 @@ func (a *Agent) newSeries() *admin.Sampler {
 		Received:  []admin.Metric{{Name: "hookagent_webhooks_received_total"}},
 		Delivered: []admin.Metric{{Name: "hookagent_deliveries_total", Match: outcome(OutcomeDelivered)}},
 		Failed:    []admin.Metric{{Name: "hookagent_deliveries_total", Match: outcome(OutcomeRetry, OutcomeDead)}},
+		Queue:     []admin.Metric{{Name: "hookagent_queue_depth"}},
 		Latency:   "hookagent_delivery_duration_seconds",
-		Queue:     a.pending,
 	}
 	return admin.NewSampler(admin.SeriesConfig{Totals: src.Totals})
-}
-
-// pending counts the webhooks waiting in the store (0 once it is closed).
-func (a *Agent) pending() float64 {
-	if !a.storeOK.Load() {
-		return 0
-	}
-	var n int
-	for _, q := range a.store.Stats() {
-		n += q.Pending
-	}
-	return float64(n)
 }

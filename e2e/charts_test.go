@@ -20,6 +20,7 @@ type chartState struct {
 	Updated   string            // when charts.js last redrew
 	Points    int               // points the rates chart drew
 	Line      string            // the received polyline
+	Queue     string            // the queue polyline
 	Last      map[string]string // the legend's latest value per series ("" = none)
 	HasCharts bool
 }
@@ -32,6 +33,7 @@ const readCharts = `(() => {
     Updated: document.getElementById('charts').dataset.updated || '',
     Points: Number(document.getElementById('chart-rates').dataset.points || 0),
     Line: line ? line.getAttribute('points') : '',
+    Queue: document.querySelector('#chart-queue polyline').getAttribute('points'),
     Last: last,
     HasCharts: document.querySelectorAll('#charts svg polyline').length === 6,
   });
@@ -125,6 +127,12 @@ func TestBrowserCharts(t *testing.T) {
 			if side == "relay" && strings.Contains(st.Line, " ") {
 				lines[st.Line] = true
 			}
+		}
+	}
+
+	for side, c := range map[string]context.Context{"relay": ctx, "agent": actx} {
+		if st := charts(t, c); strings.Count(st.Queue, ",") < 4 {
+			t.Errorf("%s queue chart draws %q, want a line of the sampled points", side, st.Queue)
 		}
 	}
 

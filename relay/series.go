@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"strings"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
@@ -24,21 +23,8 @@ func (s *Server) newSeries() *admin.Sampler {
 			{Name: "hookrelay_ingress_requests_total", Match: func(l map[string]string) bool { return !accepted(l) }},
 			{Name: "hookrelay_reports_total", Match: outcome("dead")},
 		},
+		Queue:   []admin.Metric{{Name: "hookrelay_queue_pending"}},
 		Latency: "hookrelay_delivery_latency_seconds",
-		Queue:   s.pending,
 	}
 	return admin.NewSampler(admin.SeriesConfig{Totals: src.Totals})
-}
-
-// pending counts the webhooks waiting in every queue (0 before the store is open).
-func (s *Server) pending() float64 {
-	if s.queue == nil || s.storeClosed.Load() {
-		return 0
-	}
-	st, _ := s.queue.Stats(context.Background())
-	var n int
-	for _, q := range st {
-		n += q.Pending
-	}
-	return float64(n)
 }

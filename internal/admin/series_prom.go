@@ -12,15 +12,14 @@ type Metric struct {
 	Match func(labels map[string]string) bool
 }
 
-// PromTotals reads Totals from the counters and histogram a process already exports, so the
-// sampler needs no counters of its own: Received, Delivered and Failed are the sums of their
-// metrics' counters, Latency merges every series of that histogram family (all must share
-// their buckets), and Queue comes from its own func (nil: 0).
+// PromTotals reads Totals from the metrics a process already exports, so the sampler needs
+// no counters of its own: Received, Delivered, Failed and Queue are the sums of their
+// metrics' counters or gauges, and Latency merges every series of that histogram family (all
+// must share their buckets).
 type PromTotals struct {
-	Gatherer                    prometheus.Gatherer
-	Received, Delivered, Failed []Metric
-	Latency                     string
-	Queue                       func() float64
+	Gatherer                           prometheus.Gatherer
+	Received, Delivered, Failed, Queue []Metric
+	Latency                            string
 }
 
 // Totals gathers the metrics once and sums them. A gather error leaves out what failed (the
@@ -47,10 +46,7 @@ func (p PromTotals) Totals() Totals {
 		}
 		return s
 	}
-	t := Totals{Received: sum(p.Received), Delivered: sum(p.Delivered), Failed: sum(p.Failed)}
-	if p.Queue != nil {
-		t.Queue = p.Queue()
-	}
+	t := Totals{Received: sum(p.Received), Delivered: sum(p.Delivered), Failed: sum(p.Failed), Queue: sum(p.Queue)}
 	if f := byName[p.Latency]; f != nil {
 		for _, x := range f.GetMetric() {
 			t.Latency = mergeHistogram(t.Latency, x.GetHistogram())

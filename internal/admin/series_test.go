@@ -131,7 +131,10 @@ func TestPromTotals(t *testing.T) {
 	req := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "req_total", Help: "h"}, []string{"code"})
 	rep := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "reports_total", Help: "h"}, []string{"outcome"})
 	lat := prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "lat_seconds", Help: "h", Buckets: []float64{.1, 1}}, []string{"endpoint"})
-	reg.MustRegister(req, rep, lat)
+	depth := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "depth", Help: "h"}, []string{"endpoint"})
+	reg.MustRegister(req, rep, lat, depth)
+	depth.WithLabelValues("a").Set(3)
+	depth.WithLabelValues("b").Set(1)
 	req.WithLabelValues("202").Add(7)
 	req.WithLabelValues("429").Add(2)
 	req.WithLabelValues("404").Add(1)
@@ -152,7 +155,7 @@ func TestPromTotals(t *testing.T) {
 			{Name: "missing_total"},
 		},
 		Latency: "lat_seconds",
-		Queue:   func() float64 { return 4 },
+		Queue:   []Metric{{Name: "depth"}},
 	}
 	got := p.Totals()
 	if got.Received != 7 || got.Delivered != 5 || got.Failed != 6 || got.Queue != 4 {
