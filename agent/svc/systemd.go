@@ -45,6 +45,9 @@ func (m *Manager) installSystemd(dataDir string) error {
 		"e.g. "+DefaultConfigPath+", mode 0644; keep the token in /etc/"+Name+"/env as HOOKAGENT_TOKEN=… with mode 0600"); err != nil {
 		return err
 	}
+	if filepath.IsAbs(dataDir) {
+		dataDir = filepath.Clean(dataDir) // "/var/lib/hookagent/" is the default one
+	}
 	if dataDir != DefaultDataDir {
 		if err := checkDataDir(dataDir); err != nil {
 			return err
