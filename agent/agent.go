@@ -33,6 +33,7 @@ type Agent struct {
 	adminAPI *admin.Handler
 	metrics  *metrics
 	tracer   *tracing.Tracer // nil: otel off
+	series   *admin.Sampler  // the admin UI's charts
 	routes   map[string]*deliverer
 	relayTo  string // relay URLs as logged at start (no user info, no query)
 
@@ -105,6 +106,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.store = st
 	a.storeOK.Store(true)
 	a.metrics.watchStore(st)
+	a.series = a.newSeries()
 	if a.adminAPI, err = a.newAdminAPI(); err != nil {
 		st.Close()
 		return nil, err
@@ -162,6 +164,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { d.run(ctx) })
 	}
 	wg.Go(func() { a.connectionLoop(ctx) })
+	wg.Go(func() { a.series.Run(ctx) })
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")

@@ -32,6 +32,7 @@ func (s *Server) newAdmin(tokenHash string) (*admin.Handler, error) {
 		Store:     adminStore{s.queue},
 		Agents:    s.agentsInfo,
 		Status:    s.adminStatus,
+		Series:    s.series,
 		TokenHash: tokenHash,
 		OnReplay:  s.onReplay,
 		Log:       s.log,

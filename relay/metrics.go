@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,6 +60,7 @@ type metrics struct {
 	reloads       *prometheus.CounterVec // result
 	commitBatch   prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	latency       prometheus.Histogram // ingress to delivered report
 }
 
 func newMetrics() *metrics {
@@ -106,10 +108,15 @@ func newMetrics() *metrics {
 			Help:    "Duration of each group commit's synced write (fsync included).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hookrelay_delivery_latency_seconds",
+			Help:    "Time from ingress to the agent's report that the webhook was delivered.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
 	}
 	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.handshakes, m.duplicates, m.dispatched, m.acked,
 		m.nacked, m.released, m.reoffered, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
-		m.commitBatch, m.commitSeconds)
+		m.commitBatch, m.commitSeconds, m.latency)
 	// The contract: every name starts hookrelay_, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("hookrelay_", m.reg).MustRegister(
 		collectors.NewGoCollector(),
@@ -139,6 +146,18 @@ func (m *metrics) register(s *Server) {
 func (m *metrics) onCommit(records int, took time.Duration) {
 	m.commitBatch.Observe(float64(records))
 	m.commitSeconds.Observe(took.Seconds())
+}
+
+// delivered observes the latency of a delivered webhook: from ingress, the time its id (a
+// ULID the store made on arrival) holds, to now.
+func (m *metrics) delivered(id string) {
+	u, err := ulid.ParseStrict(id)
+	if err != nil {
+		return
+	}
+	if d := time.Since(ulid.Time(u.Time())); d >= 0 {
+		m.latency.Observe(d.Seconds())
+	}
 }
 
 func (m *metrics) countIngress(endpoint string, code int) {

@@ -44,6 +44,7 @@ type Server struct {
 	handler      http.Handler
 	adminHandler http.Handler // served on admin_addr; nil when it is not set
 	metrics      *metrics
+	series       *admin.Sampler // the admin UI's charts
 	dedup        *dedup
 	tracer       *tracing.Tracer // nil: otel off
 	metricsOpen  bool            // /metrics without admin_token: admin_addr is loopback
@@ -96,6 +97,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		ready:   make(chan struct{}),
 		runDone: make(chan struct{}),
 	}
+	s.series = s.newSeries()
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
@@ -209,6 +211,7 @@ func (s *Server) Run(ctx context.Context) error {
 	}
 	wg.Go(func() { s.retentionLoop(ctx) })
 	wg.Go(func() { s.channelsLoop(ctx) })
+	wg.Go(func() { s.series.Run(ctx) })
 	if quicLn != nil {
 		wg.Go(func() { s.serveQUIC(ctx, quicLn) })
 	}
