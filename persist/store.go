@@ -160,6 +160,7 @@ func (s *Store) load() error {
 	now := time.Now()
 	var orphans [][]byte
 	var last string
+	named := map[string]bool{} // staging names of bodies that records name (parts.go)
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: metaPrefix})
 		defer it.Close()
@@ -167,7 +168,7 @@ func (s *Store) load() error {
 			item := it.Item()
 			id := string(item.Key()[len(metaPrefix):])
 			err := item.Value(func(v []byte) error {
-				sum, _, err := decodeSummary(v)
+				sum, bodyLen, err := decodeSummary(v)
 				if err != nil {
 					// Set aside, never deleted: its body stays too (see the orphan scan).
 					s.log.Error("persist: record quarantined: its metadata does not decode", "id", id, "err", err)
@@ -175,7 +176,12 @@ func (s *Store) load() error {
 					return nil
 				}
 				s.idx.addLocked(id, sum, now)
-				last = id // keys come in order: the largest id is the last
+				last = id                 // keys come in order: the largest id is the last
+				if bodyLen > stageFlush { // maybe staged in parts under a name of its own
+					if r, _, err := decodeMeta(id, v); err == nil && r.parts != "" {
+						named[r.parts] = true
+					}
+				}
 				return nil
 			})
 			if err != nil {
@@ -187,6 +193,14 @@ func (s *Store) load() error {
 		for bt.Rewind(); bt.Valid(); bt.Next() {
 			k := bt.Item().Key()
 			id := bodyKeyID(k)
+			if id != "" && id[0] == partsMark {
+				// A staged body no record names: its append never committed. Kept while a
+				// record is quarantined, which may be the one naming it.
+				if !named[id] && len(s.quarantined) == 0 {
+					orphans = append(orphans, bt.Item().KeyCopy(nil))
+				}
+				continue
+			}
 			if _, ok := s.idx.byID[id]; !ok && !slices.Contains(s.quarantined, id) {
 				orphans = append(orphans, bt.Item().KeyCopy(nil))
 			}
