@@ -123,6 +123,7 @@ func (w *BodyWriter) flush() error {
 	}
 	w.seg += segments(len(w.buf))
 	w.buf = w.buf[:0] // Badger is done with it: Update returned
+	dropBodyPages(s.mapsDir)
 	return nil
 }
 
@@ -291,6 +292,9 @@ func (b *bodyReader) next() error {
 	}
 	if err != nil {
 		return fmt.Errorf("read body %s segment %d: %w", b.id, b.seg, err)
+	}
+	if b.seg%2 == 1 || b.seg+1 == b.segs {
+		dropBodyPages(s.mapsDir) // what was read stays in the page cache, not in this process
 	}
 	if int64(len(b.buf)) > b.left {
 		return fmt.Errorf("read body %s: longer than %d bytes: %w", b.id, b.left, errCorrupt)
