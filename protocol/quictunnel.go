@@ -224,6 +224,12 @@ func (t *quicTunnel) order(r readResult) []Frame {
 
 // WriteFrame queues f on its stream: a Webhook or Chunk on the data stream its OrderKey, or
 // else its id, hashes to, anything else on the control stream. It blocks while that stream's queue is full.
+// framesKept is a Tunnel whose WriteFrame may keep a frame's bytes after it returns.
+type framesKept interface{ keepsFrames() }
+
+// keepsFrames: QUIC queues frames per stream (streamWriter.queue).
+func (t *quicTunnel) keepsFrames() {}
+
 func (t *quicTunnel) WriteFrame(f Frame) error {
 	if t.closed.Load() {
 		return ErrClosed
