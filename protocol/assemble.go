@@ -51,23 +51,17 @@ func SendWebhook(t Tunnel, w *Webhook, chunk int) error {
 	return nil
 }
 
-// sendStreamed is SendWebhook for a body read from w.BodyFrom. A transport that writes a
-// frame before WriteFrame returns (WebSocket) gets the same buffer for every chunk; one that
-// queues frames (QUIC: framesKept) a buffer per frame, so what is held is the frames queued.
-// A buffer per chunk on WebSocket was tens of MiB of garbage per large body, which the relay,
-// whose heap goal its memtables inflate, collected late.
+// sendStreamed is SendWebhook for a body read from w.BodyFrom, one chunk buffer for every
+// frame: WriteFrame keeps no frame bytes once it returns (WebSocket writes them, QUIC
+// encodes them into its stream's queue). A buffer per chunk was tens of MiB of garbage per
+// large body, which the relay, whose heap goal its memtables inflate, collected late.
 func sendStreamed(t Tunnel, w *Webhook, chunk int) error {
 	if c, ok := w.BodyFrom.(io.Closer); ok {
 		defer c.Close()
 	}
-	_, kept := t.(framesKept)
-	var buf []byte
+	buf := make([]byte, min(int64(chunk), w.BodyLen))
 	next := func(off int64) ([]byte, error) {
-		n := min(int64(chunk), w.BodyLen-off)
-		if kept || buf == nil {
-			buf = make([]byte, n)
-		}
-		b := buf[:n]
+		b := buf[:min(int64(chunk), w.BodyLen-off)]
 		if _, err := io.ReadFull(w.BodyFrom, b); err != nil {
 			return nil, fmt.Errorf("send webhook %s: read body at %d: %w", w.ID, off, err)
 		}
