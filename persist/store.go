@@ -292,14 +292,15 @@ func (s *Store) reapLoop() {
 // to advise (Badger maps a new memtable WAL or value-log file now and then).
 const adviseEvery = 100 * time.Millisecond
 
-// adviseLogs marks the mappings of Badger's logs MADV_RANDOM (advise_linux.go) when
-// adviseEvery has passed since it last did.
+// adviseLogs marks the mappings of Badger's logs MADV_RANDOM, and drops the value-log pages
+// that commits left mapped (advise_linux.go), when adviseEvery has passed since it last did.
 func (s *Store) adviseLogs(now time.Time) {
 	if now.Sub(s.advisedAt) < adviseEvery {
 		return
 	}
 	s.advisedAt = now
 	adviseRandom(s.mapsDir)
+	dropBodyPages(s.mapsDir)
 }
 
 func (s *Store) kickReaper() {
