@@ -222,7 +222,8 @@ func (s *Store) load() error {
 	return nil
 }
 
-// deleteKeys deletes keys outside the committer (Open only), in as few transactions as fit.
+// deleteKeys deletes keys outside the committer (Open, and the staged parts of a body that was
+// never appended: keys no request of the committer touches), in as few transactions as fit.
 func (s *Store) deleteKeys(keys [][]byte) error {
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
