@@ -28,6 +28,8 @@ const (
 	// stageFlush is how many body bytes a BodyWriter buffers before writing them (two
 	// segments, in one synced transaction).
 	stageFlush = 2 * segSize
+	// stageStep is a BodyWriter's first buffer; it doubles up to stageFlush as bytes arrive.
+	stageStep = 16 << 10
 	// partsMark starts a staging name.
 	partsMark = '!'
 )
@@ -73,15 +75,19 @@ func (w *BodyWriter) Write(p []byte) (int, error) {
 	}
 	taken := 0
 	for len(p) > 0 {
-		if w.buf == nil {
-			w.buf = make([]byte, 0, stageFlush)
+		if len(w.buf) == cap(w.buf) && cap(w.buf) < stageFlush {
+			// Grown with what arrived, never ahead of it: a sender that declares a large
+			// body and trickles it holds little memory.
+			next := make([]byte, len(w.buf), min(stageFlush, max(stageStep, 2*cap(w.buf), len(w.buf)+len(p))))
+			copy(next, w.buf)
+			w.buf = next
 		}
 		k := copy(w.buf[len(w.buf):cap(w.buf)], p)
 		w.buf = w.buf[:len(w.buf)+k]
 		p = p[k:]
 		taken += k
 		w.n += int64(k)
-		if len(w.buf) == cap(w.buf) {
+		if len(w.buf) == stageFlush { // whole segments only: all but a body's last are full
 			if err := w.flush(); err != nil {
 				return taken, err
 			}
