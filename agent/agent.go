@@ -97,8 +97,10 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		// Outcomes the relay has not heard of yet must outlive KeepDone: they are reported
 		// when a session comes up again.
 		HoldUnreported: true,
-		OnCommit:       a.metrics.onCommit,
-		Quota:          cfg.storeQuota,
+		// Large bodies are streamed to the target from the store (request.go).
+		LeaseBodyMax: sinkOver,
+		OnCommit:     a.metrics.onCommit,
+		Quota:        cfg.storeQuota,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)

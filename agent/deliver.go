@@ -181,7 +181,7 @@ func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) 
 				free := func() { once.Do(func() { <-slots }) }
 				defer func() { free(); <-held }()
 				answered := free
-				if d.r.Ordered || len(rec.Body) > earlyFreeMax {
+				if d.r.Ordered || rec.BodyLen > earlyFreeMax {
 					answered = func() {} // the slot comes back only after recording
 				}
 				d.attempt(reqCtx, rec, answered)

@@ -6,7 +6,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -127,26 +126,13 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	rc.SetWriteDeadline(deadline)
 	budget := &bodyBudget{s: s, client: use, limit: int64(lv.cfg.IngressBuffer), clientLimit: int64(lv.cfg.PerClientBuffer)}
 	defer budget.release()
+	if r.ContentLength > streamOver && !ep.verifier.NeedsBody() {
+		s.ingestStreamed(sw, w, r, rc, lv, ep, suffix, budget)
+		return
+	}
 	body, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody, budget)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			tooBig()
-		case errors.Is(err, errIngressBusy):
-			s.metrics.reject(ep.name, limitBusy)
-			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
-		case errors.Is(err, errClientBuffer):
-			s.metrics.reject(ep.name, limitClientBuffer)
-			retryLater(sw, http.StatusTooManyRequests, retryBusy, "too many body bytes in flight from your address (per_client_buffer): retry later")
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			s.metrics.reject(ep.name, limitTimeout)
-			rc.SetWriteDeadline(time.Now().Add(answerGrace)) // the body's deadline has passed
-			writeError(sw, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", lv.cfg.BodyTimeout))
-		default:
-			s.log.Debug("ingress body read failed", "endpoint", ep.name, "remote", r.RemoteAddr, "err", err)
-			writeError(sw, http.StatusBadRequest, "could not read the request body")
-		}
+		s.answerBodyError(sw, r, rc, lv, ep, err)
 		return
 	}
 	w.Header().Del("Connection") // the body is read: the connection may be kept

@@ -156,6 +156,12 @@ func (v *Verifier) CheckBody(r *http.Request, body []byte, now time.Time) error 
 	return nil
 }
 
+// NeedsBody reports whether CheckBody has a scheme to run: whether the body must be at hand,
+// whole, before the webhook may be stored.
+func (v *Verifier) NeedsBody() bool {
+	return v != nil && len(v.schemes) > 0
+}
+
 // MessageID returns the sender's webhook-id header when standard_webhooks is configured and
 // the header is set. Only meaningful after Check accepted the request: the id is covered by the
 // signature, so the relay may use it to recognise a replay of a message it already accepted.
