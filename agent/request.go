@@ -57,7 +57,9 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 	}
 	req.Header = targetHeaders(rec, n, d.r.Headers, d.r.replace)
 	if d.r.Sign != nil {
-		d.r.Sign.StandardWebhooks.apply(req.Header, rec.ID, time.Now(), rec.Body)
+		if err := d.sign(req.Header, rec); err != nil {
+			return nil, err
+		}
 	}
 	return req, nil
 }
