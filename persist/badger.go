@@ -90,11 +90,12 @@ func mapErr(err error) error {
 	return err
 }
 
-// checkFormat writes the format key into a new store and refuses a store with another one.
-func checkFormat(db *badger.DB, dir string) error {
+// checkFormat writes the format key into a new store and refuses a store with another one. It
+// reports whether the store is of format 1, which load migrates (it adds the ready keys).
+func checkFormat(db *badger.DB, dir string) (migrate bool, err error) {
 	var found []byte
 	empty := true
-	err := db.View(func(txn *badger.Txn) error {
+	err = db.View(func(txn *badger.Txn) error {
 		item, err := txn.Get(formatKey)
 		if err == nil {
 			found, err = item.ValueCopy(nil)
@@ -110,16 +111,22 @@ func checkFormat(db *badger.DB, dir string) error {
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("read store format: %w", err)
+		return false, fmt.Errorf("read store format: %w", err)
 	}
 	switch {
 	case found != nil && string(found) == formatVersion:
-		return nil
+		return false, nil
+	case found != nil && string(found) == "1":
+		return true, nil
 	case found != nil:
-		return fmt.Errorf("%w: %s holds format %q, this build reads format %q", ErrFormat, dir, found, formatVersion)
+		return false, fmt.Errorf("%w: %s holds format %q, this build reads format %q", ErrFormat, dir, found, formatVersion)
 	case !empty:
-		return fmt.Errorf("%w: %s holds data without a format key (not a hookrelay store?)", ErrFormat, dir)
+		return false, fmt.Errorf("%w: %s holds data without a format key (not a hookrelay store?)", ErrFormat, dir)
 	}
+	return false, writeFormat(db)
+}
+
+func writeFormat(db *badger.DB) error {
 	if err := db.Update(func(txn *badger.Txn) error {
 		return txn.Set(formatKey, []byte(formatVersion))
 	}); err != nil {

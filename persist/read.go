@@ -28,6 +28,7 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 	s.idx.expireLeasesLocked(now)
 	if q := s.idx.queues[queue]; q != nil {
 		q.promoteLocked(now)
+		s.refillLocked(q, now, "")
 		var busy []*entry
 		for len(picked) < max && q.due.Len() > 0 {
 			e := heap.Pop(&q.due).(*entry)
@@ -38,6 +39,9 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 			}
 			s.idx.leaseLocked(e, now.Add(ttl))
 			picked = append(picked, e)
+			if q.due.Len() == 0 && q.cold > 0 {
+				s.refillLocked(q, now, "")
+			}
 		}
 		for _, e := range busy {
 			e.inDue = true
@@ -190,6 +194,7 @@ func (s *Store) NextDue(queue string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	q.promoteLocked(now)
+	s.refillLocked(q, now, "")
 	if q.due.Len() > 0 {
 		return now, true
 	}
@@ -205,9 +210,23 @@ func (s *Store) Has(id string) (bool, error) {
 		return false, ErrClosed
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	_, ok := s.idx.byID[id]
-	return ok, nil
+	cold := s.idx.cold > 0
+	s.mu.Unlock()
+	if ok || !cold || !validID(id) {
+		return ok, nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(metaKey(id))
+		return err
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("has %s: %w", id, mapErr(err))
 }
 
 // Get returns the record with its body, or ErrNotFound. A leased record shows StateLeased.
@@ -263,7 +282,24 @@ func (s *Store) List(f Filter) ([]*Record, error) {
 		}
 		return (f.State == 0 || st == f.State) && !e.received.Before(f.Since)
 	})
+	if f.State == 0 || f.State == StateReady {
+		// The newest limit cold ones of each queue are all that can make the cut.
+		for _, name := range s.coldQueues(f.Queue) {
+			n := 0
+			err := s.coldScan(name, true, func(id string, v readyVal) bool {
+				if !v.received.Before(f.Since) {
+					sel = append(sel, listed{id: id})
+					n++
+				}
+				return n < limit
+			})
+			if err != nil {
+				return nil, fmt.Errorf("list: %w", err)
+			}
+		}
+	}
 	slices.SortFunc(sel, func(a, b listed) int { return strings.Compare(b.id, a.id) })
+	sel = slices.CompactFunc(sel, func(a, b listed) bool { return a.id == b.id })
 	return s.readListed(sel, limit)
 }
 
@@ -360,14 +396,20 @@ func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
 
 // Stats returns one entry per queue that has records, by queue name.
 func (s *Store) Stats() []QueueStats {
+	for _, name := range s.coldQueues("") {
+		s.freshenColdOldest(name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []QueueStats
 	for name, q := range s.idx.queues {
-		if len(q.entries) == 0 {
+		if len(q.entries) == 0 && q.cold == 0 {
 			continue
 		}
 		st := QueueStats{Queue: name, Pending: q.pending, Bytes: q.bytes, Dead: q.dead}
+		if q.cold > 0 {
+			st.Oldest = q.coldOldest
+		}
 		for _, e := range q.entries {
 			if (e.state == StateReady || e.state == StateAcked) &&
 				(st.Oldest.IsZero() || e.received.Before(st.Oldest)) {
@@ -429,7 +471,18 @@ func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, 
 	var head *entry
 	if q != nil {
 		q.promoteLocked(now)
+		s.refillLocked(q, now, "")
 		head = q.headLocked(s.idx)
+		if q.cold > 0 && (head == nil || q.coldFrom < head.id) {
+			// The head may be cold (put back by a nack into a full window).
+			upTo := "\xff"
+			if head != nil {
+				upTo = head.id
+			}
+			s.refillLocked(q, now, upTo)
+			q.promoteLocked(now)
+			head = q.headLocked(s.idx)
+		}
 	}
 	switch {
 	case head == nil || head.leased:

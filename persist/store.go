@@ -94,7 +94,8 @@ func Open(opts Options) (*Store, error) {
 		}
 	}
 	s.adviseLogs(time.Now())
-	if err := checkFormat(db, opts.Dir); err != nil {
+	migrate, err := checkFormat(db, opts.Dir)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -106,7 +107,7 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
-	if err := s.load(); err != nil {
+	if err := s.load(migrate); err != nil {
 		s.vlog.close()
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
@@ -154,11 +155,14 @@ func (s *Store) start(fn func()) {
 	}()
 }
 
-// load builds the index from the stored metadata and removes body segments whose metadata
-// never committed (a crash between the transactions of one batch).
-func (s *Store) load() error {
+// load builds the index from the stored metadata (ready records beyond each queue's window
+// stay cold: counted, not held) and removes body segments whose metadata never committed (a
+// crash between the transactions of one batch). With migrate (a format-1 store) it writes the
+// ready keys format 2 added, then the format key: a crash before that just migrates again.
+func (s *Store) load(migrate bool) error {
 	now := time.Now()
-	var orphans [][]byte
+	var orphans, ready [][]byte
+	var readyVals [][]byte
 	var last string
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: metaPrefix})
@@ -174,7 +178,11 @@ func (s *Store) load() error {
 					s.quarantined = append(s.quarantined, id)
 					return nil
 				}
-				s.idx.addLocked(id, sum, now)
+				s.idx.insertLocked(id, sum, now)
+				if migrate && sum.state == StateReady {
+					ready = append(ready, readyKey(sum.queue, id))
+					readyVals = append(readyVals, encodeReady(sum.next, sum.received))
+				}
 				last = id // keys come in order: the largest id is the last
 				return nil
 			})
@@ -187,9 +195,17 @@ func (s *Store) load() error {
 		for bt.Rewind(); bt.Valid(); bt.Next() {
 			k := bt.Item().Key()
 			id := bodyKeyID(k)
-			if _, ok := s.idx.byID[id]; !ok && !slices.Contains(s.quarantined, id) {
-				orphans = append(orphans, bt.Item().KeyCopy(nil))
+			if _, ok := s.idx.byID[id]; ok || slices.Contains(s.quarantined, id) {
+				continue
 			}
+			if s.idx.cold > 0 {
+				if _, err := txn.Get(metaKey(id)); err == nil {
+					continue // cold
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+			}
+			orphans = append(orphans, bt.Item().KeyCopy(nil))
 		}
 		return nil
 	})
@@ -201,25 +217,41 @@ func (s *Store) load() error {
 	}
 	if len(orphans) > 0 {
 		s.log.Info("persist: removing unfinished bodies", "keys", len(orphans))
-		if err := s.deleteKeys(orphans); err != nil {
+		if err := s.writeKeys(orphans, nil); err != nil {
 			return fmt.Errorf("remove unfinished bodies: %w", err)
+		}
+	}
+	if migrate {
+		s.log.Info("persist: migrating the store to format "+formatVersion, "ready", len(ready))
+		if err := s.writeKeys(ready, readyVals); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if err := writeFormat(s.db); err != nil {
+			return fmt.Errorf("migrate: %w", err)
 		}
 	}
 	return nil
 }
 
-// deleteKeys deletes keys outside the committer (Open only), in as few transactions as fit.
-func (s *Store) deleteKeys(keys [][]byte) error {
+// writeKeys sets keys to vals, or deletes them when vals is nil, outside the committer (Open
+// only), in as few transactions as fit.
+func (s *Store) writeKeys(keys, vals [][]byte) error {
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	for _, k := range keys {
-		err := txn.Delete(k)
+	write := func(i int) error {
+		if vals == nil {
+			return txn.Delete(keys[i])
+		}
+		return txn.Set(keys[i], vals[i])
+	}
+	for i := range keys {
+		err := write(i)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
 				return mapErr(err)
 			}
 			txn = s.db.NewTransaction(true)
-			err = txn.Delete(k)
+			err = write(i)
 		}
 		if err != nil {
 			return mapErr(err)
