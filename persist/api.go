@@ -92,6 +92,9 @@ type Options struct {
 	// valueDir puts Badger's value log in another directory (tests only: a filesystem that
 	// fails writes, for TestValueLogWritebackError). "" = Dir.
 	valueDir string
+	// dropEvery is how often the committer drops the pages of Badger's mapped files (see
+	// dropMapped); 0 = every second, negative = never (tests only).
+	dropEvery time.Duration
 	// OnCommit, when set, is called after each group commit with the number of records written
 	// in it and how long the synced write took (for metrics).
 	OnCommit func(records int, took time.Duration)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
@@ -55,7 +56,7 @@ func (x *index) countColdLocked(q *queue, id string, s summary, sign int) {
 // coolLocked notes that id, received then, is cold now.
 func (x *index) coolLocked(q *queue, id string, received time.Time) {
 	if q.cold == 1 || id < q.coldFrom {
-		q.coldFrom = id
+		q.coldFrom = strings.Clone(id) // the caller's may hold a whole frame alive
 	}
 	if q.cold == 1 || received.Before(q.coldOldest) {
 		q.coldOldest = received

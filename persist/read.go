@@ -162,6 +162,7 @@ func (s *Store) releaseLocked(id string, token uint64) bool {
 		e.next = now // in memory only: on disk it is older still, so due as well
 	}
 	s.idx.placeLocked(e, now)
+	s.idx.trimLocked(e)
 	e.q.broadcastLocked()
 	return true
 }
@@ -473,13 +474,9 @@ func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, 
 		q.promoteLocked(now)
 		s.refillLocked(q, now, "")
 		head = q.headLocked(s.idx)
-		if q.cold > 0 && (head == nil || q.coldFrom < head.id) {
+		if head != nil && q.cold > 0 && q.coldFrom < head.id {
 			// The head may be cold (put back by a nack into a full window).
-			upTo := "\xff"
-			if head != nil {
-				upTo = head.id
-			}
-			s.refillLocked(q, now, upTo)
+			s.refillLocked(q, now, head.id)
 			q.promoteLocked(now)
 			head = q.headLocked(s.idx)
 		}

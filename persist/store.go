@@ -38,6 +38,7 @@ type Store struct {
 	lastTook  time.Duration // how long the last commit took
 	lingerT   *time.Timer   // collect's, reused
 	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
+	droppedAt time.Time     // when the mapped files' pages were last dropped (see adviseLogs)
 	mapsDir   string        // opts.Dir as the kernel names it in /proc/self/maps
 
 	// life is write-locked by Close only; holding it for reading keeps db open and lets a
@@ -310,14 +311,27 @@ func (s *Store) reapLoop() {
 // to advise (Badger maps a new memtable WAL or value-log file now and then).
 const adviseEvery = 100 * time.Millisecond
 
+// dropEvery is how often, while commits happen, the committer drops the pages of Badger's
+// mapped files from the process (dropMapped): what it wrote or read since stays resident
+// until then. Options.dropEvery overrides it (tests).
+const dropEvery = time.Second
+
 // adviseLogs marks the mappings of Badger's logs MADV_RANDOM (advise_linux.go) when
-// adviseEvery has passed since it last did.
+// adviseEvery has passed since it last did, and drops their pages every dropEvery.
 func (s *Store) adviseLogs(now time.Time) {
 	if now.Sub(s.advisedAt) < adviseEvery {
 		return
 	}
 	s.advisedAt = now
 	adviseRandom(s.mapsDir)
+	every := dropEvery
+	if s.opts.dropEvery != 0 {
+		every = s.opts.dropEvery
+	}
+	if every > 0 && now.Sub(s.droppedAt) >= every {
+		s.droppedAt = now
+		dropMapped(s.mapsDir)
+	}
 }
 
 func (s *Store) kickReaper() {
