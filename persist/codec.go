@@ -21,6 +21,7 @@ var (
 	metaPrefix = []byte("m")
 	bodyPrefix = []byte("b")
 	readyTag   = byte('r')
+	ackedTag   = byte('a')
 	errCorrupt = errors.New("persist: corrupt metadata")
 )
 
@@ -43,12 +44,15 @@ func bodyKeyID(k []byte) string {
 	return string(k[1 : len(k)-5])
 }
 
-// readyPrefix is the prefix of queue's ready keys: "r", uvarint len(queue), queue.
-func readyPrefix(queue string) []byte {
+// statePrefix is the prefix of queue's state keys of one tag (readyTag, ackedTag): the tag,
+// uvarint len(queue), queue.
+func statePrefix(tag byte, queue string) []byte {
 	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(queue)+maxIDLen)
-	k = binary.AppendUvarint(append(k, readyTag), uint64(len(queue)))
+	k = binary.AppendUvarint(append(k, tag), uint64(len(queue)))
 	return append(k, queue...)
 }
+
+func readyPrefix(queue string) []byte { return statePrefix(readyTag, queue) }
 
 // readyKey is the key that says record id of queue is Ready on disk, so that the ready
 // records not held in memory are found in id order (cold.go).
@@ -56,7 +60,19 @@ func readyKey(queue, id string) []byte {
 	return append(readyPrefix(queue), id...)
 }
 
-// readyVal is a ready key's value: what Expire, List and Stats ask of a record not in memory.
+// stateKey is the state key of a record of queue in state st ("r" Ready, "a" Acked), nil for
+// the states that have none.
+func stateKey(st State, queue, id string) []byte {
+	switch st {
+	case StateReady:
+		return readyKey(queue, id)
+	case StateAcked:
+		return append(statePrefix(ackedTag, queue), id...)
+	}
+	return nil
+}
+
+// readyVal is a state key's value: what Expire, List and Stats ask of a record not in memory.
 //
 //	varint next, varint received (unix ns, 0 = zero time)
 type readyVal struct {

@@ -13,60 +13,76 @@ import (
 // windowMax bounds the ready, unleased records a queue holds in memory (its due and wait
 // heaps). The others are "cold": on disk only, counted in the queue's pending and bytes, and
 // found again in id order through their ready keys ("r" + queue + id, written while a record
-// is Ready on disk) when the window runs low. So a backlog of a million waiting webhooks costs
-// no memory per webhook; what is leased, acked or finished stays in memory (bounded by the
-// lease sizes, the agents' windows and retention).
+// is Ready on disk) when the window runs low. Acked records (the relay's, held by an agent
+// until it reports) are never held in memory: counted, and listed through their acked keys
+// ("a" + queue + id). So a backlog of a million waiting webhooks costs no memory per webhook,
+// neither waiting nor while an agent holds them; what is leased or finished stays in memory
+// (bounded by the lease sizes and retention).
 //
-// A ready key is written before the metadata that makes a record Ready and deleted after the
-// metadata that makes it leave Ready, so however a batch is split into transactions, a
-// record Ready on disk always has one. A stale one (a crash between the two) is skipped:
-// refill reads the metadata of every record it loads.
+// A state key is written before the metadata that puts a record in its state and deleted
+// after the metadata that takes it out, so however a batch is split into transactions, a
+// record Ready or Acked on disk always has one. A stale one (a crash between the two) is
+// skipped: refill and List read the metadata of every record they return.
 const windowMax = 2048
 
 // window is how many ready, unleased records q holds in memory.
 func (q *queue) window() int { return len(q.due) + len(q.wait) }
 
-// insertLocked indexes a record just committed (or loaded at Open): in memory, or cold when
-// it is ready and the queue's window is full or has cold records already (which come first:
-// ids are handed out in order). Returns nil when it went cold.
+// insertLocked indexes a record just committed (or loaded at Open): in memory, or on disk
+// only when it is Acked, or Ready while the queue's window is full or has cold records
+// already (which come first: ids are handed out in order). Returns nil when on disk only.
 func (x *index) insertLocked(id string, s summary, now time.Time) *entry {
 	q := x.queueLocked(s.queue)
-	if s.state == StateReady && (q.cold > 0 || q.window() >= windowMax) {
+	if s.state == StateAcked || (s.state == StateReady && (q.cold > 0 || q.window() >= windowMax)) {
 		s.queue = q.name
-		x.countColdLocked(q, id, s, 1)
+		x.countDiskLocked(q, id, s, 1)
 		return nil
 	}
 	return x.addLocked(id, s, now)
 }
 
-// countColdLocked counts a cold record in (sign 1) or out (-1) of the queue's figures.
-func (x *index) countColdLocked(q *queue, id string, s summary, sign int) {
-	q.cold += sign
-	x.cold += sign
+// countDiskLocked counts a record on disk only (cold, or acked) in (sign 1) or out (-1) of
+// the queue's figures.
+func (x *index) countDiskLocked(q *queue, id string, s summary, sign int) {
+	if s.state == StateAcked {
+		q.acked += sign
+		x.acked += sign
+	} else {
+		q.cold += sign
+		x.cold += sign
+	}
 	q.pending += sign
 	q.bytes += int64(sign) * s.size
 	x.bytes += int64(sign) * s.size
-	if sign > 0 {
-		x.coolLocked(q, id, s.received)
-	} else {
+	switch {
+	case sign < 0:
 		x.warmLocked(q, s.received)
+	case s.state == StateReady:
+		x.coolLocked(q, id, s.received)
+	default:
+		x.oldestLocked(q, s.received)
 	}
 }
 
-// coolLocked notes that id, received then, is cold now.
+// coolLocked notes that ready record id, received then, is cold now.
 func (x *index) coolLocked(q *queue, id string, received time.Time) {
 	if q.cold == 1 || id < q.coldFrom {
 		q.coldFrom = strings.Clone(id) // the caller's may hold a whole frame alive
 	}
-	if q.cold == 1 || received.Before(q.coldOldest) {
+	x.oldestLocked(q, received)
+}
+
+// oldestLocked notes a record received then that is on disk only now.
+func (x *index) oldestLocked(q *queue, received time.Time) {
+	if q.cold+q.acked == 1 || received.Before(q.coldOldest) {
 		q.coldOldest = received
 		q.coldStale = false
 	}
 }
 
-// warmLocked notes that a cold record received then is cold no longer.
+// warmLocked notes that a record received then is on disk only no longer.
 func (x *index) warmLocked(q *queue, received time.Time) {
-	if q.cold == 0 {
+	if q.cold+q.acked == 0 {
 		q.coldOldest, q.coldStale = time.Time{}, false
 		return
 	}
@@ -184,11 +200,11 @@ func readSummary(txn *badger.Txn, id string) (summary, error) {
 	return sum, err
 }
 
-// coldScan calls fn with the id and ready value of q's cold records (ready keys of records not
-// in memory), oldest id first or, with newestFirst, newest first, until fn returns false.
-// Called without s.mu; a record loaded or changed meanwhile may show or not.
-func (s *Store) coldScan(queue string, newestFirst bool, fn func(id string, v readyVal) bool) error {
-	prefix := readyPrefix(queue)
+// coldScan calls fn with the id and value of queue's state keys of tag (readyTag, ackedTag)
+// whose record is not in memory, oldest id first or, with newestFirst, newest first, until fn
+// returns false. Called without s.mu; a record loaded or changed meanwhile may show or not.
+func (s *Store) coldScan(tag byte, queue string, newestFirst bool, fn func(id string, v readyVal) bool) error {
+	prefix := statePrefix(tag, queue)
 	return s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix, Reverse: newestFirst, PrefetchValues: true, PrefetchSize: 256})
 		defer it.Close()
@@ -221,13 +237,15 @@ func (s *Store) coldScan(queue string, newestFirst bool, fn func(id string, v re
 	})
 }
 
-// coldQueues returns the names of the queues with cold records (queue only, when not "").
-func (s *Store) coldQueues(queue string) []string {
+// diskQueues returns the names of the queues with records on disk only (queue only, when not
+// ""): cold ones for readyTag, acked ones for ackedTag, either for 0.
+func (s *Store) diskQueues(queue string, tag byte) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []string
 	for name, q := range s.idx.queues {
-		if q.cold > 0 && (queue == "" || queue == name) {
+		n := map[byte]int{readyTag: q.cold, ackedTag: q.acked, 0: q.cold + q.acked}[tag]
+		if n > 0 && (queue == "" || queue == name) {
 			out = append(out, name)
 		}
 	}
@@ -245,21 +263,23 @@ func (s *Store) freshenColdOldest(queue string) {
 		return
 	}
 	var oldest time.Time
-	err := s.coldScan(queue, false, func(_ string, v readyVal) bool {
-		if oldest.IsZero() || v.received.Before(oldest) {
-			oldest = v.received
+	for _, tag := range []byte{readyTag, ackedTag} {
+		err := s.coldScan(tag, queue, false, func(_ string, v readyVal) bool {
+			if oldest.IsZero() || v.received.Before(oldest) {
+				oldest = v.received
+			}
+			return true
+		})
+		if err != nil {
+			s.log.Warn("persist: reading waiting records", "queue", queue, "err", err)
+			return
 		}
-		return true
-	})
-	if err != nil {
-		s.log.Warn("persist: reading waiting records", "queue", queue, "err", err)
-		return
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A record that went cold meanwhile lowered coldOldest itself; one that left may leave
 	// it stale again, for the next Stats.
-	if q.coldStale && q.cold > 0 && !oldest.IsZero() {
+	if q.coldStale && q.cold+q.acked > 0 && !oldest.IsZero() {
 		q.coldOldest, q.coldStale = oldest, false
 	}
 }
@@ -269,7 +289,7 @@ func (s *Store) freshenColdOldest(queue string) {
 // not scanned.
 func (s *Store) pickCold(queue string, match func(v readyVal) bool) ([]listed, error) {
 	var sel []listed
-	for _, name := range s.coldQueues(queue) {
+	for _, name := range s.diskQueues(queue, readyTag) {
 		s.mu.Lock()
 		q := s.idx.queues[name]
 		skip := !q.coldStale && !match(readyVal{received: q.coldOldest})
@@ -277,7 +297,7 @@ func (s *Store) pickCold(queue string, match func(v readyVal) bool) ([]listed, e
 		if skip {
 			continue
 		}
-		err := s.coldScan(name, false, func(id string, v readyVal) bool {
+		err := s.coldScan(readyTag, name, false, func(id string, v readyVal) bool {
 			if match(v) {
 				sel = append(sel, listed{id: id})
 			}

@@ -275,44 +275,36 @@ func (b *batch) applyOne(c change, now time.Time) (gone bool) {
 	s := b.s
 	x := s.idx
 	e := x.byID[c.id]
+	// Take the old state out where the new one is not kept in its place.
 	switch {
-	case c.del && e != nil:
-		s.freed.Add(e.size)
-		x.removeLocked(e)
-		return true
-	case c.del && c.cold != nil:
-		s.freed.Add(c.cold.size)
-		x.countColdLocked(x.queueLocked(c.cold.queue), c.id, *c.cold, -1)
-		return true
-	case c.del:
-		return true
-	case e == nil && c.cold != nil:
-		q := x.queueLocked(c.cold.queue)
-		if c.sum.state == StateReady {
-			// Still ready: it stays cold, as changed.
-			x.countColdLocked(q, c.id, *c.cold, -1)
-			x.countColdLocked(q, c.id, c.sum, 1)
-			s.recent.putLocked(c.id, c.meta, c.bodyLen, c.body)
-			q.broadcastLocked()
-			return false
+	case e != nil && (c.del || c.sum.state == StateAcked):
+		if c.del {
+			s.freed.Add(e.size)
 		}
-		x.countColdLocked(q, c.id, *c.cold, -1)
-		e = x.addLocked(strings.Clone(c.id), c.sum, now)
-	case e == nil:
+		x.removeLocked(e)
+		e = nil
+	case e == nil && c.cold != nil: // on disk only: cold, or acked
+		if c.del {
+			s.freed.Add(c.cold.size)
+		}
+		x.countDiskLocked(x.queueLocked(c.cold.queue), c.id, *c.cold, -1)
+	}
+	if c.del {
+		return true
+	}
+	var id string
+	if e != nil {
+		id = e.id
+		x.updateLocked(e, c.sum, now)
+	} else {
 		// A copy: the caller's id may share memory with more (the agent's ids point
 		// into the decoded frame's strings), which the index would keep alive.
-		id := strings.Clone(c.id)
-		if e = x.insertLocked(id, c.sum, now); e == nil {
-			s.recent.putLocked(id, c.meta, c.bodyLen, c.body)
-			x.queues[c.sum.queue].broadcastLocked()
-			return false
-		}
-	default:
-		x.updateLocked(e, c.sum, now)
+		id = strings.Clone(c.id)
+		x.insertLocked(id, c.sum, now)
 	}
-	s.recent.putLocked(e.id, c.meta, c.bodyLen, c.body)
-	if e.state == StateReady {
-		e.q.broadcastLocked()
+	s.recent.putLocked(id, c.meta, c.bodyLen, c.body)
+	if c.sum.state == StateReady {
+		x.queueLocked(c.sum.queue).broadcastLocked()
 	}
 	return false
 }

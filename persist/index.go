@@ -32,15 +32,16 @@ type queue struct {
 	bytes   int64 // their sizes
 	dead    int
 
-	// Ready records on disk only (cold.go).
+	// Records on disk only (cold.go): Ready ones beyond the window, and every Acked one.
 	cold       int
+	acked      int
 	coldFrom   string    // no cold record has a smaller id
-	coldOldest time.Time // no cold record was received before; the oldest's unless coldStale
+	coldOldest time.Time // no record on disk only was received before; the oldest's unless coldStale
 	coldStale  bool
 }
 
-// index is everything the store knows without reading Badger: every record but the cold ones
-// (cold.go). Methods named xLocked need mu.
+// index is everything the store knows without reading Badger: every record but the cold and
+// the acked ones (cold.go). Methods named xLocked need mu.
 type index struct {
 	byID     map[string]*entry
 	queues   map[string]*queue
@@ -49,6 +50,7 @@ type index struct {
 	finished int       // Delivered + Dead records, all queues
 	bytes    int64     // sizes of all records
 	cold     int       // cold records, all queues
+	acked    int       // acked records (on disk only), all queues
 	// coldBusy counts, per id of a record that was cold when a batch read it, the changes
 	// staged and not applied yet: refill gives a record it loads that busy count.
 	coldBusy map[string]int

@@ -183,7 +183,7 @@ func (s *Store) ReplayDead(queue string) (int, error) {
 // Expire moves Ready records of queue (all queues when "") received before now-maxAge to
 // Dead ("retention expired"); leased ones are left to their holder. Returns the count.
 func (s *Store) Expire(queue string, maxAge time.Duration) (int, error) {
-	for _, name := range s.coldQueues(queue) {
+	for _, name := range s.diskQueues(queue, readyTag) {
 		s.freshenColdOldest(name)
 	}
 	n, err := s.modifyMatching(queue, func(now time.Time, e *entry) bool {

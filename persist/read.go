@@ -212,7 +212,7 @@ func (s *Store) Has(id string) (bool, error) {
 	}
 	s.mu.Lock()
 	_, ok := s.idx.byID[id]
-	cold := s.idx.cold > 0
+	cold := s.idx.cold > 0 || s.idx.acked > 0
 	s.mu.Unlock()
 	if ok || !cold || !validID(id) {
 		return ok, nil
@@ -283,11 +283,14 @@ func (s *Store) List(f Filter) ([]*Record, error) {
 		}
 		return (f.State == 0 || st == f.State) && !e.received.Before(f.Since)
 	})
-	if f.State == 0 || f.State == StateReady {
-		// The newest limit cold ones of each queue are all that can make the cut.
-		for _, name := range s.coldQueues(f.Queue) {
+	for tag, st := range map[byte]State{readyTag: StateReady, ackedTag: StateAcked} {
+		if f.State != 0 && f.State != st {
+			continue
+		}
+		// The newest limit of each queue on disk only are all that can make the cut.
+		for _, name := range s.diskQueues(f.Queue, tag) {
 			n := 0
-			err := s.coldScan(name, true, func(id string, v readyVal) bool {
+			err := s.coldScan(tag, name, true, func(id string, v readyVal) bool {
 				if !v.received.Before(f.Since) {
 					sel = append(sel, listed{id: id})
 					n++
@@ -397,18 +400,18 @@ func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
 
 // Stats returns one entry per queue that has records, by queue name.
 func (s *Store) Stats() []QueueStats {
-	for _, name := range s.coldQueues("") {
+	for _, name := range s.diskQueues("", 0) {
 		s.freshenColdOldest(name)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []QueueStats
 	for name, q := range s.idx.queues {
-		if len(q.entries) == 0 && q.cold == 0 {
+		if len(q.entries) == 0 && q.cold == 0 && q.acked == 0 {
 			continue
 		}
 		st := QueueStats{Queue: name, Pending: q.pending, Bytes: q.bytes, Dead: q.dead}
-		if q.cold > 0 {
+		if q.cold > 0 || q.acked > 0 {
 			st.Oldest = q.coldOldest
 		}
 		for _, e := range q.entries {

@@ -46,7 +46,7 @@ func (b *batch) get(id string) (*staged, error) {
 		leased = e.leased
 		b.touched = append(b.touched, e)
 		cached = s.recent.getLocked(id)
-	case s.idx.cold > 0:
+	case s.idx.cold > 0 || s.idx.acked > 0:
 		cold = true
 		s.idx.coldBusy[id]++
 		b.coldTouched = append(b.coldTouched, id)
@@ -65,7 +65,7 @@ func (b *batch) get(id string) (*staged, error) {
 			return nil, err
 		}
 		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased, txn: -1}
-		if cold && rec.State == StateReady {
+		if cold && (rec.State == StateReady || rec.State == StateAcked) {
 			sum := summaryOf(rec)
 			st.cold = &sum
 		}
@@ -92,26 +92,25 @@ func (b *batch) modify(id string, fn func(st *staged) error) error {
 	if err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
-	wasReady := st.rec.State == StateReady
+	was := st.rec.State
 	if err := fn(st); err != nil {
 		if errors.Is(err, errNoop) {
 			return nil
 		}
 		return fmt.Errorf("record %s: %w", id, err)
 	}
-	// The ready key goes first when the record becomes (or stays) Ready, last when it
-	// leaves Ready: see windowMax.
+	// The new state key goes first, the old one is deleted last: see windowMax.
 	r := st.rec
-	if r.State == StateReady {
-		if err := b.set(readyKey(r.Queue, id), encodeReady(r.NextAttempt, r.ReceivedAt)); err != nil {
+	if k := stateKey(r.State, r.Queue, id); k != nil && (r.State != was || r.State == StateReady) {
+		if err := b.set(k, encodeReady(r.NextAttempt, r.ReceivedAt)); err != nil {
 			return fmt.Errorf("record %s: %w", id, err)
 		}
 	}
 	if err := b.set(metaKey(id), encodeMeta(r, st.bodyLen)); err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
-	if wasReady && r.State != StateReady {
-		if err := b.del(readyKey(r.Queue, id)); err != nil {
+	if k := stateKey(was, r.Queue, id); k != nil && r.State != was {
+		if err := b.del(k); err != nil {
 			return fmt.Errorf("record %s: %w", id, err)
 		}
 	}
@@ -142,8 +141,8 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 	if err := b.del(metaKey(id)); err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
-	if st.rec.State == StateReady {
-		if err := b.del(readyKey(st.rec.Queue, id)); err != nil {
+	if k := stateKey(st.rec.State, st.rec.Queue, id); k != nil {
+		if err := b.del(k); err != nil {
 			return fmt.Errorf("record %s: %w", id, err)
 		}
 	}
@@ -170,7 +169,7 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 	}
 	s.mu.Lock()
 	_, indexed := s.idx.byID[r.ID]
-	anyCold := s.idx.cold > 0
+	anyCold := s.idx.cold > 0 || s.idx.acked > 0
 	var held int64
 	if q := s.idx.queues[r.Queue]; q != nil {
 		held = q.bytes

@@ -159,7 +159,7 @@ func (s *Store) start(fn func()) {
 // load builds the index from the stored metadata (ready records beyond each queue's window
 // stay cold: counted, not held) and removes body segments whose metadata never committed (a
 // crash between the transactions of one batch). With migrate (a format-1 store) it writes the
-// ready keys format 2 added, then the format key: a crash before that just migrates again.
+// state keys format 2 added, then the format key: a crash before that just migrates again.
 func (s *Store) load(migrate bool) error {
 	now := time.Now()
 	var orphans, ready [][]byte
@@ -180,8 +180,8 @@ func (s *Store) load(migrate bool) error {
 					return nil
 				}
 				s.idx.insertLocked(id, sum, now)
-				if migrate && sum.state == StateReady {
-					ready = append(ready, readyKey(sum.queue, id))
+				if k := stateKey(sum.state, sum.queue, id); migrate && k != nil {
+					ready = append(ready, k)
 					readyVals = append(readyVals, encodeReady(sum.next, sum.received))
 				}
 				last = id // keys come in order: the largest id is the last
@@ -199,7 +199,7 @@ func (s *Store) load(migrate bool) error {
 			if _, ok := s.idx.byID[id]; ok || slices.Contains(s.quarantined, id) {
 				continue
 			}
-			if s.idx.cold > 0 {
+			if s.idx.cold > 0 || s.idx.acked > 0 {
 				if _, err := txn.Get(metaKey(id)); err == nil {
 					continue // cold
 				} else if !errors.Is(err, badger.ErrKeyNotFound) {
