@@ -47,9 +47,11 @@ func (b *batch) get(id string) (*staged, error) {
 		b.touched = append(b.touched, e)
 		cached = s.recent.getLocked(id)
 	case s.idx.cold > 0 || s.idx.acked > 0:
+		// Perhaps on disk only; the recent cache has it when it was just acked.
 		cold = true
 		s.idx.coldBusy[id]++
 		b.coldTouched = append(b.coldTouched, id)
+		cached = s.recent.getLocked(id)
 	}
 	s.mu.Unlock()
 	if e == nil && !cold {
@@ -65,10 +67,10 @@ func (b *batch) get(id string) (*staged, error) {
 			return nil, err
 		}
 		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased, txn: -1}
-		if cold && (rec.State == StateReady || rec.State == StateAcked) {
-			sum := summaryOf(rec)
-			st.cold = &sum
-		}
+	}
+	if cold && (st.rec.State == StateReady || st.rec.State == StateAcked) {
+		sum := summaryOf(st.rec)
+		st.cold = &sum
 	}
 	b.ov[id] = st
 	return st, nil
