@@ -44,7 +44,7 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 			WithBaseTableSize(2 << 20).
 			WithValueThreshold(1 << 10)
 	}
-	// Relay: ~64 MiB of memtables and caches, and the small profile's value threshold. With
+	// Relay: ~48 MiB of memtables and caches, and the small profile's value threshold. With
 	// 64 MiB memtables ×3 and bodies up to 4 KiB in the LSM tree, the memtable arenas and the
 	// compaction's table builders (which build tables of bodies) held 650 MiB of heap after
 	// 200k webhooks of 1 KiB (RSS 845 MiB); with 16 MiB ×2 and bodies still in the tree,
@@ -53,8 +53,8 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 	return bo.WithMemTableSize(16 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
-		WithBlockCacheSize(16 << 20).
-		WithIndexCacheSize(16 << 20).
+		WithBlockCacheSize(8 << 20).
+		WithIndexCacheSize(8 << 20).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
 		WithValueThreshold(1 << 10)

@@ -250,3 +250,35 @@ func TestMigrateFormat1(t *testing.T) {
 	})
 	mustOK(t, err)
 }
+
+// TestFinishedSweptEarly: finished records beyond retention's counts, held in memory until a
+// sweep, are swept as soon as they are too many, not at the next GCInterval.
+func TestFinishedSweptEarly(t *testing.T) {
+	s := openT(t, "", func(o *Options) { o.KeepDoneMax, o.KeepDeadMax, o.GCInterval = 10, 10, time.Hour })
+	n := 20 + sweepSlack + 500
+	appendN(t, s, "q", n)
+	ids := leaseEvery(t, s, "q")
+	changes := make([]Change, len(ids))
+	for i, id := range ids {
+		changes[i] = Change{ID: id, State: StateDelivered}
+	}
+	for _, err := range s.Apply(changes) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s.mu.Lock()
+		finished := s.idx.finished
+		s.mu.Unlock()
+		if finished <= 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d finished records held, want them swept down to KeepDoneMax (10)", finished)
+		}
+		s.Append(context.Background(), &Record{Queue: "other", Body: []byte("x")}) // a commit asks again
+		time.Sleep(50 * time.Millisecond)
+	}
+}

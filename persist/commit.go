@@ -218,6 +218,7 @@ func (s *Store) runBatch(reqs []*request) {
 	s.lastTook = b.took
 
 	applied := b.apply(taken)
+	s.askSweep(time.Now())
 	if s.opts.OnCommit != nil && applied > 0 {
 		s.opts.OnCommit(applied, b.took)
 	}

@@ -20,15 +20,16 @@ import (
 // reaper, GC loop); Close waits for them. All methods are safe for concurrent use.
 type Store struct {
 	// Static after Open.
-	opts    Options
-	log     *slog.Logger
-	db      *badger.DB
-	minFree int64
-	ids     idGen
-	reqs    chan *request // to the committer
-	stop    chan struct{} // closed by Close
-	kick    chan struct{} // wakes the reaper to re-arm its timer
-	wg      sync.WaitGroup
+	opts     Options
+	log      *slog.Logger
+	db       *badger.DB
+	minFree  int64
+	ids      idGen
+	reqs     chan *request // to the committer
+	stop     chan struct{} // closed by Close
+	kick     chan struct{} // wakes the reaper to re-arm its timer
+	sweepNow chan struct{} // wakes the GC loop for a sweep: too many finished records held
+	wg       sync.WaitGroup
 
 	// Owned by the committer.
 	vlog      *vlogCheck    // see vlogcheck.go
@@ -37,6 +38,7 @@ type Store struct {
 	expect    int           // requests the next batch may expect (see collect)
 	lastTook  time.Duration // how long the last commit took
 	lingerT   *time.Timer   // collect's, reused
+	sweptAt   time.Time     // when the committer last asked for an early sweep
 	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
 	droppedAt time.Time     // when the mapped files' pages were last dropped (see adviseLogs)
 	mapsDir   string        // opts.Dir as the kernel names it in /proc/self/maps
@@ -77,7 +79,7 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		opts: opts, log: opts.Logger, minFree: opts.MinFree,
 		reqs: make(chan *request, maxBatchRequests),
-		stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), kick: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1),
 		idx: newIndex(), recent: newRecent(),
 	}
 	s.ids.seed()
