@@ -7,3 +7,6 @@ func adviseRandom(string) int { return 0 }
 
 // dropBodyPages is needed on Linux only (see advise_linux.go).
 func dropBodyPages(string) int { return 0 }
+
+// dropMapped is needed on Linux only (see advise_linux.go).
+func dropMapped(string) int { return 0 }

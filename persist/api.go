@@ -97,6 +97,10 @@ type Options struct {
 	// LeaseBodyMax: Lease and LeaseHead leave out bodies over this many bytes (Record.Body
 	// nil, BodyLen set), for the caller to stream with Body. 0 = never leave one out.
 	LeaseBodyMax int64
+	// dropEvery is how often the committer drops the pages of Badger's mapped files (see
+	// dropMapped); 0 = every second, negative = never, not even the value logs' pages every
+	// 100 ms (tests only).
+	dropEvery time.Duration
 	// OnCommit, when set, is called after each group commit with the number of records written
 	// in it and how long the synced write took (for metrics).
 	OnCommit func(records int, took time.Duration)

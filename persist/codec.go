@@ -9,7 +9,7 @@ import (
 )
 
 const (
-	formatVersion = "1"
+	formatVersion = "2"       // 2 added the ready keys; a format-1 store is migrated at Open
 	metaVersion   = 1         // first byte of every metadata value
 	segSize       = 512 << 10 // body segment size: well under Badger's value-log file size
 	maxIDLen      = 128
@@ -20,6 +20,8 @@ var (
 	flushKey   = []byte("\x00flush") // written and dropped at once to flush memtables (gc.go)
 	metaPrefix = []byte("m")
 	bodyPrefix = []byte("b")
+	readyTag   = byte('r')
+	ackedTag   = byte('a')
 	errCorrupt = errors.New("persist: corrupt metadata")
 )
 
@@ -40,6 +42,51 @@ func bodyKeyID(k []byte) string {
 		return ""
 	}
 	return string(k[1 : len(k)-5])
+}
+
+// statePrefix is the prefix of queue's state keys of one tag (readyTag, ackedTag): the tag,
+// uvarint len(queue), queue.
+func statePrefix(tag byte, queue string) []byte {
+	k := make([]byte, 0, 1+binary.MaxVarintLen64+len(queue)+maxIDLen)
+	k = binary.AppendUvarint(append(k, tag), uint64(len(queue)))
+	return append(k, queue...)
+}
+
+func readyPrefix(queue string) []byte { return statePrefix(readyTag, queue) }
+
+// readyKey is the key that says record id of queue is Ready on disk, so that the ready
+// records not held in memory are found in id order (cold.go).
+func readyKey(queue, id string) []byte {
+	return append(readyPrefix(queue), id...)
+}
+
+// stateKey is the state key of a record of queue in state st ("r" Ready, "a" Acked), nil for
+// the states that have none.
+func stateKey(st State, queue, id string) []byte {
+	switch st {
+	case StateReady:
+		return readyKey(queue, id)
+	case StateAcked:
+		return append(statePrefix(ackedTag, queue), id...)
+	}
+	return nil
+}
+
+// readyVal is a state key's value: what Expire, List and Stats ask of a record not in memory.
+//
+//	varint next, varint received (unix ns, 0 = zero time)
+type readyVal struct {
+	next, received time.Time
+}
+
+func encodeReady(next, received time.Time) []byte {
+	return appendTime(appendTime(make([]byte, 0, 20), next), received)
+}
+
+func decodeReady(v []byte) (readyVal, error) {
+	d := decoder{b: v}
+	rv := readyVal{next: d.time(), received: d.time()}
+	return rv, d.err
 }
 
 // segments is how many body keys a body of n bytes takes.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -43,34 +44,37 @@ type change struct {
 	body    []byte // of a new record, for the recent cache; nil when not kept
 	del     bool
 	txn     int
+	cold    *summary // the record was cold, with this summary, before this change
 }
 
 // staged is a record's metadata as this batch has left it so far.
 type staged struct {
 	rec     *Record // no body
 	bodyLen int
-	leased  bool // when the batch first read it
-	gone    bool // deleted in this batch
-	txn     int  // the transaction holding this batch's last write of it; -1 when unwritten
+	leased  bool     // when the batch first read it
+	gone    bool     // deleted in this batch
+	cold    *summary // what it was, when it was cold (cold.go), until its first change is noted
+	txn     int      // the transaction holding this batch's last write of it; -1 when unwritten
 }
 
 // batch is one group commit: the requests the committer took at once.
 type batch struct {
-	s       *Store
-	now     time.Time
-	rtxn    *badger.Txn // snapshot the batch reads current metadata from
-	txn     *badger.Txn // the write transaction being filled; nil until the first write
-	ntxn    int         // transactions committed so far: the open one has this number
-	failed  int         // number of the transaction that failed to commit; -1 while none
-	err     error       // why it failed
-	took    time.Duration
-	cur     *request
-	changes []change
-	ov      map[string]*staged
-	touched []*entry         // index entries marked busy by this batch
-	qbytes  map[string]int64 // bytes appended per queue
-	free    int64            // filesystem free space at the start, minus what was appended
-	freeOK  bool
+	s           *Store
+	now         time.Time
+	rtxn        *badger.Txn // snapshot the batch reads current metadata from
+	txn         *badger.Txn // the write transaction being filled; nil until the first write
+	ntxn        int         // transactions committed so far: the open one has this number
+	failed      int         // number of the transaction that failed to commit; -1 while none
+	err         error       // why it failed
+	took        time.Duration
+	cur         *request
+	changes     []change
+	ov          map[string]*staged
+	touched     []*entry         // index entries marked busy by this batch
+	coldTouched []string         // ids counted in index.coldBusy by this batch
+	qbytes      map[string]int64 // bytes appended per queue
+	free        int64            // filesystem free space at the start, minus what was appended
+	freeOK      bool
 }
 
 // submit hands r to the committer and waits for its answer. A caller whose ctx ends before the
@@ -214,6 +218,7 @@ func (s *Store) runBatch(reqs []*request) {
 	s.lastTook = b.took
 
 	applied := b.apply(taken)
+	s.askSweep(time.Now())
 	if s.opts.OnCommit != nil && applied > 0 {
 		s.opts.OnCommit(applied, b.took)
 	}
@@ -238,29 +243,24 @@ func (b *batch) apply(reqs []*request) int {
 			continue
 		}
 		applied++
-		e := s.idx.byID[c.id]
-		switch {
-		case c.del && e != nil:
-			s.freed.Add(e.size)
-			s.idx.removeLocked(e)
+		if b.applyOne(c, now) {
 			s.recent.delLocked(c.id)
-			continue
-		case c.del:
-			continue
-		case e == nil:
-			// A copy: the caller's id may share memory with more (the agent's ids point
-			// into the decoded frame's strings), which the index would keep alive.
-			e = s.idx.addLocked(strings.Clone(c.id), c.sum, now)
-		default:
-			s.idx.updateLocked(e, c.sum, now)
-		}
-		s.recent.putLocked(e.id, c.meta, c.bodyLen, c.body)
-		if e.state == StateReady {
-			e.q.broadcastLocked()
 		}
 	}
-	for _, e := range b.touched {
+	// Newest staged first: a window over its bound sheds its largest ids, which wait
+	// on disk least out of order.
+	for _, e := range slices.Backward(b.touched) {
 		e.busy--
+		s.idx.trimLocked(e)
+	}
+	for _, id := range b.coldTouched {
+		if s.idx.coldBusy[id]--; s.idx.coldBusy[id] <= 0 {
+			delete(s.idx.coldBusy, id)
+		}
+		if e := s.idx.byID[id]; e != nil && e.busy > 0 {
+			e.busy-- // loaded by refill meanwhile, with our count
+			s.idx.trimLocked(e)
+		}
 	}
 	for _, r := range reqs {
 		if b.failed >= 0 && r.last >= b.failed {
@@ -268,6 +268,46 @@ func (b *batch) apply(reqs []*request) int {
 		}
 	}
 	return applied
+}
+
+// applyOne applies one committed change to the index and the recent cache; it reports
+// whether the record is gone.
+func (b *batch) applyOne(c change, now time.Time) (gone bool) {
+	s := b.s
+	x := s.idx
+	e := x.byID[c.id]
+	// Take the old state out where the new one is not kept in its place.
+	switch {
+	case e != nil && (c.del || c.sum.state == StateAcked):
+		if c.del {
+			s.freed.Add(e.size)
+		}
+		x.removeLocked(e)
+		e = nil
+	case e == nil && c.cold != nil: // on disk only: cold, or acked
+		if c.del {
+			s.freed.Add(c.cold.size)
+		}
+		x.countDiskLocked(x.queueLocked(c.cold.queue), c.id, *c.cold, -1)
+	}
+	if c.del {
+		return true
+	}
+	var id string
+	if e != nil {
+		id = e.id
+		x.updateLocked(e, c.sum, now)
+	} else {
+		// A copy: the caller's id may share memory with more (the agent's ids point
+		// into the decoded frame's strings), which the index would keep alive.
+		id = strings.Clone(c.id)
+		x.insertLocked(id, c.sum, now)
+	}
+	s.recent.putLocked(id, c.meta, c.bodyLen, c.body)
+	if c.sum.state == StateReady {
+		x.queueLocked(c.sum.queue).broadcastLocked()
+	}
+	return false
 }
 
 // write adds one write to the open transaction, committing it and opening another when Badger

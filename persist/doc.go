@@ -20,19 +20,28 @@
 //
 // # Keys
 //
-//	"\x00format"            store format version ("1"), written on first open, checked on every open
+//	"\x00format"            store format version ("2"), written on first open, checked on every open
 //	"m" + id                metadata of one record (codec.go), small, rewritten on state changes
 //	"b" + id + "/" + seg    body, in segments of at most 512 KiB (seg is 4 bytes big-endian)
+//	"r" + uvarint len(queue) + queue + id
+//	                        present while the record is Ready on disk (leased ones too); value
+//	                        its next attempt and receipt time (format 2; Open migrates format 1)
+//	"a" + uvarint len(queue) + queue + id
+//	                        the same while it is Acked
 //
 // Ids are ULIDs (or the id the agent got from the relay): unique, sortable by arrival, and
 // limited to URL-safe characters, so "/" never occurs in one.
 //
 // # Memory
 //
-// Open loads an index of every record (state, next attempt, size, times; no headers or bodies).
-// Per queue it keeps the ready records in two heaps, due ones by id (oldest first) and future
-// ones by next attempt, plus counts for quotas and Stats. Leases exist only there, with a
-// reaper that returns expired ones; after a crash every leased record is simply ready again.
+// Open loads an index (state, next attempt, size, times; no headers or bodies) of every record
+// but the ready ones beyond a window of windowMax per queue and the acked ones: those stay on
+// disk, counted in the queue's figures; cold ready ones are loaded in id order through their
+// "r" keys as the window empties (cold.go), so memory does not grow with a backlog. Finished
+// records are held until swept, which the committer asks for early when they are many. Per queue the index keeps
+// the ready records of the window in two heaps, due ones by id (oldest first) and future ones
+// by next attempt, plus counts for quotas and Stats. Leases exist only there, with a reaper
+// that returns expired ones; after a crash every leased record is simply ready again.
 //
 // # Disk
 //

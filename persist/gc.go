@@ -45,10 +45,32 @@ func (s *Store) gcLoop() {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if err := s.GC(); err != nil && !errors.Is(err, ErrClosed) {
-				s.log.Warn("persist gc", "err", err)
-			}
+		case <-s.sweepNow:
 		}
+		if err := s.GC(); err != nil && !errors.Is(err, ErrClosed) {
+			s.log.Warn("persist gc", "err", err)
+		}
+	}
+}
+
+// sweepSlack is how many finished records beyond KeepDoneMax + KeepDeadMax the index may
+// hold before the committer asks for a sweep ahead of GCInterval: they are held in memory,
+// and a backlog drained at thousands a second would otherwise pile up a minute's worth.
+const sweepSlack = 4096
+
+// askSweep asks the GC loop for a sweep when the index holds too many finished records, at
+// most once a second (with HoldUnreported a sweep may find nothing to delete). Committer only.
+func (s *Store) askSweep(now time.Time) {
+	s.mu.Lock()
+	finished := s.idx.finished
+	s.mu.Unlock()
+	if finished <= s.opts.KeepDoneMax+s.opts.KeepDeadMax+sweepSlack || now.Sub(s.sweptAt) < time.Second {
+		return
+	}
+	s.sweptAt = now
+	select {
+	case s.sweepNow <- struct{}{}:
+	default:
 	}
 }
 

@@ -28,12 +28,20 @@ type queue struct {
 	wait    waitHeap // ready, not due yet, not leased: earliest next attempt first
 	wake    chan struct{}
 
-	pending int   // Ready + Leased + Acked
+	pending int   // Ready + Leased + Acked, cold ones too
 	bytes   int64 // their sizes
 	dead    int
+
+	// Records on disk only (cold.go): Ready ones beyond the window, and every Acked one.
+	cold       int
+	acked      int
+	coldFrom   string    // no cold record has a smaller id
+	coldOldest time.Time // no record on disk only was received before; the oldest's unless coldStale
+	coldStale  bool
 }
 
-// index is everything the store knows without reading Badger. Methods named xLocked need mu.
+// index is everything the store knows without reading Badger: every record but the cold and
+// the acked ones (cold.go). Methods named xLocked need mu.
 type index struct {
 	byID     map[string]*entry
 	queues   map[string]*queue
@@ -41,13 +49,19 @@ type index struct {
 	nextTok  uint64    // the last lease token handed out
 	finished int       // Delivered + Dead records, all queues
 	bytes    int64     // sizes of all records
+	cold     int       // cold records, all queues
+	acked    int       // acked records (on disk only), all queues
+	// coldBusy counts, per id of a record that was cold when a batch read it, the changes
+	// staged and not applied yet: refill gives a record it loads that busy count.
+	coldBusy map[string]int
 	// unreported holds the finished records whose outcome was not reported yet, so that the
 	// agent's reporter does not scan every record each time one finishes.
 	unreported map[string]*entry
 }
 
 func newIndex() *index {
-	return &index{byID: map[string]*entry{}, queues: map[string]*queue{}, unreported: map[string]*entry{}}
+	return &index{byID: map[string]*entry{}, queues: map[string]*queue{}, unreported: map[string]*entry{},
+		coldBusy: map[string]int{}}
 }
 
 func (x *index) queueLocked(name string) *queue {
@@ -164,6 +178,7 @@ func (x *index) expireLeasesLocked(now time.Time) {
 		e := x.leases[0]
 		x.unleaseLocked(e)
 		x.placeLocked(e, now)
+		x.trimLocked(e)
 		e.q.broadcastLocked()
 	}
 }

@@ -168,7 +168,7 @@ func (s *Store) Replay(id string) error {
 
 // ReplayDead replays every dead record (of queue, or all when queue is ""); returns the count.
 func (s *Store) ReplayDead(queue string) (int, error) {
-	n, err := s.modifyMatching(queue, func(_ time.Time, e *entry) bool { return e.state == StateDead },
+	n, err := s.modifyMatching(queue, func(_ time.Time, e *entry) bool { return e.state == StateDead }, nil,
 		func(st *staged, now time.Time) error {
 			if st.rec.State != StateDead {
 				return errNoop
@@ -184,8 +184,13 @@ func (s *Store) ReplayDead(queue string) (int, error) {
 // Expire moves Ready records of queue (all queues when "") received before now-maxAge to
 // Dead ("retention expired"); leased ones are left to their holder. Returns the count.
 func (s *Store) Expire(queue string, maxAge time.Duration) (int, error) {
+	for _, name := range s.diskQueues(queue, readyTag) {
+		s.freshenColdOldest(name)
+	}
 	n, err := s.modifyMatching(queue, func(now time.Time, e *entry) bool {
 		return e.state == StateReady && !e.leased && e.received.Before(now.Add(-maxAge))
+	}, func(now time.Time, v readyVal) bool {
+		return v.received.Before(now.Add(-maxAge))
 	}, func(st *staged, now time.Time) error {
 		if st.rec.State != StateReady || st.leased {
 			return errNoop
@@ -200,12 +205,21 @@ func (s *Store) Expire(queue string, maxAge time.Duration) (int, error) {
 }
 
 // modifyMatching changes, in one request, the records of queue (all when "") whose index entry
-// matches at the batch's time; change re-checks each against the batch (errNoop leaves it).
+// matches at the batch's time, and the cold ones (Ready on disk only) whose ready value
+// coldMatch matches (nil: none); change re-checks each against the batch (errNoop leaves it).
 // Returns how many it changed.
-func (s *Store) modifyMatching(queue string, match func(now time.Time, e *entry) bool, change func(st *staged, now time.Time) error) (int, error) {
+func (s *Store) modifyMatching(queue string, match func(now time.Time, e *entry) bool, coldMatch func(now time.Time, v readyVal) bool, change func(st *staged, now time.Time) error) (int, error) {
 	return s.submit(context.Background(), &request{stage: func(b *batch) (int, error) {
 		n := 0
-		for _, l := range s.pick(queue, func(e *entry) bool { return match(b.now, e) }) {
+		sel := s.pick(queue, func(e *entry) bool { return match(b.now, e) })
+		if coldMatch != nil {
+			cold, err := s.pickCold(queue, func(v readyVal) bool { return coldMatch(b.now, v) })
+			if err != nil {
+				return 0, err
+			}
+			sel = append(sel, cold...)
+		}
+		for _, l := range sel {
 			changed := false
 			err := b.modify(l.id, func(st *staged) error {
 				err := change(st, b.now)

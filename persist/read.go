@@ -28,6 +28,7 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 	s.idx.expireLeasesLocked(now)
 	if q := s.idx.queues[queue]; q != nil {
 		q.promoteLocked(now)
+		s.refillLocked(q, now, "")
 		var busy []*entry
 		for len(picked) < max && q.due.Len() > 0 {
 			e := heap.Pop(&q.due).(*entry)
@@ -38,6 +39,9 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 			}
 			s.idx.leaseLocked(e, now.Add(ttl))
 			picked = append(picked, e)
+			if q.due.Len() == 0 && q.cold > 0 {
+				s.refillLocked(q, now, "")
+			}
 		}
 		for _, e := range busy {
 			e.inDue = true
@@ -158,6 +162,7 @@ func (s *Store) releaseLocked(id string, token uint64) bool {
 		e.next = now // in memory only: on disk it is older still, so due as well
 	}
 	s.idx.placeLocked(e, now)
+	s.idx.trimLocked(e)
 	e.q.broadcastLocked()
 	return true
 }
@@ -190,6 +195,7 @@ func (s *Store) NextDue(queue string) (time.Time, bool) {
 		return time.Time{}, false
 	}
 	q.promoteLocked(now)
+	s.refillLocked(q, now, "")
 	if q.due.Len() > 0 {
 		return now, true
 	}
@@ -205,9 +211,23 @@ func (s *Store) Has(id string) (bool, error) {
 		return false, ErrClosed
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	_, ok := s.idx.byID[id]
-	return ok, nil
+	cold := s.idx.cold > 0 || s.idx.acked > 0
+	s.mu.Unlock()
+	if ok || !cold || !validID(id) {
+		return ok, nil
+	}
+	err := s.db.View(func(txn *badger.Txn) error {
+		_, err := txn.Get(metaKey(id))
+		return err
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("has %s: %w", id, mapErr(err))
 }
 
 // Get returns the record with its body, or ErrNotFound. A leased record shows StateLeased.
@@ -263,7 +283,27 @@ func (s *Store) List(f Filter) ([]*Record, error) {
 		}
 		return (f.State == 0 || st == f.State) && !e.received.Before(f.Since)
 	})
+	for tag, st := range map[byte]State{readyTag: StateReady, ackedTag: StateAcked} {
+		if f.State != 0 && f.State != st {
+			continue
+		}
+		// The newest limit of each queue on disk only are all that can make the cut.
+		for _, name := range s.diskQueues(f.Queue, tag) {
+			n := 0
+			err := s.coldScan(tag, name, true, func(id string, v readyVal) bool {
+				if !v.received.Before(f.Since) {
+					sel = append(sel, listed{id: id})
+					n++
+				}
+				return n < limit
+			})
+			if err != nil {
+				return nil, fmt.Errorf("list: %w", err)
+			}
+		}
+	}
 	slices.SortFunc(sel, func(a, b listed) int { return strings.Compare(b.id, a.id) })
+	sel = slices.CompactFunc(sel, func(a, b listed) bool { return a.id == b.id })
 	return s.readListed(sel, limit)
 }
 
@@ -360,14 +400,20 @@ func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
 
 // Stats returns one entry per queue that has records, by queue name.
 func (s *Store) Stats() []QueueStats {
+	for _, name := range s.diskQueues("", 0) {
+		s.freshenColdOldest(name)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var out []QueueStats
 	for name, q := range s.idx.queues {
-		if len(q.entries) == 0 {
+		if len(q.entries) == 0 && q.cold == 0 && q.acked == 0 {
 			continue
 		}
 		st := QueueStats{Queue: name, Pending: q.pending, Bytes: q.bytes, Dead: q.dead}
+		if q.cold > 0 || q.acked > 0 {
+			st.Oldest = q.coldOldest
+		}
 		for _, e := range q.entries {
 			if (e.state == StateReady || e.state == StateAcked) &&
 				(st.Oldest.IsZero() || e.received.Before(st.Oldest)) {
@@ -409,86 +455,4 @@ func readRecord(txn *badger.Txn, id string, body bool) (*Record, error) {
 // decode. They are kept on disk untouched (metadata and body) for an operator to inspect.
 func (s *Store) Quarantined() []string {
 	return slices.Clone(s.quarantined)
-}
-
-// LeaseHead leases the head of queue (its Ready record with the lowest id) for ordered
-// delivery, with its body, if it is due. Otherwise it returns no record and when the head
-// becomes due: its NextAttempt when it waits out a backoff (a later record is never handed
-// out instead), a zero time when there is no head or it is leased already (Wait says when to
-// look again).
-func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, error) {
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.closed {
-		return nil, time.Time{}, ErrClosed
-	}
-	now := time.Now()
-	s.mu.Lock()
-	s.idx.expireLeasesLocked(now)
-	q := s.idx.queues[queue]
-	var head *entry
-	if q != nil {
-		q.promoteLocked(now)
-		head = q.headLocked(s.idx)
-	}
-	switch {
-	case head == nil || head.leased:
-		s.mu.Unlock()
-		return nil, time.Time{}, nil
-	case head.next.After(now):
-		s.mu.Unlock()
-		return nil, head.next, nil
-	case head.busy > 0:
-		// A change of it is being committed; the commit wakes the queue if it stays ready.
-		s.mu.Unlock()
-		return nil, now.Add(headBusyWait), nil
-	}
-	s.idx.unplaceLocked(head)
-	s.idx.leaseLocked(head, now.Add(ttl))
-	token := head.lease
-	var r *Record
-	if c := s.recent.getLocked(head.id); c != nil {
-		r, _ = c.record(true)
-	}
-	id := head.id
-	s.mu.Unlock()
-	s.kickReaper()
-	if r == nil {
-		err := s.db.View(func(txn *badger.Txn) error {
-			var err error
-			r, err = s.readLeased(txn, id)
-			return err
-		})
-		if err != nil {
-			s.Release(id)
-			return nil, time.Time{}, fmt.Errorf("lease head of %s: %w", queue, err)
-		}
-	}
-	r.State = StateLeased
-	r.Lease = token
-	return r, time.Time{}, nil
-}
-
-// headBusyWait is how soon LeaseHead's caller looks again at a head being changed.
-const headBusyWait = 5 * time.Millisecond
-
-// headLocked returns the ready record of q with the lowest id, leased or not; nil when none.
-// The due heap is ordered by id; the wait heap and the leases are scanned (an ordered queue
-// has at most its head in either).
-func (q *queue) headLocked(x *index) *entry {
-	var head *entry
-	if len(q.due) > 0 {
-		head = q.due[0]
-	}
-	for _, e := range q.wait {
-		if head == nil || e.id < head.id {
-			head = e
-		}
-	}
-	for _, e := range x.leases {
-		if e.q == q && e.state == StateReady && (head == nil || e.id < head.id) {
-			head = e
-		}
-	}
-	return head
 }

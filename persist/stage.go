@@ -9,8 +9,12 @@ import (
 
 // record notes a staged change of a record for apply: its new summary and metadata (for
 // the recent cache, with the body when new), or its removal.
-func (b *batch) record(id string, meta *Record, bodyLen int, body []byte) {
+// st, when set, is the record's staged state: its first change carries what it was when cold.
+func (b *batch) record(id string, st *staged, meta *Record, bodyLen int, body []byte) {
 	c := change{id: id, txn: b.ntxn, del: meta == nil}
+	if st != nil {
+		c.cold, st.cold = st.cold, nil
+	}
 	if meta != nil {
 		c.sum, c.meta, c.bodyLen, c.body = summaryOf(meta), canonical(meta), bodyLen, body
 	}
@@ -18,7 +22,8 @@ func (b *batch) record(id string, meta *Record, bodyLen int, body []byte) {
 }
 
 // get returns a record's metadata as the batch has it, marking its index entry busy so Lease
-// leaves it alone until the batch is applied.
+// leaves it alone until the batch is applied. A cold record (cold.go) is read from disk and
+// counted in coldBusy instead.
 func (b *batch) get(id string) (*staged, error) {
 	if st, ok := b.ov[id]; ok {
 		b.dependOn(st)
@@ -33,16 +38,23 @@ func (b *batch) get(id string) (*staged, error) {
 	s := b.s
 	s.mu.Lock()
 	e := s.idx.byID[id]
-	leased := false
+	leased, cold := false, false
 	var cached *recentRec
-	if e != nil {
+	switch {
+	case e != nil:
 		e.busy++
 		leased = e.leased
 		b.touched = append(b.touched, e)
 		cached = s.recent.getLocked(id)
+	case s.idx.cold > 0 || s.idx.acked > 0:
+		// Perhaps on disk only; the recent cache has it when it was just acked.
+		cold = true
+		s.idx.coldBusy[id]++
+		b.coldTouched = append(b.coldTouched, id)
+		cached = s.recent.getLocked(id)
 	}
 	s.mu.Unlock()
-	if e == nil {
+	if e == nil && !cold {
 		return nil, ErrNotFound
 	}
 	var st *staged
@@ -55,6 +67,10 @@ func (b *batch) get(id string) (*staged, error) {
 			return nil, err
 		}
 		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased, txn: -1}
+	}
+	if cold && (st.rec.State == StateReady || st.rec.State == StateAcked) {
+		sum := summaryOf(st.rec)
+		st.cold = &sum
 	}
 	b.ov[id] = st
 	return st, nil
@@ -78,17 +94,30 @@ func (b *batch) modify(id string, fn func(st *staged) error) error {
 	if err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
+	was := st.rec.State
 	if err := fn(st); err != nil {
 		if errors.Is(err, errNoop) {
 			return nil
 		}
 		return fmt.Errorf("record %s: %w", id, err)
 	}
-	if err := b.set(metaKey(id), encodeMeta(st.rec, st.bodyLen)); err != nil {
+	// The new state key goes first, the old one is deleted last: see windowMax.
+	r := st.rec
+	if k := stateKey(r.State, r.Queue, id); k != nil && (r.State != was || r.State == StateReady) {
+		if err := b.set(k, encodeReady(r.NextAttempt, r.ReceivedAt)); err != nil {
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+	}
+	if err := b.set(metaKey(id), encodeMeta(r, st.bodyLen)); err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
+	if k := stateKey(was, r.Queue, id); k != nil && r.State != was {
+		if err := b.del(k); err != nil {
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+	}
 	st.txn = b.cur.last
-	b.record(id, st.rec, st.bodyLen, nil)
+	b.record(id, st, r, st.bodyLen, nil)
 	return nil
 }
 
@@ -114,9 +143,14 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 	if err := b.del(metaKey(id)); err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}
+	if k := stateKey(st.rec.State, st.rec.Queue, id); k != nil {
+		if err := b.del(k); err != nil {
+			return fmt.Errorf("record %s: %w", id, err)
+		}
+	}
 	st.gone = true
 	st.txn = b.cur.last
-	b.record(id, nil, 0, nil)
+	b.record(id, st, nil, 0, nil)
 	return nil
 }
 
@@ -127,7 +161,8 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 // order (metadata does not hold the id: meta is already right).
 func (b *batch) insert(r *Record, meta, cached []byte) error {
 	s := b.s
-	if r.ID == "" {
+	given := r.ID != ""
+	if !given {
 		r.ID = s.ids.next(b.now)
 	}
 	st, inBatch := b.ov[r.ID]
@@ -136,11 +171,21 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 	}
 	s.mu.Lock()
 	_, indexed := s.idx.byID[r.ID]
+	anyCold := s.idx.cold > 0 || s.idx.acked > 0
 	var held int64
 	if q := s.idx.queues[r.Queue]; q != nil {
 		held = q.bytes
 	}
 	s.mu.Unlock()
+	if given && anyCold && !indexed && !inBatch {
+		// It may be stored cold; one we made up is new.
+		switch _, err := b.rtxn.Get(metaKey(r.ID)); {
+		case err == nil:
+			indexed = true
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return fmt.Errorf("look up %s: %w", r.ID, err)
+		}
+	}
 	if (inBatch && !st.gone) || (indexed && !inBatch) {
 		return ErrExists
 	}
@@ -159,6 +204,9 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 			return err
 		}
 	}
+	if err := b.set(readyKey(r.Queue, r.ID), encodeReady(r.NextAttempt, r.ReceivedAt)); err != nil {
+		return err
+	}
 	if err := b.set(metaKey(r.ID), meta); err != nil {
 		return err
 	}
@@ -167,7 +215,7 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 	rec := *r
 	rec.Body = nil
 	b.ov[r.ID] = &staged{rec: &rec, bodyLen: bodyLenOf(r), txn: b.cur.last}
-	b.record(r.ID, &rec, bodyLenOf(r), cached)
+	b.record(r.ID, nil, &rec, bodyLenOf(r), cached)
 	return nil
 }
 

@@ -20,15 +20,16 @@ import (
 // reaper, GC loop); Close waits for them. All methods are safe for concurrent use.
 type Store struct {
 	// Static after Open.
-	opts    Options
-	log     *slog.Logger
-	db      *badger.DB
-	minFree int64
-	ids     idGen
-	reqs    chan *request // to the committer
-	stop    chan struct{} // closed by Close
-	kick    chan struct{} // wakes the reaper to re-arm its timer
-	wg      sync.WaitGroup
+	opts     Options
+	log      *slog.Logger
+	db       *badger.DB
+	minFree  int64
+	ids      idGen
+	reqs     chan *request // to the committer
+	stop     chan struct{} // closed by Close
+	kick     chan struct{} // wakes the reaper to re-arm its timer
+	sweepNow chan struct{} // wakes the GC loop for a sweep: too many finished records held
+	wg       sync.WaitGroup
 
 	// Owned by the committer.
 	vlog      *vlogCheck    // see vlogcheck.go
@@ -37,7 +38,9 @@ type Store struct {
 	expect    int           // requests the next batch may expect (see collect)
 	lastTook  time.Duration // how long the last commit took
 	lingerT   *time.Timer   // collect's, reused
+	sweptAt   time.Time     // when the committer last asked for an early sweep
 	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
+	droppedAt time.Time     // when the mapped files' pages were last dropped (see adviseLogs)
 	mapsDir   string        // opts.Dir as the kernel names it in /proc/self/maps
 
 	// life is write-locked by Close only; holding it for reading keeps db open and lets a
@@ -76,7 +79,7 @@ func Open(opts Options) (*Store, error) {
 	s := &Store{
 		opts: opts, log: opts.Logger, minFree: opts.MinFree,
 		reqs: make(chan *request, maxBatchRequests),
-		stop: make(chan struct{}), kick: make(chan struct{}, 1),
+		stop: make(chan struct{}), kick: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1),
 		idx: newIndex(), recent: newRecent(),
 	}
 	s.ids.seed()
@@ -94,7 +97,8 @@ func Open(opts Options) (*Store, error) {
 		}
 	}
 	s.adviseLogs(time.Now())
-	if err := checkFormat(db, opts.Dir); err != nil {
+	migrate, err := checkFormat(db, opts.Dir)
+	if err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -106,7 +110,7 @@ func Open(opts Options) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
 	}
-	if err := s.load(); err != nil {
+	if err := s.load(migrate); err != nil {
 		s.vlog.close()
 		db.Close()
 		return nil, fmt.Errorf("open store %s: %w", opts.Dir, err)
@@ -154,11 +158,14 @@ func (s *Store) start(fn func()) {
 	}()
 }
 
-// load builds the index from the stored metadata and removes body segments whose metadata
-// never committed (a crash between the transactions of one batch).
-func (s *Store) load() error {
+// load builds the index from the stored metadata (ready records beyond each queue's window
+// stay cold: counted, not held) and removes body segments whose metadata never committed (a
+// crash between the transactions of one batch). With migrate (a format-1 store) it writes the
+// state keys format 2 added, then the format key: a crash before that just migrates again.
+func (s *Store) load(migrate bool) error {
 	now := time.Now()
-	var orphans [][]byte
+	var orphans, ready [][]byte
+	var readyVals [][]byte
 	var last string
 	named := map[string]bool{} // staging names of bodies that records name (parts.go)
 	err := s.db.View(func(txn *badger.Txn) error {
@@ -175,7 +182,11 @@ func (s *Store) load() error {
 					s.quarantined = append(s.quarantined, id)
 					return nil
 				}
-				s.idx.addLocked(id, sum, now)
+				s.idx.insertLocked(id, sum, now)
+				if k := stateKey(sum.state, sum.queue, id); migrate && k != nil {
+					ready = append(ready, k)
+					readyVals = append(readyVals, encodeReady(sum.next, sum.received))
+				}
 				last = id                 // keys come in order: the largest id is the last
 				if bodyLen > stageFlush { // maybe staged in parts under a name of its own
 					if r, _, err := decodeMeta(id, v); err == nil && r.parts != "" {
@@ -201,9 +212,17 @@ func (s *Store) load() error {
 				}
 				continue
 			}
-			if _, ok := s.idx.byID[id]; !ok && !slices.Contains(s.quarantined, id) {
-				orphans = append(orphans, bt.Item().KeyCopy(nil))
+			if _, ok := s.idx.byID[id]; ok || slices.Contains(s.quarantined, id) {
+				continue
 			}
+			if s.idx.cold > 0 || s.idx.acked > 0 {
+				if _, err := txn.Get(metaKey(id)); err == nil {
+					continue // cold
+				} else if !errors.Is(err, badger.ErrKeyNotFound) {
+					return err
+				}
+			}
+			orphans = append(orphans, bt.Item().KeyCopy(nil))
 		}
 		return nil
 	})
@@ -215,8 +234,17 @@ func (s *Store) load() error {
 	}
 	if len(orphans) > 0 {
 		s.log.Info("persist: removing unfinished bodies", "keys", len(orphans))
-		if err := s.deleteKeys(orphans); err != nil {
+		if err := s.writeKeys(orphans, nil); err != nil {
 			return fmt.Errorf("remove unfinished bodies: %w", err)
+		}
+	}
+	if migrate {
+		s.log.Info("persist: migrating the store to format "+formatVersion, "ready", len(ready))
+		if err := s.writeKeys(ready, readyVals); err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		if err := writeFormat(s.db); err != nil {
+			return fmt.Errorf("migrate: %w", err)
 		}
 	}
 	return nil
@@ -224,17 +252,27 @@ func (s *Store) load() error {
 
 // deleteKeys deletes keys outside the committer (Open, and the staged parts of a body that was
 // never appended: keys no request of the committer touches), in as few transactions as fit.
-func (s *Store) deleteKeys(keys [][]byte) error {
+func (s *Store) deleteKeys(keys [][]byte) error { return s.writeKeys(keys, nil) }
+
+// writeKeys sets keys to vals, or deletes them when vals is nil, outside the committer, in as
+// few transactions as fit.
+func (s *Store) writeKeys(keys, vals [][]byte) error {
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
-	for _, k := range keys {
-		err := txn.Delete(k)
+	write := func(i int) error {
+		if vals == nil {
+			return txn.Delete(keys[i])
+		}
+		return txn.Set(keys[i], vals[i])
+	}
+	for i := range keys {
+		err := write(i)
 		if errors.Is(err, badger.ErrTxnTooBig) {
 			if err := txn.Commit(); err != nil {
 				return mapErr(err)
 			}
 			txn = s.db.NewTransaction(true)
-			err = txn.Delete(k)
+			err = write(i)
 		}
 		if err != nil {
 			return mapErr(err)
@@ -293,15 +331,31 @@ func (s *Store) reapLoop() {
 // to advise (Badger maps a new memtable WAL or value-log file now and then).
 const adviseEvery = 100 * time.Millisecond
 
-// adviseLogs marks the mappings of Badger's logs MADV_RANDOM, and drops the value-log pages
-// that commits left mapped (advise_linux.go), when adviseEvery has passed since it last did.
+// dropEvery is how often, while commits happen, the committer drops the pages of Badger's
+// mapped files from the process (dropMapped): what it wrote or read since stays resident
+// until then. Options.dropEvery overrides it (tests).
+const dropEvery = time.Second
+
+// adviseLogs marks the mappings of Badger's logs MADV_RANDOM (advise_linux.go) and drops the
+// value-log pages that commits left mapped (bodies) when adviseEvery has passed since it last
+// did, and drops the pages of all of Badger's mapped files every dropEvery.
 func (s *Store) adviseLogs(now time.Time) {
 	if now.Sub(s.advisedAt) < adviseEvery {
 		return
 	}
 	s.advisedAt = now
 	adviseRandom(s.mapsDir)
-	dropBodyPages(s.mapsDir)
+	every := dropEvery
+	if s.opts.dropEvery != 0 {
+		every = s.opts.dropEvery
+	}
+	if every > 0 {
+		dropBodyPages(s.mapsDir)
+	}
+	if every > 0 && now.Sub(s.droppedAt) >= every {
+		s.droppedAt = now
+		dropMapped(s.mapsDir)
+	}
 }
 
 func (s *Store) kickReaper() {
