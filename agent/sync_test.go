@@ -305,3 +305,14 @@ func TestSyncFallbackWhenRouteDoesNotExpose(t *testing.T) {
 		return nil
 	})
 }
+
+func TestConfigExposeResponse(t *testing.T) {
+	c, err := ParseConfig([]byte("relay: wss://relay.example\ntoken: t\ndata_dir: " + t.TempDir() +
+		"\nroutes:\n  - {endpoint: a, target: 'http://127.0.0.1:9/', expose_response: true}\n  - {endpoint: b, target: 'http://127.0.0.1:9/'}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.exposed(); len(got) != 1 || got[0] != "a" {
+		t.Fatalf("exposed %v, want [a] (default false)", got)
+	}
+}
