@@ -31,17 +31,18 @@ const (
 // An ingress request learns the id only once the webhook is stored, and a dispatcher may
 // lease it the moment it is: so a request announces itself (prepare) before it stores, and a
 // dispatcher that leases a webhook of an endpoint with announced requests waits (briefly)
-// until they registered their ids.
+// until those announced then have registered their ids — the one that stored it is among
+// them. Requests announced later cannot have stored it, so a busy endpoint never stalls it.
 type syncWaits struct {
 	mu        sync.Mutex
 	waits     map[string]*syncWait
-	preparing map[string]*syncPrep  // endpoint → requests between prepare and register
+	preparing map[string]map[*syncPrep]struct{} // endpoint → requests between prepare and register
 	owed      map[string][]string // agent id → ids returned to their sender, verdict not yet answered by a report
 }
 
+// syncPrep is one announced request; done is closed when it registered.
 type syncPrep struct {
-	n    int
-	zero chan struct{} // closed when n drops to 0
+	done chan struct{}
 }
 
 // syncWait is one ingress request waiting for the answer to webhook id.
@@ -56,20 +57,21 @@ type syncAnswer struct {
 }
 
 func newSyncWaits() *syncWaits {
-	return &syncWaits{waits: map[string]*syncWait{}, preparing: map[string]*syncPrep{}, owed: map[string][]string{}}
+	return &syncWaits{waits: map[string]*syncWait{}, preparing: map[string]map[*syncPrep]struct{}{}, owed: map[string][]string{}}
 }
 
 // prepare announces an ingress request about to store a webhook of endpoint. The caller must
 // call the returned register exactly once: with the stored id (it then waits on the answer
 // channel), or "" when nothing was stored.
 func (w *syncWaits) prepare(endpoint string) (register func(id string) *syncWait) {
+	p := &syncPrep{done: make(chan struct{})}
 	w.mu.Lock()
-	p := w.preparing[endpoint]
-	if p == nil {
-		p = &syncPrep{zero: make(chan struct{})}
-		w.preparing[endpoint] = p
+	ps := w.preparing[endpoint]
+	if ps == nil {
+		ps = map[*syncPrep]struct{}{}
+		w.preparing[endpoint] = ps
 	}
-	p.n++
+	ps[p] = struct{}{}
 	w.mu.Unlock()
 	return func(id string) *syncWait {
 		w.mu.Lock()
@@ -79,34 +81,57 @@ func (w *syncWaits) prepare(endpoint string) (register func(id string) *syncWait
 			sw = &syncWait{answer: make(chan syncAnswer, 1)}
 			w.waits[id] = sw
 		}
-		if p.n--; p.n == 0 {
-			close(p.zero)
+		delete(ps, p)
+		if len(ps) == 0 {
 			delete(w.preparing, endpoint)
 		}
+		close(p.done)
 		return sw
 	}
 }
 
 // expect reports whether an ingress request waits for the answer to id (of endpoint).
 func (w *syncWaits) expect(ctx context.Context, id, endpoint string) bool {
+	ok, pending := w.pendingFor(id, endpoint)
+	if ok || len(pending) == 0 {
+		return ok
+	}
+	return w.await(ctx, id, pending)
+}
+
+// pendingFor reports whether a request waits for id, and if not, the requests of endpoint
+// announced and not yet registered (one of them may have stored id).
+func (w *syncWaits) pendingFor(id, endpoint string) (bool, []chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, ok := w.waits[id]; ok {
+		return true, nil
+	}
+	var pending []chan struct{}
+	for p := range w.preparing[endpoint] {
+		pending = append(pending, p.done)
+	}
+	return false, pending
+}
+
+// await waits (at most syncSettle) until the pending requests registered, then reports
+// whether one waits for id.
+func (w *syncWaits) await(ctx context.Context, id string, pending []chan struct{}) bool {
 	deadline := time.NewTimer(syncSettle)
 	defer deadline.Stop()
-	for {
-		w.mu.Lock()
-		_, ok := w.waits[id]
-		p := w.preparing[endpoint]
-		w.mu.Unlock()
-		if ok || p == nil {
-			return ok
-		}
+	for _, done := range pending {
 		select {
-		case <-p.zero:
+		case <-done:
 		case <-deadline.C:
 			return false
 		case <-ctx.Done():
 			return false
 		}
 	}
+	w.mu.Lock()
+	_, ok := w.waits[id]
+	w.mu.Unlock()
+	return ok
 }
 
 // answer hands the answer to id to the request waiting for it; false when none waits (it
