@@ -58,11 +58,11 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 		r := &Report{ID: d.str(), Outcome: Outcome(d.u8()), Status: int(d.u16()),
 			Attempts: int(d.u32()), Error: d.str(), At: d.time()}
 		if d.more() { // appended in version 2
-			r.Headers, r.Body = d.headers(), d.bytes()
+			r.Headers, r.Body = d.headersMax(MaxResponseHeaderList), d.bytes()
 		}
 		f = r
 	case FrameResponse:
-		f = &Response{ID: d.str(), Status: int(d.u16()), Headers: d.headers(), Body: d.bytes()}
+		f = &Response{ID: d.str(), Status: int(d.u16()), Headers: d.headersMax(MaxResponseHeaderList), Body: d.bytes()}
 	case FrameVerdict:
 		f = &Verdict{ID: d.str(), Returned: d.u8()&1 != 0}
 	case FramePing:
@@ -101,8 +101,15 @@ func (d *decoder) webhook() *Webhook {
 }
 
 // headers reads a list of (name, value); nil when empty.
-func (d *decoder) headers() []Header {
+func (d *decoder) headers() []Header { return d.headersMax(math.MaxInt) }
+
+// headersMax reads a list of at most limit headers.
+func (d *decoder) headersMax(limit int) []Header {
 	n := d.count(2)
+	if n > limit {
+		d.fail(fmt.Sprintf("%d headers, limit %d", n, limit))
+		return nil
+	}
 	if n == 0 {
 		return nil
 	}

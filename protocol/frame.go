@@ -99,6 +99,10 @@ const (
 	// MaxResponseHeaders bounds the bytes of a Response's or Report's headers (names and
 	// values); headers past it are left out.
 	MaxResponseHeaders = 32 << 10
+	// MaxResponseHeaderList bounds the headers of one Response or Report: a frame of empty
+	// names would otherwise decode to 16 times its size. Senders stay under it by
+	// MaxResponseHeaders (counting 4 bytes a header).
+	MaxResponseHeaderList = MaxResponseHeaders / 4
 	// MaxReportBody bounds the response body a Report carries.
 	MaxReportBody = 4 << 10
 	// MaxSyncWait is the longest a relay waits for a sync answer: an agent holds a sync

@@ -47,7 +47,8 @@ type syncPrep struct {
 
 // syncWait is one ingress request waiting for the answer to webhook id.
 type syncWait struct {
-	answer chan syncAnswer // cap 1: the first answer (or a dispatcher's "none coming")
+	endpoint string
+	answer   chan syncAnswer // cap 1: the first answer (or a dispatcher's "none coming")
 }
 
 // syncAnswer is a target's answer and the session it came by; resp nil: none is coming.
@@ -78,7 +79,7 @@ func (w *syncWaits) prepare(endpoint string) (register func(id string) *syncWait
 		defer w.mu.Unlock()
 		var sw *syncWait
 		if id != "" {
-			sw = &syncWait{answer: make(chan syncAnswer, 1)}
+			sw = &syncWait{endpoint: endpoint, answer: make(chan syncAnswer, 1)}
 			w.waits[id] = sw
 		}
 		delete(ps, p)
@@ -135,15 +136,17 @@ func (w *syncWaits) await(ctx context.Context, id string, pending []chan struct{
 }
 
 // answer hands the answer to id to the request waiting for it; false when none waits (it
-// timed out, or the webhook was received by another relay of the cluster).
+// timed out, or the webhook was received by another relay of the cluster). Only a session
+// granted the webhook's endpoint may answer it.
 func (w *syncWaits) answer(id string, a syncAnswer) bool {
 	w.mu.Lock()
 	sw := w.waits[id]
-	delete(w.waits, id)
-	w.mu.Unlock()
-	if sw == nil {
+	if sw == nil || (a.from != nil && !a.from.grants(sw.endpoint)) {
+		w.mu.Unlock()
 		return false
 	}
+	delete(w.waits, id)
+	w.mu.Unlock()
 	sw.answer <- a
 	return true
 }
