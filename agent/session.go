@@ -39,7 +39,7 @@ type sessionEnv struct {
 	expose     []string // endpoints whose route exposes its target's answers (Hello)
 	holds      *syncHolds
 	verdict    func(*protocol.Verdict)
-	relayTo    string   // as logged
+	relayTo    string // as logged
 	store      *persist.Store
 	routes     map[string]*deliverer
 	emit       func(Event)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"io"
 	"maps"
-	"slices"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 

@@ -30,8 +30,8 @@ type hub struct {
 	metrics *metrics
 	live    *atomic.Pointer[live] // the config in force; swapLive replaces it
 	log     *slog.Logger
-	owners  owners   // which session serves each ordered endpoint of a group (order.go)
-	preauth *preauth // tunnels not yet past their Hello: the pending caps
+	owners  owners     // which session serves each ordered endpoint of a group (order.go)
+	preauth *preauth   // tunnels not yet past their Hello: the pending caps
 	syncs   *syncWaits // set by setup before serving: sync answers (sync.go)
 
 	wg sync.WaitGroup // one per serve call in progress

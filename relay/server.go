@@ -46,7 +46,7 @@ type Server struct {
 	metrics      *metrics
 	series       *admin.Sampler // the admin UI's charts
 	dedup        *dedup
-	syncs        *syncWaits // ingress requests waiting for a target's answer (sync.go)
+	syncs        *syncWaits      // ingress requests waiting for a target's answer (sync.go)
 	tracer       *tracing.Tracer // nil: otel off
 	metricsOpen  bool            // /metrics without admin_token: admin_addr is loopback
 

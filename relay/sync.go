@@ -37,7 +37,7 @@ type syncWaits struct {
 	mu        sync.Mutex
 	waits     map[string]*syncWait
 	preparing map[string]map[*syncPrep]struct{} // endpoint → requests between prepare and register
-	owed      map[string][]string // agent id → ids returned to their sender, verdict not yet answered by a report
+	owed      map[string][]string               // agent id → ids returned to their sender, verdict not yet answered by a report
 }
 
 // syncPrep is one announced request; done is closed when it registered.
