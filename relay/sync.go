@@ -249,7 +249,10 @@ func (s *session) sendOwedVerdicts() {
 // reports the webhook, on its later sessions too), and a Standard Webhooks resend of msgID is
 // stored anew.
 func (s *Server) answerSync(w http.ResponseWriter, r *http.Request, ep *endpoint, rec *persist.Record, sw *syncWait, msgID string) {
-	timer := time.NewTimer(ep.cfg.Sync.wait())
+	wait := ep.cfg.Sync.wait()
+	rc := http.NewResponseController(w)
+	rc.SetWriteDeadline(time.Now().Add(wait + answerGrace)) // body_timeout may be shorter than the wait
+	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	var a syncAnswer
 	select {
@@ -272,7 +275,7 @@ func (s *Server) answerSync(w http.ResponseWriter, r *http.Request, ep *endpoint
 		syncFallback(w, rec.ID)
 		return
 	}
-	http.NewResponseController(w).SetWriteDeadline(time.Now().Add(answerGrace + time.Duration(len(a.resp.Body)>>10)*time.Millisecond))
+	rc.SetWriteDeadline(time.Now().Add(answerGrace + time.Duration(len(a.resp.Body)>>10)*time.Millisecond))
 	h := w.Header()
 	h.Del("Content-Type")
 	drop := protocol.HopByHop(connectionValues(a.resp.Headers))
@@ -287,7 +290,7 @@ func (s *Server) answerSync(w http.ResponseWriter, r *http.Request, ep *endpoint
 	w.WriteHeader(a.resp.Status)
 	_, err := w.Write(a.resp.Body)
 	if err == nil {
-		err = http.NewResponseController(w).Flush()
+		err = rc.Flush()
 	}
 	returned := err == nil
 	s.metrics.syncAnswers.WithLabelValues(ep.name, "returned").Inc()
