@@ -316,3 +316,21 @@ func TestConfigExposeResponse(t *testing.T) {
 		t.Fatalf("exposed %v, want [a] (default false)", got)
 	}
 }
+
+// An agent speaking protocol version 1 exposes nothing: sync falls back, and delivery goes
+// on as usual.
+func TestSyncFallbackForVersion1Agent(t *testing.T) {
+	s := syncRelay(t, 10*time.Second)
+	tg := newSyncTarget(t, func(w http.ResponseWriter, r *http.Request, n int) { w.WriteHeader(http.StatusOK) })
+	a := newTestAgentWith(t, "ws://"+s.Addr(), func(c *Config) { c.Token = autoToken },
+		Route{Endpoint: "ep", Target: tg.URL, ExposeResponse: true})
+	a.oldRelay.Store(true) // Hello says protocol.MinVersion
+	runAgent(t, a)
+	testutil.WaitFor(t, 10*time.Second, "agent connected", a.Connected)
+	start := time.Now()
+	id := fallbackID(t, postSigned(t, s, "msg_v1", "{}"))
+	if took := time.Since(start); took > 5*time.Second {
+		t.Fatalf("fallback took %v", took)
+	}
+	waitState(t, a, id, persist.StateDelivered)
+}
