@@ -37,6 +37,11 @@ type Agent struct {
 	routes   map[string]*deliverer
 	relayTo  string // relay URLs as logged at start (no user info, no query)
 
+	// sync answers (sync.go): holds of sync webhooks not yet attempted, and the deliverers
+	// waiting for a Verdict (id → chan bool)
+	holds   *syncHolds
+	waiting sync.Map
+
 	// reportWake is signalled (non-blocking) when a record reaches a final state, so the
 	// current session sends its report.
 	reportWake chan struct{}
@@ -77,6 +82,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		cfg:        cfg,
 		log:        log.With("agent_id", cfg.AgentID),
 		routes:     map[string]*deliverer{},
+		holds:      newSyncHolds(),
 		relayTo:    displayURLs(cfg.Relays),
 		reportWake: make(chan struct{}, 1),
 		metrics:    newMetrics(cfg.Routes),
@@ -252,6 +258,9 @@ func (a *Agent) sessionEnv() sessionEnv {
 		agentID:    a.cfg.AgentID,
 		token:      a.cfg.Token,
 		endpoints:  a.cfg.endpoints(),
+		expose:     a.cfg.exposed(),
+		holds:      a.holds,
+		verdict:    a.verdict,
 		relayTo:    a.currentRelay(),
 		store:      a.store,
 		routes:     a.routes,

@@ -130,6 +130,9 @@ type Route struct {
 	// Sign makes hookrelay sign each attempt (Standard Webhooks); the sender's own
 	// webhook-* headers move to hookrelay-original-webhook-*. Default: none.
 	Sign *Sign `yaml:"sign"`
+	// ExposeResponse lets the relay return the target's answers to senders (sync endpoints)
+	// and record them; a target's answers are private to its network. Default false.
+	ExposeResponse bool `yaml:"expose_response"`
 
 	targetURL *url.URL        // parsed Target, set by validate
 	replace   map[string]bool // canonical ReplaceHeaders, set by validate

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -12,6 +11,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // leaseSlack is added to a route's timeout to make the lease of one attempt: a lease must
@@ -242,6 +242,10 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 	n := rec.Attempts + 1
 	log := attemptLog{l: d.log, id: rec.ID, n: n}
 	ev := attemptEvent(rec, n)
+	hold := d.a.holds.take(rec.ID) // only the first attempt answers a sync webhook
+	if n > 1 || rec.Replay {
+		hold = nil
+	}
 	// A replay is delivered however old the webhook is.
 	if !rec.Replay && start.Sub(rec.ReceivedAt) > d.r.MaxAge {
 		d.finishDead(log, rec, nil, "max age", ev)
@@ -256,8 +260,16 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 	resp, err := d.client.Do(req)
 	res := classify(resp, err, start)
 	span.End(res.status, errText(res.err))
+	var body []byte
+	var header http.Header
+	complete := false
 	if resp != nil {
-		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+		limit := recordedBody
+		if hold != nil {
+			limit = protocol.MaxResponseBody
+		}
+		body, complete = readResponse(resp, limit)
+		header = resp.Header
 		resp.Body.Close()
 	}
 	answered()
@@ -272,11 +284,15 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 	if res.err != nil {
 		del.Error = res.err.Error()
 	}
+	recordResponse(del, header, body)
+	returned := hold != nil && d.answer(ctx, hold, rec.ID, res.status, header, body, complete)
 	ev.Status, ev.Err, ev.Duration, ev.ErrKind = res.status, del.Error, took, ""
 	if res.status == 0 {
 		ev.ErrKind = res.kind
 	}
 	switch {
+	case returned && !res.ok(): // the sender has the answer, and owns the retries
+		d.finishDead(log, rec, del, reasonReturned, ev)
 	case res.ok():
 		if d.finish(log, rec, persist.StateDelivered, del, "") {
 			ev.Outcome = OutcomeDelivered

@@ -92,7 +92,7 @@ func (s *session) sendReports(sent map[string]time.Time) (n, fresh int, err erro
 	var ids []string
 	var reps []*protocol.Report
 	for _, r := range recs {
-		if rep := reportFor(r); rep != nil {
+		if rep := reportFor(r, s.exposes(r.Queue)); rep != nil {
 			ids = append(ids, r.ID)
 			reps = append(reps, rep)
 		}
@@ -139,7 +139,7 @@ func (s *session) answerFinished(id string) bool {
 	if err != nil {
 		return false
 	}
-	rep := reportFor(rec)
+	rep := reportFor(rec, s.exposes(rec.Queue))
 	if rep == nil {
 		return false
 	}
@@ -164,8 +164,15 @@ func (s *session) ended() bool {
 	}
 }
 
-// reportFor builds the Report of a finished record, or nil when it is not finished.
-func reportFor(r *persist.Record) *protocol.Report {
+// exposes reports whether the route of endpoint exposes its target's answers.
+func (s *session) exposes(endpoint string) bool {
+	d := s.env.routes[endpoint]
+	return d != nil && d.r.ExposeResponse
+}
+
+// reportFor builds the Report of a finished record, or nil when it is not finished; with
+// expose, it carries the last response (sync.go).
+func reportFor(r *persist.Record, expose bool) *protocol.Report {
 	rep := &protocol.Report{ID: r.ID, Attempts: r.Attempts, At: time.Now()}
 	switch r.State {
 	case persist.StateDelivered:
@@ -185,9 +192,12 @@ func reportFor(r *persist.Record) *protocol.Report {
 		if r.FinishedAt.IsZero() {
 			rep.At = d.At
 		}
+		if expose {
+			reportResponse(rep, d)
+		}
 		if rep.Error == "" {
 			rep.Error = d.Error
-		} else if d.Error != "" && d.Error != rep.Error {
+		} else if d.Error != "" && d.Error != rep.Error && rep.Error != reasonReturned {
 			rep.Error += ": " + d.Error
 		}
 	}

@@ -36,7 +36,10 @@ type sessionEnv struct {
 	agentID    string
 	token      string
 	endpoints  []string // asked for in Hello
-	relayTo    string   // as logged
+	expose     []string // endpoints whose route exposes its target's answers (Hello)
+	holds      *syncHolds
+	verdict    func(*protocol.Verdict)
+	relayTo    string // as logged
 	store      *persist.Store
 	routes     map[string]*deliverer
 	emit       func(Event)
@@ -133,6 +136,7 @@ func (s *session) handshake(ctx context.Context) error {
 		Token:        s.env.token,
 		Endpoints:    s.env.endpoints,
 		Capabilities: capabilities,
+		Expose:       s.env.expose,
 	}
 	if err := s.tun.WriteFrame(hello); err != nil {
 		return fmt.Errorf("send hello: %w", err)
@@ -199,6 +203,8 @@ func (s *session) handle(f protocol.Frame) error {
 		case <-s.ctx.Done():
 			return errSessionEnded
 		}
+	case *protocol.Verdict:
+		s.env.verdict(f)
 	case *protocol.GoAway:
 		return &goAwayError{reason: f.Reason, after: f.ReconnectAfter}
 	case *protocol.Error:
@@ -251,9 +257,16 @@ func (s *session) storeWebhook(w *protocol.Webhook) bool {
 	for i, h := range w.Headers {
 		rec.Headers[i] = persist.Header{Name: h.Name, Value: h.Value}
 	}
+	hold := w.Sync && s.version >= 2 && s.env.routes[w.Endpoint].r.ExposeResponse
+	if hold { // before the append: a deliverer may lease it at once
+		s.env.holds.add(w.ID, s)
+	}
 	// Not the session's context: an append under way finishes even if the tunnel drops (the
 	// relay then redelivers, and the duplicate is acked).
 	err := s.appendRecord(w, rec, false)
+	if hold && err != nil {
+		s.env.holds.take(w.ID)
+	}
 	switch {
 	case err == nil:
 		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", w.BodyLen, "replay", w.Replay)

@@ -31,6 +31,10 @@ type Delivery struct {
 	Status int    // HTTP status, 0 when there was none
 	Millis int64  // attempt duration
 	Error  string // "" on success
+	// The target's answer, as far as the caller records it (the agent: all headers and the
+	// first 64 KiB of the body; the relay: for exposing routes, the first 4 KiB). Nil: none.
+	ResponseHeaders []Header
+	ResponseBody    []byte
 }
 
 // Record is one stored webhook.

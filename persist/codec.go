@@ -142,7 +142,9 @@ const (
 //	(unix ns, 0 = zero time), byte flags, varint size, uvarint bodyLen, string queue,
 //	method, path, query, uvarint n + n×(string name, value), string deadReason,
 //	uvarint n + n×(varint at, varint status, varint millis, string error), string holder,
-//	string parts (only when the body was staged under a name of its own: parts.go)
+//	string parts (only when the body was staged under a name of its own, or a response
+//	follows: parts.go), then, only when a delivery recorded a response: uvarint n (= the
+//	deliveries) + n×(uvarint m + m×(string name, value), string response body)
 //
 // Fields are only ever appended (holder was): a value that ends before one decodes it as
 // empty, so records written before it need no migration.
@@ -152,8 +154,13 @@ func encodeMeta(r *Record, bodyLen int) []byte {
 	for _, h := range r.Headers {
 		n += 10 + len(h.Name) + len(h.Value)
 	}
+	responses := false
 	for _, d := range r.Deliveries {
-		n += 40 + len(d.Error)
+		n += 40 + len(d.Error) + len(d.ResponseBody)
+		for _, h := range d.ResponseHeaders {
+			n += 10 + len(h.Name) + len(h.Value)
+		}
+		responses = responses || d.ResponseHeaders != nil || d.ResponseBody != nil
 	}
 	b := make([]byte, 0, n)
 	b = append(b, metaVersion)
@@ -190,8 +197,19 @@ func encodeMeta(r *Record, bodyLen int) []byte {
 		b = appendString(b, d.Error)
 	}
 	b = appendString(b, r.Holder)
-	if r.parts != "" {
+	if r.parts != "" || responses {
 		b = appendString(b, r.parts)
+	}
+	if responses {
+		b = binary.AppendUvarint(b, uint64(len(r.Deliveries)))
+		for _, d := range r.Deliveries {
+			b = binary.AppendUvarint(b, uint64(len(d.ResponseHeaders)))
+			for _, h := range d.ResponseHeaders {
+				b = appendString(b, h.Name)
+				b = appendString(b, h.Value)
+			}
+			b = append(binary.AppendUvarint(b, uint64(len(d.ResponseBody))), d.ResponseBody...)
+		}
 	}
 	return b
 }
@@ -228,10 +246,32 @@ func decodeMeta(id string, v []byte) (*Record, int, error) {
 	if d.err == nil && len(d.b) > 0 {
 		r.parts = d.str()
 	}
+	if d.err == nil && len(d.b) > 0 {
+		d.responses(r.Deliveries)
+	}
 	if d.err != nil {
 		return nil, 0, fmt.Errorf("record %s: %w", id, d.err)
 	}
 	return r, bodyLen, nil
+}
+
+// responses decodes the recorded responses of ds, one entry per delivery.
+func (d *decoder) responses(ds []Delivery) {
+	if d.count() != len(ds) {
+		d.fail()
+		return
+	}
+	for i := range ds {
+		if m := d.count(); m > 0 {
+			ds[i].ResponseHeaders = make([]Header, m)
+			for j := range ds[i].ResponseHeaders {
+				ds[i].ResponseHeaders[j] = Header{Name: d.str(), Value: d.str()}
+			}
+		}
+		if body := d.str(); body != "" {
+			ds[i].ResponseBody = []byte(body)
+		}
+	}
 }
 
 // decodeSummary decodes only the fields the index keeps.

@@ -244,7 +244,7 @@ func TestCompleteAndReplayFields(t *testing.T) {
 	mustOK(t, s.Complete(r.ID, StateDead, &d, "status 410"))
 	got, _ := s.Get(r.ID)
 	if got.State != StateDead || got.DeadReason != "status 410" || got.Attempts != 1 ||
-		got.FinishedAt.IsZero() || len(got.Deliveries) != 1 || got.Deliveries[0] != (Delivery{At: time.Unix(0, d.At.UnixNano()), Status: 410, Millis: 7, Error: "gone"}) {
+		got.FinishedAt.IsZero() || len(got.Deliveries) != 1 || !reflect.DeepEqual(got.Deliveries[0], Delivery{At: time.Unix(0, d.At.UnixNano()), Status: 410, Millis: 7, Error: "gone"}) {
 		t.Fatalf("after complete: %+v", got)
 	}
 	// A repeated report changes nothing (no second attempt counted).

@@ -222,3 +222,26 @@ func TestAttackAckMillionEmptyIDs(t *testing.T) {
 		}
 	}
 }
+
+// Attempt: an agent sends a Response (or a Report) of a million empty headers: 2 MB on the
+// wire, 32 MB decoded. Now: malformed past MaxResponseHeaderList; at the limit it decodes.
+func TestAttackResponseMillionEmptyHeaders(t *testing.T) {
+	for _, typ := range []FrameType{FrameResponse, FrameReport} {
+		frame := func(n int) []byte {
+			b := []byte{byte(typ), 1, 'w'}
+			if typ == FrameReport {
+				b = append(b, make([]byte, 1+2+4+1+8)...) // outcome, status, attempts, error, at
+			} else {
+				b = append(b, 0, 200)
+			}
+			b = binary.AppendUvarint(b, uint64(n))
+			return append(append(b, make([]byte, 2*n)...), 0) // n empty headers, empty body
+		}
+		if f, err := DecodeFrame(frame(1_000_000)); !errors.Is(err, ErrMalformed) || f != nil {
+			t.Fatalf("type %d with a million headers: %v, %v; want ErrMalformed", typ, f, err)
+		}
+		if _, err := DecodeFrame(frame(MaxResponseHeaderList)); err != nil {
+			t.Fatalf("type %d with %d headers (the limit): %v", typ, MaxResponseHeaderList, err)
+		}
+	}
+}

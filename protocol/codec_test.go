@@ -47,7 +47,8 @@ func sampleFrames() []struct {
 	}{
 		{"hello zero", &Hello{}},
 		{"hello", &Hello{Version: Version, AgentID: "edge-1", Token: "tok\x00en",
-			Endpoints: []string{"github", "stripe", ""}, Capabilities: []string{"sync"}}},
+			Endpoints: []string{"github", "stripe", ""}, Capabilities: []string{"sync"},
+			Expose: []string{"stripe"}}},
 		{"welcome zero", &Welcome{}},
 		{"recorded", &Recorded{IDs: []string{"01A", "01B"}}},
 		{"recorded empty", &Recorded{}},
@@ -55,7 +56,7 @@ func sampleFrames() []struct {
 			MaxFrame: DefaultMaxFrame, ServerTime: testTime, Version: Version}},
 		{"webhook zero", &Webhook{}},
 		{"webhook", &Webhook{ID: "01JDQ0000000000000000000", Endpoint: "github",
-			ReceivedAt: testTime, Replay: true, Method: "POST", Path: "/a/b", Query: "x=1&y=%20",
+			ReceivedAt: testTime, Replay: true, Sync: true, Method: "POST", Path: "/a/b", Query: "x=1&y=%20",
 			Headers: headers, BodyLen: 300, Body: binaryBody(256)}},
 		{"webhook utf8 and max", &Webhook{ID: "é", Endpoint: "日本", Method: "PATCH",
 			BodyLen: math.MaxInt64, ReceivedAt: time.Unix(0, -1).UTC()}},
@@ -69,6 +70,12 @@ func sampleFrames() []struct {
 		{"report zero", &Report{}},
 		{"report", &Report{ID: "w1", Outcome: OutcomeDead, Status: 503, Attempts: 20,
 			Error: "503 Service Unavailable", At: testTime}},
+		{"report with response", &Report{ID: "w1", Outcome: OutcomeDead, Status: 409, Attempts: 1,
+			At: testTime, Headers: []Header{{"X-Reason", "conflict"}, {"", ""}}, Body: []byte("{\"e\":1}")}},
+		{"response zero", &Response{}},
+		{"response", &Response{ID: "w1", Status: 422, Headers: headers, Body: binaryBody(3000)}},
+		{"verdict zero", &Verdict{}},
+		{"verdict", &Verdict{ID: "w1", Returned: true}},
 		{"ping zero", &Ping{}},
 		{"ping", &Ping{Nonce: math.MaxUint64}},
 		{"pong zero", &Pong{}},
@@ -101,7 +108,7 @@ func TestRoundTripEveryFrame(t *testing.T) {
 			}
 		})
 	}
-	for ft := FrameHello; ft <= FrameError; ft++ {
+	for ft := FrameHello; ft <= FrameVerdict; ft++ {
 		if !seen[ft] && ft != frameReserved {
 			t.Errorf("frame type %d has no sample", ft)
 		}
@@ -215,12 +222,25 @@ func TestReaderTruncatedStream(t *testing.T) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
-	// Every strict prefix of every sample lacks a field, except a Welcome cut before the
-	// version field appended in version 2 (a version-1 Welcome: TestWelcomeOfVersion1).
+	// Every strict prefix of every sample lacks a field, except a frame cut right before the
+	// fields appended in version 2: a Welcome's version (a version-1 Welcome:
+	// TestWelcomeOfVersion1), a Hello's expose list, a Report's response.
 	for _, tc := range sampleFrames() {
 		b := AppendFrame(nil, tc.f)[4:]
+		legacy := -1
+		switch f := tc.f.(type) {
+		case *Welcome:
+			legacy = len(b) - 2
+		case *Hello:
+			legacy = len(b) - len(appendStrs(nil, f.Expose))
+		case *Report:
+			legacy = len(b) - len(appendBytes(appendHeaders(nil, f.Headers), f.Body))
+		}
 		for cut := 0; cut < len(b); cut++ {
-			if _, ok := tc.f.(*Welcome); ok && cut == len(b)-2 {
+			if cut == legacy {
+				if _, err := DecodeFrame(b[:cut]); err != nil {
+					t.Fatalf("%s without its appended fields: %v", tc.name, err)
+				}
 				continue
 			}
 			f, err := DecodeFrame(b[:cut])

@@ -26,8 +26,12 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 	switch FrameType(b[0]) {
 	case FrameHello:
 		d.useArena()
-		f = &Hello{Version: d.u16(), AgentID: d.str(), Token: d.str(),
+		h := &Hello{Version: d.u16(), AgentID: d.str(), Token: d.str(),
 			Endpoints: d.strsMax(MaxHelloList, "hello endpoints"), Capabilities: d.strsMax(MaxHelloList, "hello capabilities")}
+		if d.more() { // appended in version 2
+			h.Expose = d.strsMax(MaxHelloList, "hello expose")
+		}
+		f = h
 	case FrameWelcome:
 		d.useArena()
 		w := &Welcome{SessionID: d.str(), Endpoints: d.strs(), Window: d.u32(), MaxFrame: d.u32(),
@@ -51,8 +55,16 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 		f = &Nack{ID: d.str(), Reason: d.str(), RetryAfter: d.dur()}
 	case FrameReport:
 		d.useArena()
-		f = &Report{ID: d.str(), Outcome: Outcome(d.u8()), Status: int(d.u16()),
+		r := &Report{ID: d.str(), Outcome: Outcome(d.u8()), Status: int(d.u16()),
 			Attempts: int(d.u32()), Error: d.str(), At: d.time()}
+		if d.more() { // appended in version 2
+			r.Headers, r.Body = d.headersMax(MaxResponseHeaderList), d.bytes()
+		}
+		f = r
+	case FrameResponse:
+		f = &Response{ID: d.str(), Status: int(d.u16()), Headers: d.headersMax(MaxResponseHeaderList), Body: d.bytes()}
+	case FrameVerdict:
+		f = &Verdict{ID: d.str(), Returned: d.u8()&1 != 0}
 	case FramePing:
 		f = &Ping{Nonce: d.u64()}
 	case FramePong:
@@ -77,19 +89,38 @@ func (d *decoder) webhook() *Webhook {
 	w := &Webhook{ID: d.str(), Endpoint: d.str(), ReceivedAt: d.time()}
 	flags := d.u8()
 	w.Replay = flags&flagReplay != 0
+	w.Sync = flags&flagSync != 0
 	w.Method, w.Path, w.Query = d.str(), d.str(), d.str()
-	if n := d.count(2); n > 0 {
-		w.Headers = make([]Header, n)
-		for i := range w.Headers {
-			w.Headers[i] = Header{Name: d.str(), Value: d.str()}
-		}
-	}
+	w.Headers = d.headers()
 	w.BodyLen = d.i64("body length")
 	w.Body = d.bytes()
 	if d.err == nil && int64(len(w.Body)) > w.BodyLen {
 		d.fail("body part longer than body length")
 	}
 	return w
+}
+
+// headers reads a list of (name, value); nil when empty.
+func (d *decoder) headers() []Header { return d.headersMax(math.MaxInt) }
+
+// headersMax reads a list of at most limit headers.
+func (d *decoder) headersMax(limit int) []Header {
+	n := d.count(2)
+	if n > limit {
+		d.fail(fmt.Sprintf("%d headers, limit %d", n, limit))
+		return nil
+	}
+	if n == 0 {
+		return nil
+	}
+	hs := make([]Header, n)
+	for i := range hs {
+		hs[i] = Header{Name: d.str(), Value: d.str()}
+	}
+	if d.err != nil {
+		return nil
+	}
+	return hs
 }
 
 // decoder reads payload primitives from b. The first failure sticks in err and every later

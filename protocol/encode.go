@@ -28,6 +28,7 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		dst = appendStr(dst, f.Token)
 		dst = appendStrs(dst, f.Endpoints)
 		dst = appendStrs(dst, f.Capabilities)
+		dst = appendStrs(dst, f.Expose)
 	case *Welcome:
 		dst = appendStr(dst, f.SessionID)
 		dst = appendStrs(dst, f.Endpoints)
@@ -43,15 +44,14 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		if f.Replay {
 			flags |= flagReplay
 		}
+		if f.Sync {
+			flags |= flagSync
+		}
 		dst = append(dst, flags)
 		dst = appendStr(dst, f.Method)
 		dst = appendStr(dst, f.Path)
 		dst = appendStr(dst, f.Query)
-		dst = binary.AppendUvarint(dst, uint64(len(f.Headers)))
-		for _, h := range f.Headers {
-			dst = appendStr(dst, h.Name)
-			dst = appendStr(dst, h.Value)
-		}
+		dst = appendHeaders(dst, f.Headers)
 		dst = binary.BigEndian.AppendUint64(dst, uint64(f.BodyLen))
 		dst, tail = appendBulk(dst, f.Body, split)
 	case *Chunk:
@@ -73,6 +73,20 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		dst = binary.BigEndian.AppendUint32(dst, uint32(f.Attempts))
 		dst = appendStr(dst, f.Error)
 		dst = appendTime(dst, f.At)
+		dst = appendHeaders(dst, f.Headers)
+		dst = appendBytes(dst, f.Body)
+	case *Response:
+		dst = appendStr(dst, f.ID)
+		dst = binary.BigEndian.AppendUint16(dst, uint16(f.Status))
+		dst = appendHeaders(dst, f.Headers)
+		dst = appendBytes(dst, f.Body)
+	case *Verdict:
+		dst = appendStr(dst, f.ID)
+		var flags byte
+		if f.Returned {
+			flags |= 1
+		}
+		dst = append(dst, flags)
 	case *Ping:
 		dst = binary.BigEndian.AppendUint64(dst, f.Nonce)
 	case *Pong:
@@ -98,8 +112,20 @@ func appendBulk(dst, b []byte, split int) (head, tail []byte) {
 	return appendBytes(dst, b), nil
 }
 
-// flagReplay is bit 0 of a Webhook's flags byte.
-const flagReplay = 1
+// flagReplay and flagSync are bits 0 and 1 of a Webhook's flags byte.
+const (
+	flagReplay = 1
+	flagSync   = 2
+)
+
+func appendHeaders(dst []byte, hs []Header) []byte {
+	dst = binary.AppendUvarint(dst, uint64(len(hs)))
+	for _, h := range hs {
+		dst = appendStr(dst, h.Name)
+		dst = appendStr(dst, h.Value)
+	}
+	return dst
+}
 
 func appendStr(dst []byte, s string) []byte {
 	dst = binary.AppendUvarint(dst, uint64(len(s)))

@@ -14,6 +14,8 @@
 //	  Nack{id, reason, retry after} ->         (agent cannot store now; relay offers it again later)
 //	  Report{id, delivered|dead, status, attempts} ->   (final local outcome)
 //	                                        <- Recorded{ids…}   (v2: those reports are durable)
+//	  Response{id, status, headers, body} ->   (v2: the target's answer to a Webhook{sync})
+//	                                        <- Verdict{id, returned}   (v2: did it reach the sender)
 //	  Ping{nonce} -> <- Pong{nonce}, and the other way round
 //	                                        <- GoAway{reason, reconnect after}   (relay stopping)
 //	                                           or Error{code, reason}, then close
@@ -52,6 +54,12 @@
 //	    once it has the outcomes durably recorded (or already had them), and the agent resends
 //	    a report until then; Welcome carries the session's version (appended u16; absent = 1).
 //	    In either version an agent answers a webhook it already finished with its Report.
+//	    Later, still 2 (sync responses): Hello appends the endpoints whose route exposes its
+//	    target's answers (absent: none); Webhook flag bit 1 asks for the target's answer to
+//	    the first attempt in a Response frame; the relay answers each Response with a Verdict
+//	    (did the answer reach the sender: then the agent stops retrying that webhook); Report
+//	    appends the target's last response headers and first MaxReportBody bytes of its body
+//	    (sent for exposing routes only). A version-1 agent exposes nothing: sync falls back.
 package protocol
 
 import (
@@ -85,17 +93,33 @@ const (
 	// thousand in one (Conn's MaxAckIDs, the relay's recorder batch), and a frame of a
 	// million empty ids would decode to 16 MB.
 	MaxIDList = 8192
+	// MaxResponseBody bounds the target's body a Response carries (with MaxResponseHeaders,
+	// one Response fits DefaultMaxFrame); a longer answer is not returned (Status 0).
+	MaxResponseBody = DefaultMaxFrame - 64<<10
+	// MaxResponseHeaders bounds the bytes of a Response's or Report's headers (names and
+	// values); headers past it are left out.
+	MaxResponseHeaders = 32 << 10
+	// MaxResponseHeaderList bounds the headers of one Response or Report: a frame of empty
+	// names would otherwise decode to 16 times its size. Senders stay under it by
+	// MaxResponseHeaders (counting 4 bytes a header).
+	MaxResponseHeaderList = MaxResponseHeaders / 4
+	// MaxReportBody bounds the response body a Report carries.
+	MaxReportBody = 4 << 10
+	// MaxSyncWait is the longest a relay waits for a sync answer: an agent holds a sync
+	// webhook's retry at most this long for its Verdict.
+	MaxSyncWait = 60 * time.Second
 )
 
 // FrameType identifies a frame on the wire. Values are never reused.
 type FrameType uint8
 
 const (
-	// FrameHello: u16 version, str agent id, str token, list<str> endpoints, list<str> caps.
+	// FrameHello: u16 version, str agent id, str token, list<str> endpoints, list<str> caps,
+	// list<str> expose (appended: endpoints whose route exposes its target's answers).
 	FrameHello FrameType = 1
 	// FrameWelcome: str session id, list<str> endpoints, u32 window, u32 max frame, time server time.
 	FrameWelcome FrameType = 2
-	// FrameWebhook: str id, str endpoint, time received, u8 flags (bit0 replay), str method,
+	// FrameWebhook: str id, str endpoint, time received, u8 flags (bit0 replay, bit1 sync), str method,
 	// str path, str query, list<(str name, str value)> headers, u64 body length, bytes first part.
 	FrameWebhook FrameType = 3
 	// FrameChunk: str id, u64 offset, bytes data. Follows its Webhook on the same stream.
@@ -104,7 +128,8 @@ const (
 	FrameAck FrameType = 5
 	// FrameNack: str id, str reason, dur retry after.
 	FrameNack FrameType = 6
-	// FrameReport: str id, u8 outcome, u16 status, u32 attempts, str error, time at.
+	// FrameReport: str id, u8 outcome, u16 status, u32 attempts, str error, time at,
+	// list<(str name, str value)> response headers, bytes response body (both appended).
 	FrameReport FrameType = 7
 	// Type 8 is reserved: it was Credit (u32 window), which no agent ever sent. A reader
 	// skips it as unknown.
@@ -120,6 +145,13 @@ const (
 	// recorded (or had already: an id it finished or does not know is confirmed too, so that
 	// the agent stops resending it).
 	FrameRecorded FrameType = 13
+	// FrameResponse (v2, agent → relay): str id, u16 status, list<(str name, str value)>
+	// headers, bytes body. The target's answer to the first attempt of a sync webhook;
+	// status 0: no answer that can be returned (none, or too large).
+	FrameResponse FrameType = 14
+	// FrameVerdict (v2, relay → agent): str id, u8 flags (bit0 returned). Whether the
+	// Response of id reached the sender: if so, the sender owns the retries.
+	FrameVerdict FrameType = 15
 )
 
 // Frame is one decoded frame. The concrete types are the pointer types below.
@@ -139,6 +171,7 @@ type Hello struct {
 	Token        string
 	Endpoints    []string
 	Capabilities []string
+	Expose       []string // endpoints whose route exposes its target's answers (appended in 2)
 }
 
 // Welcome is the relay's answer to a good Hello.
@@ -158,6 +191,7 @@ type Webhook struct {
 	Endpoint   string
 	ReceivedAt time.Time
 	Replay     bool
+	Sync       bool // the relay waits for the target's answer to the first attempt (Response)
 	Method     string
 	Path       string // suffix after /h/{endpoint}: "" or starting with "/"
 	Query      string // raw query, without '?'
@@ -217,6 +251,25 @@ type Report struct {
 	Attempts int
 	Error    string
 	At       time.Time
+	// The target's last answer, for routes that expose it (appended in 2): its headers
+	// and the first MaxReportBody bytes of its body.
+	Headers []Header
+	Body    []byte
+}
+
+// Response is the target's answer to the first attempt of a sync webhook.
+type Response struct {
+	ID      string
+	Status  int // 0: no answer to return (the relay falls back)
+	Headers []Header
+	Body    []byte
+}
+
+// Verdict tells the agent whether the Response of ID reached the sender (Returned): then the
+// sender owns the retries, and the agent stops retrying that webhook.
+type Verdict struct {
+	ID       string
+	Returned bool
 }
 
 // Ping asks for a Pong with the same nonce.
@@ -261,6 +314,8 @@ func (*Pong) Type() FrameType     { return FramePong }
 func (*GoAway) Type() FrameType   { return FrameGoAway }
 func (*Error) Type() FrameType    { return FrameError }
 func (*Recorded) Type() FrameType { return FrameRecorded }
+func (*Response) Type() FrameType { return FrameResponse }
+func (*Verdict) Type() FrameType  { return FrameVerdict }
 
 // Sentinel errors of the codec and transports.
 var (

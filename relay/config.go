@@ -144,8 +144,8 @@ type Endpoint struct {
 	Burst int `yaml:"burst"`
 	// MaxBody is the largest request body accepted; past it 413. Default 25MiB.
 	MaxBody ByteSize `yaml:"max_body"`
-	// Sync opts in to sync response mode (not built yet: accepted and logged).
-	Sync bool `yaml:"sync"`
+	// Sync returns the target's answer to the sender (config_sync.go, sync.go). Default off.
+	Sync SyncConfig `yaml:"sync"`
 	// Ordered serves each group of the endpoint through one agent session at a time, one
 	// webhook at a time, in id order (the order of the 202s). Default false: windowed, any order.
 	Ordered bool `yaml:"ordered"`

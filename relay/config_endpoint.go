@@ -49,6 +49,7 @@ func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
 		bad("max_body", "%d is negative: use a size like 25MiB", e.MaxBody)
 	}
 	errs = append(errs, e.validateHandshake(key)...)
+	errs = append(errs, e.Sync.validate(key)...)
 	if _, err := verify.New(e.Verify); err != nil {
 		// verify's errors name their key from "verify." on, one per line.
 		for _, line := range strings.Split(err.Error(), "\n") {

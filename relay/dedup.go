@@ -109,6 +109,17 @@ func (c *dedupClaim) done(id string, at time.Time) {
 	c.e.done = nil // waiters hold their own copy; a stored entry needs none
 }
 
+// forget drops the entry of msgID when it names id: that webhook's answer went back to its
+// sender, who owns the retries, so a resend is stored and delivered anew.
+func (d *dedup) forget(endpoint, msgID, id string) {
+	key := dedupKey(endpoint, msgID)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if e := d.m[key]; e != nil && e.id == id {
+		delete(d.m, key)
+	}
+}
+
 func (d *dedup) sweepLocked(now time.Time) {
 	if now.Sub(d.lastSweep) < dedupSweepEvery {
 		return
@@ -155,8 +166,8 @@ func (d *dedup) seed(q Queue, endpoint string, window time.Duration, now time.Ti
 	n := 0
 	for _, r := range recs {
 		msgID := headerValue(r.Headers, "Webhook-Id")
-		if msgID == "" {
-			continue
+		if msgID == "" || (r.State == persist.StateDead && r.DeadReason == reasonReturned) {
+			continue // a message returned to its sender is stored again when resent
 		}
 		key := dedupKey(endpoint, msgID)
 		if e := d.m[key]; e != nil && (e.id == "" || e.id < r.ID) {

@@ -209,6 +209,7 @@ func (s *session) webhookFrame(r *persist.Record) (*protocol.Webhook, error) {
 		Endpoint:   r.Queue,
 		ReceivedAt: r.ReceivedAt,
 		Replay:     r.Replay,
+		Sync:       s.syncFlag(r),
 		Method:     r.Method,
 		Path:       r.Path,
 		Query:      r.Query,

@@ -30,8 +30,9 @@ type hub struct {
 	metrics *metrics
 	live    *atomic.Pointer[live] // the config in force; swapLive replaces it
 	log     *slog.Logger
-	owners  owners   // which session serves each ordered endpoint of a group (order.go)
-	preauth *preauth // tunnels not yet past their Hello: the pending caps
+	owners  owners     // which session serves each ordered endpoint of a group (order.go)
+	preauth *preauth   // tunnels not yet past their Hello: the pending caps
+	syncs   *syncWaits // set by setup before serving: sync answers (sync.go)
 
 	wg sync.WaitGroup // one per serve call in progress
 
@@ -225,6 +226,10 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	if len(s.ordered) > 0 {
 		s.claim = h.owners.claimer(s)
 	}
+	s.syncs = h.syncs
+	if hello.Version >= 2 {
+		s.expose = hello.Expose
+	}
 	if old := h.byAgent[s.agentID]; old != nil {
 		old.log.Info("agent replaced by a new session", "new_session", s.id)
 		old.stop(protocol.ReasonReplaced, &protocol.Error{Code: protocol.CodeReplaced, Reason: "the same agent id connected again"})
@@ -295,6 +300,19 @@ func (h *hub) agents() []admin.AgentInfo {
 	}
 	slices.SortFunc(out, func(a, b admin.AgentInfo) int { return strings.Compare(a.AgentID, b.AgentID) })
 	return out
+}
+
+// exposes reports whether a session connected here would return endpoint's answers: its
+// agent speaks version 2 and its route exposes them.
+func (h *hub) exposes(endpoint string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for s := range h.sessions {
+		if s.version >= 2 && !s.isStopping() && s.grants(endpoint) && s.exposes(endpoint) {
+			return true
+		}
+	}
+	return false
 }
 
 // wakeAll wakes every session's dispatcher (after an admin replay).

@@ -145,7 +145,8 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		return
 	}
 	var claim *dedupClaim
-	if msgID, ok := ep.verifier.MessageID(r); ok {
+	msgID, hasMsgID := ep.verifier.MessageID(r)
+	if hasMsgID {
 		id, c, err := s.dedup.claim(r.Context(), ep.name, msgID, now, ep.verifier.ReplayWindow())
 		if err != nil { // the sender gave up while the first copy was being stored
 			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "the same message is being stored: retry later")
@@ -169,7 +170,9 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	}
 	span := traceOf(r)
 	rec.Headers = withTrace(rec.Headers, span.Traceparent())
+	register := s.prepareSync(ep)
 	err = s.queue.Append(r.Context(), rec)
+	wait := registerSync(register, rec.ID, err)
 	if claim != nil {
 		if err != nil {
 			claim.done("", time.Time{})
@@ -184,7 +187,24 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	span.SetAttributes(attribute.String(tracing.AttrID, rec.ID), attribute.String("hookrelay.endpoint", ep.name))
 	s.afterAppend(r.Context(), ep, rec)
 	s.log.Debug("webhook accepted", "endpoint", ep.name, "id", rec.ID, "bytes", len(body))
-	writeJSON(sw, http.StatusAccepted, map[string]string{"id": rec.ID})
+	if !hasMsgID {
+		msgID = ""
+	}
+	s.answerStored(sw, r, ep, rec, wait, msgID)
+}
+
+// answerStored answers the sender of a stored webhook: 202 {"id"}, or on a sync endpoint
+// the target's answer when wait gets one (sync.go).
+func (s *Server) answerStored(w http.ResponseWriter, r *http.Request, ep *endpoint, rec *persist.Record, wait *syncWait, msgID string) {
+	switch {
+	case wait != nil:
+		s.answerSync(w, r, ep, rec, wait, msgID)
+	case ep.cfg.Sync.Enabled:
+		s.metrics.syncAnswers.WithLabelValues(ep.name, "fallback").Inc()
+		syncFallback(w, rec.ID)
+	default:
+		writeJSON(w, http.StatusAccepted, map[string]string{"id": rec.ID})
+	}
 }
 
 // refuseVerify answers a failed verification: the failure's status (401, or 403 for address

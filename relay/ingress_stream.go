@@ -33,7 +33,9 @@ func (s *Server) ingestStreamed(sw *statusWriter, w http.ResponseWriter, r *http
 		Headers: storedHeaders(r.Header),
 	}
 	body := &readErr{r: http.MaxBytesReader(w, r.Body, int64(ep.cfg.MaxBody)), budget: budget}
+	register := s.prepareSync(ep)
 	err := s.queue.AppendFrom(r.Context(), rec, body)
+	wait := registerSync(register, rec.ID, err)
 	switch {
 	case body.err != nil:
 		s.answerBodyError(sw, r, rc, lv, ep, body.err)
@@ -45,7 +47,7 @@ func (s *Server) ingestStreamed(sw *statusWriter, w http.ResponseWriter, r *http
 	}
 	w.Header().Del("Connection")
 	s.log.Debug("webhook accepted", "endpoint", ep.name, "id", rec.ID, "bytes", rec.BodyLen)
-	writeJSON(sw, http.StatusAccepted, map[string]string{"id": rec.ID})
+	s.answerStored(sw, r, ep, rec, wait, "")
 }
 
 // readErr remembers the error of its reader other than io.EOF, so that a failed read is told

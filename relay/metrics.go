@@ -49,6 +49,7 @@ type metrics struct {
 	verifyFailed  *prometheus.CounterVec // endpoint, scheme, reason
 	handshakes    *prometheus.CounterVec // endpoint, provider, result
 	duplicates    *prometheus.CounterVec // endpoint
+	syncAnswers   *prometheus.CounterVec // endpoint, result: returned, fallback
 	dispatched    *prometheus.CounterVec // endpoint
 	acked         *prometheus.CounterVec // endpoint
 	nacked        *prometheus.CounterVec // endpoint
@@ -80,6 +81,8 @@ func newMetrics() *metrics {
 			"endpoint", "provider", "result"),
 		duplicates: counter("hookrelay_ingress_duplicates_total",
 			"Standard Webhooks messages already accepted inside the replay window: answered again, not stored.", "endpoint"),
+		syncAnswers: counter("hookrelay_sync_answers_total",
+			"Answers of sync endpoints, by result: returned (the target's answer), fallback (202).", "endpoint", "result"),
 		dispatched: counter("hookrelay_webhooks_dispatched_total",
 			"Webhooks sent to an agent session (first sends and redeliveries).", "endpoint"),
 		acked: counter("hookrelay_webhooks_acked_total",
@@ -114,7 +117,7 @@ func newMetrics() *metrics {
 			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
 		}),
 	}
-	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.handshakes, m.duplicates, m.dispatched, m.acked,
+	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.handshakes, m.duplicates, m.syncAnswers, m.dispatched, m.acked,
 		m.nacked, m.released, m.reoffered, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
 		m.commitBatch, m.commitSeconds, m.latency)
 	// The contract: every name starts hookrelay_, the runtime's too.

@@ -46,6 +46,7 @@ type Server struct {
 	metrics      *metrics
 	series       *admin.Sampler // the admin UI's charts
 	dedup        *dedup
+	syncs        *syncWaits      // ingress requests waiting for a target's answer (sync.go)
 	tracer       *tracing.Tracer // nil: otel off
 	metricsOpen  bool            // /metrics without admin_token: admin_addr is loopback
 
@@ -94,6 +95,7 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		log:     log,
 		metrics: newMetrics(),
 		dedup:   newDedup(),
+		syncs:   newSyncWaits(),
 		ready:   make(chan struct{}),
 		runDone: make(chan struct{}),
 	}

@@ -66,6 +66,10 @@ type session struct {
 
 	// set by the hub before run when the session has ordered endpoints: may it serve this one?
 	claim func(endpoint string) bool
+	// set by the hub before run: sync answers (sync.go), and the endpoints whose route at
+	// the agent exposes its target's answers (Hello, version 2)
+	syncs  *syncWaits
+	expose []string
 
 	// owned by the dispatcher
 	next int // round-robin start among endpoints
@@ -164,6 +168,7 @@ func (s *session) run(ctx context.Context) {
 	wg.Go(s.dispatchLoop)
 	wg.Go(s.keepLeases)
 	wg.Go(s.rec.run)
+	wg.Go(s.sendOwedVerdicts)
 	err := s.conn.Run(ctx, s.handle)
 	s.rec.close() // the recorder records what the reader handed it, then stops
 	s.log.Debug("session reader stopped", "err", err)
@@ -273,6 +278,8 @@ func (s *session) handle(f protocol.Frame) error {
 		s.handleNack(f)
 	case *protocol.Report:
 		s.handleReport(f)
+	case *protocol.Response:
+		s.handleResponse(f)
 	case *protocol.Hello:
 		s.stop(protocol.ReasonProtocol, &protocol.Error{Code: protocol.CodeProtocol, Reason: "hello sent twice"})
 		return errors.New("hello sent twice")
@@ -349,6 +356,9 @@ func (s *session) handleNack(n *protocol.Nack) {
 // this session; unknown or already finished ids change nothing, and are confirmed at once
 // (version 2), so that the agent stops resending them.
 func (s *session) handleReport(r *protocol.Report) {
+	if s.syncs != nil {
+		s.syncs.reported(s.agentID, r.ID)
+	}
 	if len(s.takeInflight(nil, r.ID)) > 0 {
 		s.signal() // reported before its ack arrived (the ack was lost)
 	} else if !s.acked[r.ID] {
@@ -387,7 +397,13 @@ func (s *session) handleReport(r *protocol.Report) {
 	if at.IsZero() {
 		at = time.Now()
 	}
-	s.rec.outcome(r.ID, st, &persist.Delivery{At: at, Status: r.Status, Error: r.Error}, reason)
+	del := &persist.Delivery{At: at, Status: r.Status, Error: r.Error}
+	if len(r.Headers) > 0 || len(r.Body) > 0 { // recorded for exposing routes only
+		if rec, err := s.queue.Get(s.ctx, r.ID); err == nil && s.exposes(rec.Queue) {
+			del.ResponseHeaders, del.ResponseBody = relayResponse(r.Headers, r.Body)
+		}
+	}
+	s.rec.outcome(r.ID, st, del, reason)
 	delete(s.acked, r.ID) // the ring entry ages out by itself
 }
 

@@ -48,6 +48,7 @@ func (s *Server) setup() error {
 		s.admin.Store(h)
 	}
 	s.hub = newHub(q, s.metrics, &s.live, s.log)
+	s.hub.syncs = s.syncs
 	s.smee = newSmeeHub(cfg.DataDir, s.log.With("component", "smee"))
 	s.channels = newChannels(cfg.DataDir, cfg.Channels, s.log.With("component", "channels"))
 	s.smeeM = newSmeeMetrics(s.metrics.reg, s.channels.count)
@@ -105,9 +106,6 @@ func warnEndpoints(log *slog.Logger, lv *live) {
 	for _, e := range lv.order {
 		if len(e.cfg.Tokens) == 0 && !e.cfg.Smee {
 			log.Warn("endpoint has no tokens: no agent can receive it", "endpoint", e.name)
-		}
-		if e.cfg.Sync {
-			log.Warn("sync mode is not built yet: webhooks are answered 202", "endpoint", e.name)
 		}
 	}
 }

@@ -44,6 +44,10 @@ type delivery struct {
 	Status int    `json:"status"`
 	Ms     int64  `json:"ms"`
 	Error  string `json:"error"`
+	// The target's recorded answer, when there is one (agent: first 64 KiB of the body;
+	// relay: exposing routes only, first 4 KiB).
+	ResponseHeaders [][2]string `json:"response_headers,omitempty"`
+	ResponseBody    string      `json:"response_body_base64,omitempty"`
 }
 
 // stateName is the name the API shows for a record's state on this side.
@@ -227,9 +231,14 @@ func (h *Handler) getWebhook(w http.ResponseWriter, r *http.Request) {
 		d.Headers = append(d.Headers, [2]string{hd.Name, hd.Value})
 	}
 	for _, dl := range rec.Deliveries {
-		d.Deliveries = append(d.Deliveries, delivery{
-			At: formatTime(dl.At), Status: dl.Status, Ms: dl.Millis, Error: dl.Error,
-		})
+		x := delivery{At: formatTime(dl.At), Status: dl.Status, Ms: dl.Millis, Error: dl.Error}
+		for _, h := range dl.ResponseHeaders {
+			x.ResponseHeaders = append(x.ResponseHeaders, [2]string{h.Name, h.Value})
+		}
+		if len(dl.ResponseBody) > 0 {
+			x.ResponseBody = base64.StdEncoding.EncodeToString(dl.ResponseBody)
+		}
+		d.Deliveries = append(d.Deliveries, x)
 	}
 	if rec.State == persist.StateDead {
 		d.DeadReason = rec.DeadReason

@@ -163,13 +163,25 @@
     if (d.deliveries.length === 0) {
       $('attempts').append(el('tr', null, el('td', { class: 'muted', colSpan: 4, text: 'none yet' })));
     }
+    renderResponse(d.deliveries);
+  }
+
+  // renderResponse shows the newest attempt's recorded response of the target, if any.
+  function renderResponse(deliveries) {
+    const a = [...deliveries].reverse().find((x) => x.response_headers || x.response_body_base64);
+    $('response').hidden = !a;
+    if (!a) return;
+    $('response-headers').replaceChildren(...(a.response_headers || []).map(([n, v]) =>
+      el('tr', null, el('td', { text: n }), el('td', { text: v }))));
+    renderBody(a.response_body_base64, 'response-info', 'response-body');
+    $('response-info').textContent = 'status ' + (a.status || '—') + ' · ' + $('response-info').textContent;
   }
 
   // renderBody shows JSON pretty-printed, other UTF-8 as text, anything else as a hex dump.
-  function renderBody(b64) {
+  function renderBody(b64, infoId = 'body-info', bodyId = 'body') {
     const bin = atob(b64 || '');
     const bytes = Uint8Array.from(bin, (c) => c.charCodeAt(0));
-    const info = $('body-info'), body = $('body');
+    const info = $(infoId), body = $(bodyId);
     info.textContent = fmtBytes(bytes.length);
     body.classList.remove('hex');
     if (bytes.length === 0) {
