@@ -127,7 +127,11 @@ type Route struct {
 	// Sign makes hookrelay sign each attempt (Standard Webhooks); the sender's own
 	// webhook-* headers move to hookrelay-original-webhook-*. Default: none.
 	Sign *Sign `yaml:"sign"`
+	// Filter is an expression (expr-lang) over method, path, query, headers and body: a
+	// webhook it is false for is "filtered", not delivered. Default: none (all delivered).
+	Filter string `yaml:"filter"`
 
+	filter    *filter // compiled Filter, set by validate
 	targetURL *url.URL        // parsed Target, set by validate
 	replace   map[string]bool // canonical ReplaceHeaders, set by validate
 }
@@ -351,6 +355,13 @@ func (r *Route) validate() error {
 		if err := r.Sign.validate(); err != nil {
 			return err
 		}
+	}
+	if r.Filter != "" {
+		f, err := compileFilter(r.Filter)
+		if err != nil {
+			return fmt.Errorf("filter: %w", err)
+		}
+		r.filter = f
 	}
 	return nil
 }
