@@ -2,6 +2,8 @@
 #   make build     bin/hookrelay, bin/hookagent for this machine
 #   make cross     dist/<prog>_<os>_<arch>[.exe] for the release targets (CGO off)
 #   make package   dist/<prog>_<version>_<arch>.deb and .rpm for linux amd64, arm64, armv7
+#   make image     OCI image of both programs for linux amd64, arm64, armv7 (build/image.sh;
+#                  podman, buildah or docker; e.g. ENGINE_OPTS='--storage-driver vfs')
 #   make test      go test ./...
 # NFPM may name another nfpm: make package NFPM=/tmp/bin/nfpm
 
@@ -18,7 +20,7 @@ CROSS    := linux/amd64 linux/arm64 linux/arm/7 darwin/amd64 darwin/arm64 window
 # nfpm's GOARCH-style names; arm7 is GOARCH=arm GOARM=7 (deb armhf, rpm armv7hl)
 PKG_ARCH := amd64 arm64 arm7
 
-.PHONY: all build cross package test vet clean
+.PHONY: all build cross package image test vet clean
 
 all: build
 
@@ -55,6 +57,9 @@ package:
 			done; \
 		done; \
 	done
+
+image:
+	VERSION=$(DESCRIBE) GO=$(GO) build/image.sh
 
 test:
 	$(GO) test ./...

@@ -32,6 +32,7 @@ func (a *Agent) newAdminAPI() (*admin.Handler, error) {
 		Side:      admin.Agent,
 		Store:     a.store,
 		Status:    func() any { return a.Status() },
+		Series:    a.series,
 		TokenHash: a.cfg.AdminToken,
 		OnReplay:  a.onReplay,
 		Log:       a.log,

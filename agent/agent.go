@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -31,6 +32,8 @@ type Agent struct {
 	admin    net.Listener // nil when admin_addr is off
 	adminAPI *admin.Handler
 	metrics  *metrics
+	tracer   *tracing.Tracer // nil: otel off
+	series   *admin.Sampler  // the admin UI's charts
 	routes   map[string]*deliverer
 	relayTo  string // relay URLs as logged at start (no user info, no query)
 
@@ -94,8 +97,10 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		// Outcomes the relay has not heard of yet must outlive KeepDone: they are reported
 		// when a session comes up again.
 		HoldUnreported: true,
-		OnCommit:       a.metrics.onCommit,
-		Quota:          cfg.storeQuota,
+		// Large bodies are streamed to the target from the store (request.go).
+		LeaseBodyMax: sinkOver,
+		OnCommit:     a.metrics.onCommit,
+		Quota:        cfg.storeQuota,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
@@ -103,7 +108,12 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a.store = st
 	a.storeOK.Store(true)
 	a.metrics.watchStore(st)
+	a.series = a.newSeries()
 	if a.adminAPI, err = a.newAdminAPI(); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if a.tracer, err = tracing.New(cfg.OTel, "hookagent", ""); err != nil {
 		st.Close()
 		return nil, err
 	}
@@ -111,6 +121,7 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		ln, err := net.Listen("tcp", cfg.AdminAddr)
 		if err != nil {
 			st.Close()
+			a.tracer.Close(context.Background())
 			return nil, fmt.Errorf("listen admin_addr: %w", err)
 		}
 		a.admin = ln
@@ -155,6 +166,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		wg.Go(func() { d.run(ctx) })
 	}
 	wg.Go(func() { a.connectionLoop(ctx) })
+	wg.Go(func() { a.series.Run(ctx) })
 
 	<-ctx.Done()
 	a.log.Info("agent stopping")
@@ -189,6 +201,11 @@ func (a *Agent) Close() error {
 		a.admin.Close()
 	}
 	a.adminAPI.Close()
+	tctx, tcancel := context.WithTimeout(context.Background(), 5*time.Second)
+	if err := a.tracer.Close(tctx); err != nil {
+		a.log.Warn("otel: spans not exported on close", "err", err)
+	}
+	tcancel()
 	a.storeOK.Store(false)
 	err := a.store.Close()
 	a.mu.Lock()

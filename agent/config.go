@@ -22,6 +22,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/admin"
 	"github.com/hookrelay/hookrelay/internal/secretref"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/protocol"
 )
 
@@ -74,6 +75,8 @@ type Config struct {
 	// /metrics then require (Authorization: Bearer, or the UI's login), as the relay's
 	// admin_token. Required when admin_addr is not loopback. Default: none (loopback only).
 	AdminToken string `yaml:"admin_token"`
+	// OTel exports a trace span per delivery attempt over OTLP/HTTP; absent: off.
+	OTel *tracing.Config `yaml:"otel"`
 	// ShutdownGrace (extra) is how long in-flight deliveries may finish on shutdown before they
 	// are cancelled and handed back to the queue; default 5s.
 	ShutdownGrace time.Duration `yaml:"shutdown_grace"`
@@ -256,6 +259,11 @@ func orDefault[T comparable](v *T, def T) {
 func (c *Config) validate() error {
 	if err := c.checkRelays(); err != nil {
 		return err
+	}
+	if c.OTel != nil {
+		if err := c.OTel.Validate("otel"); err != nil {
+			return err
+		}
 	}
 	if c.Token == "" {
 		return fmt.Errorf("config token: missing (set token in the file or %s in the environment)", TokenEnv)

@@ -181,7 +181,7 @@ func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) 
 				free := func() { once.Do(func() { <-slots }) }
 				defer func() { free(); <-held }()
 				answered := free
-				if d.r.Ordered || len(rec.Body) > earlyFreeMax {
+				if d.r.Ordered || rec.BodyLen > earlyFreeMax {
 					answered = func() {} // the slot comes back only after recording
 				}
 				d.attempt(reqCtx, rec, answered)
@@ -252,8 +252,10 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 		d.finishDead(log, rec, nil, err.Error(), ev) // refused before any request
 		return
 	}
+	span := d.startSpan(rec, n, req)
 	resp, err := d.client.Do(req)
 	res := classify(resp, err, start)
+	span.End(res.status, errText(res.err))
 	if resp != nil {
 		io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
 		resp.Body.Close()

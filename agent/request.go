@@ -7,6 +7,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/url"
@@ -39,17 +40,41 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 	if err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, rec.Method, d.r.Target, bytes.NewReader(rec.Body))
+	body, size, err := d.requestBody(rec)
+	if err != nil {
+		return nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, rec.Method, d.r.Target, body)
 	if err != nil {
 		return nil, fmt.Errorf("build request: %w", err)
 	}
 	req.URL, req.Host = u, u.Host // u as built: a String/Parse round trip may re-escape it
-	req.ContentLength = int64(len(rec.Body))
+	req.ContentLength = size
+	if rec.Body == nil && size > 0 {
+		// Streamed from the store: a retry of the request on a fresh connection (the client
+		// may make one) reads it again from the start.
+		req.GetBody = func() (io.ReadCloser, error) { return d.a.store.Body(rec.ID) }
+	}
 	req.Header = targetHeaders(rec, n, d.r.Headers, d.r.replace)
 	if d.r.Sign != nil {
-		d.r.Sign.StandardWebhooks.apply(req.Header, rec.ID, time.Now(), rec.Body)
+		if err := d.sign(req.Header, rec); err != nil {
+			return nil, err
+		}
 	}
 	return req, nil
+}
+
+// requestBody is the body of a delivery of rec and its length: rec.Body, or streamed from
+// the store when the lease left it out (a large one), so it is never whole in memory.
+func (d *deliverer) requestBody(rec *persist.Record) (io.Reader, int64, error) {
+	if rec.Body != nil || rec.BodyLen == 0 {
+		return bytes.NewReader(rec.Body), int64(len(rec.Body)), nil
+	}
+	rc, err := d.a.store.Body(rec.ID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read body: %w", err)
+	}
+	return rc, rec.BodyLen, nil
 }
 
 // targetURL appends the escaped path suffix and the raw query to the target URL, keeping both

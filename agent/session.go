@@ -71,18 +71,21 @@ type session struct {
 	wg      sync.WaitGroup
 
 	recorded chan []string // v2: ids the relay confirmed, from the reader to the reporter
+	bodies   stagedBodies  // streamed bodies, from the reader to the store workers
 }
 
 func newSession(a *Agent, tun protocol.Tunnel) *session {
 	env := a.sessionEnv()
-	return &session{
+	s := &session{
 		env:      env,
 		tun:      tun,
 		log:      env.log.With("transport", tun.Transport()),
-		asm:      &protocol.Assembler{MaxBody: maxBody},
+		asm:      &protocol.Assembler{MaxBody: maxBody, SinkOver: sinkOver},
 		slots:    make(chan struct{}, storeWorkers),
 		recorded: make(chan []string, 64),
 	}
+	s.asm.Sink = s.sinkFor
+	return s
 }
 
 // run performs the handshake and serves the session until the tunnel fails or ctx ends.
@@ -109,6 +112,7 @@ func (s *session) run(ctx context.Context) error {
 	err := s.conn.Run(s.ctx, s.handle) // closes the tunnel
 	cancel()
 	s.wg.Wait()
+	s.dropBodies()
 	return err
 }
 
@@ -185,7 +189,7 @@ func (s *session) handle(f protocol.Frame) error {
 		if !done {
 			break
 		}
-		s.env.emit(Event{Kind: EventReceived, Endpoint: w.Endpoint, ID: w.ID, Bytes: len(w.Body), Replay: w.Replay})
+		s.env.emit(Event{Kind: EventReceived, Endpoint: w.Endpoint, ID: w.ID, Bytes: int(w.BodyLen), Replay: w.Replay})
 		if !s.startStore(w) {
 			return errSessionEnded
 		}
@@ -229,6 +233,7 @@ func (s *session) startStore(w *protocol.Webhook) bool {
 // True when w is held (stored now or before).
 func (s *session) storeWebhook(w *protocol.Webhook) bool {
 	if s.env.routes[w.Endpoint] == nil {
+		s.appendRecord(w, nil, true) // drops a staged body
 		s.nack(w, "no_route", "no route for endpoint "+w.Endpoint)
 		return false
 	}
@@ -248,11 +253,11 @@ func (s *session) storeWebhook(w *protocol.Webhook) bool {
 	}
 	// Not the session's context: an append under way finishes even if the tunnel drops (the
 	// relay then redelivers, and the duplicate is acked).
-	err := s.env.store.Append(context.Background(), rec)
+	err := s.appendRecord(w, rec, false)
 	switch {
 	case err == nil:
-		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", len(w.Body), "replay", w.Replay)
-		s.env.emit(Event{Kind: EventStored, Endpoint: w.Endpoint, ID: w.ID, Bytes: len(w.Body), Replay: w.Replay})
+		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", w.BodyLen, "replay", w.Replay)
+		s.env.emit(Event{Kind: EventStored, Endpoint: w.Endpoint, ID: w.ID, Bytes: int(w.BodyLen), Replay: w.Replay})
 		s.ack(w.ID)
 	case errors.Is(err, persist.ErrExists):
 		if w.Replay {

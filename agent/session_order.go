@@ -49,6 +49,7 @@ func (s *session) runOrdered(o *orderedStore) {
 			return
 		case w := <-o.in:
 			if o.refused != "" && w.ID != o.refused {
+				s.appendRecord(w, nil, true) // drops a staged body
 				s.nack(w, "ordered", orderedRefused)
 				continue
 			}

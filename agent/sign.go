@@ -1,14 +1,18 @@
 package agent
 
 import (
+	"bytes"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
 )
 
 // Sign is a route's `sign:`: hookrelay signs what it delivers, so the target verifies
@@ -56,8 +60,9 @@ func (s *Sign) validate() error {
 }
 
 // apply moves the sender's webhook-* headers to hookrelay-original-webhook-* and signs the
-// attempt: id is hookrelay's id, at the attempt's time.
-func (sw *StandardWebhooksSign) apply(h http.Header, id string, at time.Time, body []byte) {
+// attempt over body (read to its end: a large body streamed from the store is hashed as it
+// is read, never whole in memory): id is hookrelay's id, at the attempt's time.
+func (sw *StandardWebhooksSign) apply(h http.Header, id string, at time.Time, body io.Reader) error {
 	for _, k := range []string{swID, swTimestamp, swSignature} {
 		if v, ok := h[k]; ok && !(k == swID && len(v) == 1 && v[0] == id) { // not the default we set
 			h[swOriginal+k] = v
@@ -65,18 +70,40 @@ func (sw *StandardWebhooksSign) apply(h http.Header, id string, at time.Time, bo
 		delete(h, k)
 	}
 	ts := strconv.FormatInt(at.Unix(), 10)
+	sig, err := standardSignature(sw.key, id, ts, body)
+	if err != nil {
+		return fmt.Errorf("sign: read body: %w", err)
+	}
 	h[swID] = []string{id}
 	h[swTimestamp] = []string{ts}
-	h[swSignature] = []string{"v1," + standardSignature(sw.key, id, ts, body)}
+	h[swSignature] = []string{"v1," + sig}
+	return nil
 }
 
 // standardSignature is base64(HMAC-SHA256(key, id + "." + timestamp + "." + body)).
-func standardSignature(key []byte, id, ts string, body []byte) string {
+func standardSignature(key []byte, id, ts string, body io.Reader) (string, error) {
 	mac := hmac.New(sha256.New, key)
 	mac.Write([]byte(id))
 	mac.Write([]byte{'.'})
 	mac.Write([]byte(ts))
 	mac.Write([]byte{'.'})
-	mac.Write(body)
-	return base64.StdEncoding.EncodeToString(mac.Sum(nil))
+	if _, err := io.Copy(mac, body); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(mac.Sum(nil)), nil
+}
+
+// sign signs an attempt of rec on its route, reading a body the lease left out (a large
+// one) from the store.
+func (d *deliverer) sign(h http.Header, rec *persist.Record) error {
+	var body io.Reader = bytes.NewReader(rec.Body)
+	if rec.Body == nil && rec.BodyLen > 0 {
+		rc, err := d.a.store.Body(rec.ID)
+		if err != nil {
+			return fmt.Errorf("sign: read body: %w", err)
+		}
+		defer rc.Close()
+		body = rc
+	}
+	return d.r.Sign.StandardWebhooks.apply(h, rec.ID, time.Now(), body)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/testutil"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // The Standard Webhooks specification's own example.
@@ -30,7 +31,9 @@ func TestStandardWebhooksSpecExample(t *testing.T) {
 	}
 	ts, _ := strconv.ParseInt(swSpecTS, 10, 64)
 	h := http.Header{}
-	s.StandardWebhooks.apply(h, swSpecID, time.Unix(ts, 0), []byte(swSpecBody))
+	if err := s.StandardWebhooks.apply(h, swSpecID, time.Unix(ts, 0), strings.NewReader(swSpecBody)); err != nil {
+		t.Fatal(err)
+	}
 	if got := h.Get("Webhook-Signature"); got != swSpecSig {
 		t.Errorf("signature %q, want the specification's %q", got, swSpecSig)
 	}
@@ -100,7 +103,8 @@ func TestSignedDelivery(t *testing.T) {
 			t.Errorf("webhook-timestamp %q is not the attempt's time", ts)
 		}
 		stamps[id+ts] = true
-		want := "v1," + standardSignature(key, id, ts, r.Body)
+		sig, _ := standardSignature(key, id, ts, bytes.NewReader(r.Body))
+		want := "v1," + sig
 		if got := r.Header.Get("Webhook-Signature"); !hmac.Equal([]byte(got), []byte(want)) {
 			t.Errorf("signature %q, want %q", got, want)
 		}
@@ -121,5 +125,38 @@ func TestSignedDelivery(t *testing.T) {
 	}
 	if len(stamps) != 4 {
 		t.Errorf("attempts share a timestamp (%d distinct of 4): each attempt is signed at its own time", len(stamps))
+	}
+}
+
+// TestSignedLargeBody: a body the agent streams from its store (not held in memory) is
+// signed over its exact bytes.
+func TestSignedLargeBody(t *testing.T) {
+	body := make([]byte, 3<<20+17)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	key, _ := base64.StdEncoding.DecodeString(strings.TrimPrefix(swSpecSecret, "whsec_"))
+	tg := newTarget(t, nil)
+	fr := newFakeRelay(t)
+	r := fastRoute(tg.URL)
+	r.Sign = &Sign{StandardWebhooks: &StandardWebhooksSign{Secret: swSpecSecret}}
+	a := newTestAgent(t, fr.url(), r)
+	runAgent(t, a)
+	c := fr.welcome(t)
+	c.send(t, &protocol.Webhook{ID: "bigsigned", Endpoint: "ep", Method: "POST", ReceivedAt: time.Now(),
+		BodyLen: int64(len(body)), BodyFrom: bytes.NewReader(body)})
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		if len(tg.requests("bigsigned")) == 0 {
+			return fmt.Errorf("not delivered")
+		}
+		return nil
+	})
+	got := tg.requests("bigsigned")[0]
+	if !bytes.Equal(got.Body, body) {
+		t.Fatalf("body: %d bytes, want %d", len(got.Body), len(body))
+	}
+	sig, _ := standardSignature(key, "bigsigned", got.Header.Get("Webhook-Timestamp"), bytes.NewReader(body))
+	if got.Header.Get("Webhook-Signature") != "v1,"+sig {
+		t.Errorf("signature %q, want %q", got.Header.Get("Webhook-Signature"), "v1,"+sig)
 	}
 }

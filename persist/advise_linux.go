@@ -22,6 +22,27 @@ import (
 // writeback writes what changed (43 KiB per commit). It is only a hint: it changes no data
 // and no durability, and a range that was unmapped meanwhile just fails.
 func adviseRandom(dir string) int {
+	return adviseMapped(dir, func(path []byte) bool {
+		return bytes.HasSuffix(path, []byte(".mem")) || bytes.HasSuffix(path, []byte(".vlog"))
+	}, syscall.MADV_RANDOM)
+}
+
+// dropBodyPages unmaps from this process the pages of the value logs under dir
+// (MADV_DONTNEED). Badger writes and reads values through shared mappings of those files, so
+// every body staged or streamed stayed resident, counted in the process's memory, until the
+// kernel needed the room: a few 10 MiB bodies made tens of MiB of RSS. On a shared file
+// mapping MADV_DONTNEED only drops this process's page-table entries: the data stays in the
+// page cache (dirty pages too, written back and synced as before), and a later access faults
+// it in again.
+func dropBodyPages(dir string) int {
+	return adviseMapped(dir, func(path []byte) bool {
+		return bytes.HasSuffix(path, []byte(".vlog"))
+	}, syscall.MADV_DONTNEED)
+}
+
+// adviseMapped applies advice to the mappings of files under dir that match, and returns how
+// many it advised.
+func adviseMapped(dir string, match func(path []byte) bool, advice int) int {
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
 		return 0
@@ -31,8 +52,7 @@ func adviseRandom(dir string) int {
 	for line := range bytes.Lines(maps) {
 		// start-end perms offset dev inode path
 		f := bytes.Fields(line)
-		if len(f) < 6 || !bytes.HasPrefix(f[5], prefix) ||
-			!(bytes.HasSuffix(f[5], []byte(".mem")) || bytes.HasSuffix(f[5], []byte(".vlog"))) {
+		if len(f) < 6 || !bytes.HasPrefix(f[5], prefix) || !match(f[5]) {
 			continue
 		}
 		lo, hi, ok := bytes.Cut(f[0], []byte("-"))
@@ -44,7 +64,7 @@ func adviseRandom(dir string) int {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), syscall.MADV_RANDOM)
+		_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), uintptr(advice))
 		if errno == 0 {
 			n++
 		}

@@ -42,7 +42,7 @@ type Record struct {
 	Path        string
 	Query       string
 	Headers     []Header
-	Body        []byte // nil in List's records; Lease and Get fill it
+	Body        []byte // nil in List's records; Lease and Get fill it (Lease not over Options.LeaseBodyMax)
 	BodyLen     int64  // the body's length in bytes, also where Body is left out (set by Append)
 	Replay      bool   // the next delivery is a replay (hookrelay-replay: 1)
 	State       State
@@ -60,6 +60,8 @@ type Record struct {
 	// otherwise. ReleaseLease and ExtendLease act only while that lease is the current one,
 	// so a holder whose lease expired cannot touch a later holder's.
 	Lease uint64
+
+	parts string // the staging name its body's segments have, when not its id (parts.go)
 }
 
 // Options configures a Store. Zero values mean the defaults given.
@@ -92,6 +94,9 @@ type Options struct {
 	// valueDir puts Badger's value log in another directory (tests only: a filesystem that
 	// fails writes, for TestValueLogWritebackError). "" = Dir.
 	valueDir string
+	// LeaseBodyMax: Lease and LeaseHead leave out bodies over this many bytes (Record.Body
+	// nil, BodyLen set), for the caller to stream with Body. 0 = never leave one out.
+	LeaseBodyMax int64
 	// OnCommit, when set, is called after each group commit with the number of records written
 	// in it and how long the synced write took (for metrics).
 	OnCommit func(records int, took time.Duration)

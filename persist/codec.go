@@ -65,7 +65,7 @@ func validID(id string) bool {
 
 // recordSize is what a record counts against its queue's quota.
 func recordSize(r *Record) int64 {
-	n := int64(len(r.Body))
+	n := int64(bodyLenOf(r))
 	for _, h := range r.Headers {
 		n += int64(len(h.Name) + len(h.Value))
 	}
@@ -94,7 +94,8 @@ const (
 //	byte metaVersion, uvarint state, uvarint attempts, varint next, received, finished
 //	(unix ns, 0 = zero time), byte flags, varint size, uvarint bodyLen, string queue,
 //	method, path, query, uvarint n + n×(string name, value), string deadReason,
-//	uvarint n + n×(varint at, varint status, varint millis, string error), string holder
+//	uvarint n + n×(varint at, varint status, varint millis, string error), string holder,
+//	string parts (only when the body was staged under a name of its own: parts.go)
 //
 // Fields are only ever appended (holder was): a value that ends before one decodes it as
 // empty, so records written before it need no migration.
@@ -142,6 +143,9 @@ func encodeMeta(r *Record, bodyLen int) []byte {
 		b = appendString(b, d.Error)
 	}
 	b = appendString(b, r.Holder)
+	if r.parts != "" {
+		b = appendString(b, r.parts)
+	}
 	return b
 }
 
@@ -173,6 +177,9 @@ func decodeMeta(id string, v []byte) (*Record, int, error) {
 	}
 	if d.err == nil && len(d.b) > 0 {
 		r.Holder = d.str()
+	}
+	if d.err == nil && len(d.b) > 0 {
+		r.parts = d.str()
 	}
 	if d.err != nil {
 		return nil, 0, fmt.Errorf("record %s: %w", id, d.err)

@@ -26,11 +26,12 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 		r.ReceivedAt = now
 	}
 	r.State = StateReady
-	r.BodyLen = int64(len(r.Body))
+	bodyLen := bodyLenOf(r) // see AppendBody
+	r.BodyLen = int64(bodyLen)
 	r.Size = recordSize(r)
 	r.FinishedAt = time.Time{}
 	r.Deliveries = lastDeliveries(r.Deliveries)
-	meta := encodeMeta(r, len(r.Body))
+	meta := encodeMeta(r, bodyLen)
 	var cached []byte // the recent cache's own copy: the caller may reuse r.Body afterwards
 	if len(r.Body) <= recentBodyMax {
 		cached = slices.Clone(r.Body)

@@ -68,7 +68,7 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 				if found[i] != nil {
 					continue
 				}
-				r, err := readRecord(txn, e.id, true)
+				r, err := s.readLeased(txn, e.id)
 				if errors.Is(err, ErrNotFound) {
 					continue // deleted while we looked
 				}
@@ -388,7 +388,7 @@ func readRecord(txn *badger.Txn, id string, body bool) (*Record, error) {
 	}
 	r.Body = make([]byte, 0, bodyLen)
 	for i := range segments(bodyLen) {
-		item, err := txn.Get(bodyKey(id, i))
+		item, err := txn.Get(bodyKey(partsName(r), i))
 		if err != nil {
 			return nil, fmt.Errorf("read body %s segment %d: %w", id, i, err)
 		}
@@ -456,7 +456,7 @@ func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, 
 	if r == nil {
 		err := s.db.View(func(txn *badger.Txn) error {
 			var err error
-			r, err = readRecord(txn, id, true)
+			r, err = s.readLeased(txn, id)
 			return err
 		})
 		if err != nil {

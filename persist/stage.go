@@ -107,7 +107,7 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 		}
 	}
 	for i := range segments(st.bodyLen) {
-		if err := b.del(bodyKey(id, i)); err != nil {
+		if err := b.del(bodyKey(partsName(st.rec), i)); err != nil {
 			return fmt.Errorf("record %s: %w", id, err)
 		}
 	}
@@ -166,8 +166,8 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 	b.qbytes[r.Queue] += r.Size
 	rec := *r
 	rec.Body = nil
-	b.ov[r.ID] = &staged{rec: &rec, bodyLen: len(r.Body), txn: b.cur.last}
-	b.record(r.ID, &rec, len(r.Body), cached)
+	b.ov[r.ID] = &staged{rec: &rec, bodyLen: bodyLenOf(r), txn: b.cur.last}
+	b.record(r.ID, &rec, bodyLenOf(r), cached)
 	return nil
 }
 

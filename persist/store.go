@@ -160,6 +160,7 @@ func (s *Store) load() error {
 	now := time.Now()
 	var orphans [][]byte
 	var last string
+	named := map[string]bool{} // staging names of bodies that records name (parts.go)
 	err := s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{PrefetchValues: true, PrefetchSize: 256, Prefix: metaPrefix})
 		defer it.Close()
@@ -167,7 +168,7 @@ func (s *Store) load() error {
 			item := it.Item()
 			id := string(item.Key()[len(metaPrefix):])
 			err := item.Value(func(v []byte) error {
-				sum, _, err := decodeSummary(v)
+				sum, bodyLen, err := decodeSummary(v)
 				if err != nil {
 					// Set aside, never deleted: its body stays too (see the orphan scan).
 					s.log.Error("persist: record quarantined: its metadata does not decode", "id", id, "err", err)
@@ -175,7 +176,12 @@ func (s *Store) load() error {
 					return nil
 				}
 				s.idx.addLocked(id, sum, now)
-				last = id // keys come in order: the largest id is the last
+				last = id                 // keys come in order: the largest id is the last
+				if bodyLen > stageFlush { // maybe staged in parts under a name of its own
+					if r, _, err := decodeMeta(id, v); err == nil && r.parts != "" {
+						named[r.parts] = true
+					}
+				}
 				return nil
 			})
 			if err != nil {
@@ -187,6 +193,14 @@ func (s *Store) load() error {
 		for bt.Rewind(); bt.Valid(); bt.Next() {
 			k := bt.Item().Key()
 			id := bodyKeyID(k)
+			if id != "" && id[0] == partsMark {
+				// A staged body no record names: its append never committed. Kept while a
+				// record is quarantined, which may be the one naming it.
+				if !named[id] && len(s.quarantined) == 0 {
+					orphans = append(orphans, bt.Item().KeyCopy(nil))
+				}
+				continue
+			}
 			if _, ok := s.idx.byID[id]; !ok && !slices.Contains(s.quarantined, id) {
 				orphans = append(orphans, bt.Item().KeyCopy(nil))
 			}
@@ -208,7 +222,8 @@ func (s *Store) load() error {
 	return nil
 }
 
-// deleteKeys deletes keys outside the committer (Open only), in as few transactions as fit.
+// deleteKeys deletes keys outside the committer (Open, and the staged parts of a body that was
+// never appended: keys no request of the committer touches), in as few transactions as fit.
 func (s *Store) deleteKeys(keys [][]byte) error {
 	txn := s.db.NewTransaction(true)
 	defer func() { txn.Discard() }()
@@ -278,14 +293,15 @@ func (s *Store) reapLoop() {
 // to advise (Badger maps a new memtable WAL or value-log file now and then).
 const adviseEvery = 100 * time.Millisecond
 
-// adviseLogs marks the mappings of Badger's logs MADV_RANDOM (advise_linux.go) when
-// adviseEvery has passed since it last did.
+// adviseLogs marks the mappings of Badger's logs MADV_RANDOM, and drops the value-log pages
+// that commits left mapped (advise_linux.go), when adviseEvery has passed since it last did.
 func (s *Store) adviseLogs(now time.Time) {
 	if now.Sub(s.advisedAt) < adviseEvery {
 		return
 	}
 	s.advisedAt = now
 	adviseRandom(s.mapsDir)
+	dropBodyPages(s.mapsDir)
 }
 
 func (s *Store) kickReaper() {

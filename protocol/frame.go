@@ -56,6 +56,7 @@ package protocol
 
 import (
 	"errors"
+	"io"
 	"time"
 )
 
@@ -168,6 +169,10 @@ type Webhook struct {
 	// with several data streams (QUIC sends them all on the stream the key hashes to, and
 	// their chunks too); else a webhook's stream follows its id.
 	OrderKey string
+	// BodyFrom is not sent. When set, SendWebhook reads the BodyLen bytes of the body from it
+	// a chunk at a time as it sends them (Body is ignored), so a large body is never whole in
+	// memory; it closes BodyFrom when it is an io.Closer.
+	BodyFrom io.Reader
 }
 
 // Chunk continues the body of the Webhook with the same ID.

@@ -16,8 +16,11 @@ const (
 	// WriteFrame blocks (one frame is always let in, however large).
 	quicWriteQueue = 128 << 10
 	// quicKeepBuf is the largest write buffer a stream writer keeps once its stream goes
-	// idle; while frames keep coming it keeps buffers up to twice quicWriteQueue.
-	quicKeepBuf = 16 << 10
+	// idle; while frames keep coming it keeps buffers up to quicKeepBusy: a queue full and a
+	// body chunk frame past it, as append grows them (with less, every chunk of a large body
+	// made a new buffer: 30 MiB of garbage for three 10 MiB bodies).
+	quicKeepBuf  = 16 << 10
+	quicKeepBusy = 2 * (quicWriteQueue + DefaultChunk)
 	// quicReadQueue is how many batches of decoded frames may wait for ReadFrame, from all
 	// streams, and quicReadBatch the most frames in a batch.
 	quicReadQueue = 8
@@ -425,7 +428,7 @@ func (w *streamWriter) next() (batch []byte, ok bool) {
 func (w *streamWriter) sent(batch []byte, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if cap(batch) <= 2*quicWriteQueue {
+	if cap(batch) <= quicKeepBusy {
 		w.spare = batch[:0]
 	}
 	if err != nil {

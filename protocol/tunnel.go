@@ -21,6 +21,7 @@ type Tunnel interface {
 	// with several streams keeps a webhook and its chunks on one stream. A frame over the
 	// maximum frame size fails with ErrFrameTooLarge and leaves the tunnel usable. QUIC queues
 	// the frame (a bounded queue per stream) and returns; a failed send shows on a later call.
+	// Either way the frame's bytes are not kept once it returns: the caller may reuse them.
 	WriteFrame(Frame) error
 	// Close closes the tunnel; it is idempotent and unblocks ReadFrame.
 	Close() error

@@ -30,8 +30,9 @@ func (s *Server) newAdmin(tokenHash string) (*admin.Handler, error) {
 	return admin.New(admin.Config{
 		Side:      admin.Relay,
 		Store:     adminStore{s.queue},
-		Agents:    func() []admin.AgentInfo { return s.hub.agents() },
+		Agents:    s.agentsInfo,
 		Status:    s.adminStatus,
+		Series:    s.series,
 		TokenHash: tokenHash,
 		OnReplay:  s.onReplay,
 		Log:       s.log,
@@ -222,4 +223,16 @@ func (s *Server) logAdmin(adminLn net.Listener) {
 	default:
 		s.log.Warn("admin API and /metrics disabled: admin_token is not set (hookrelay token prints one)")
 	}
+}
+
+// agentsInfo lists the connected agents; in cluster mode each names this relay (node_id),
+// since the cluster's relays share one admin API behind a load balancer.
+func (s *Server) agentsInfo() []admin.AgentInfo {
+	list := s.hub.agents()
+	if s.cfg.Clustered() {
+		for i := range list {
+			list[i].Node = s.cfg.NodeID
+		}
+	}
+	return list
 }

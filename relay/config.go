@@ -7,12 +7,12 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"github.com/hookrelay/hookrelay/internal/secretref"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
 )
@@ -98,6 +98,21 @@ type Config struct {
 	KeepDeadMax int           `yaml:"keep_dead_max"`
 	// RetentionInterval is how often retention is enforced (and once at start). Default 1m.
 	RetentionInterval time.Duration `yaml:"retention_interval"`
+	// Channels, when enabled, lets anyone make a stream-only smee endpoint at GET /new
+	// (channels.go). Default off.
+	Channels ChannelsConfig `yaml:"channels"`
+	// SmeeKeepAlive is how often a smee stream with nothing to send gets a ping event (as
+	// smee.io's every 30s). Default 30s.
+	SmeeKeepAlive time.Duration `yaml:"smee_keepalive"`
+
+	// OTel exports a trace span per ingress over OTLP/HTTP; absent: off.
+	OTel *tracing.Config `yaml:"otel"`
+
+	// Store chooses the queue: absent, the embedded Badger store in DataDir; store.nats, a
+	// JetStream cluster (config_store.go).
+	Store StoreConfig `yaml:"store"`
+	// NodeID names this relay among a cluster's (admin agents list, logs). Default: hostname.
+	NodeID string `yaml:"node_id"`
 
 	// Version is reported by GET /v1/info; set by main, never read from YAML.
 	Version string `yaml:"-"`
@@ -136,6 +151,11 @@ type Endpoint struct {
 	Ordered bool `yaml:"ordered"`
 	// Verify, when set, is checked before storing (relay/verify).
 	Verify *verify.Config `yaml:"verify"`
+	// Handshake, when set, answers providers' URL handshakes at the relay (config_handshake.go).
+	Handshake *HandshakeConfig `yaml:"handshake"`
+	// Smee streams the endpoint's webhooks to smee clients (smee.go); without Tokens the
+	// endpoint is stream-only. The name must have at least 20 characters. Default false.
+	Smee bool `yaml:"smee"`
 }
 
 // Defaults.
@@ -194,6 +214,7 @@ func LoadConfig(path string) (*Config, error) {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	c.resolvePaths(filepath.Dir(path))
+	c.resolveMTLSPaths(filepath.Dir(path))
 	c.applyEnv(os.Getenv)
 	c.applyDefaults()
 	return c, nil
@@ -249,6 +270,7 @@ func (c *Config) applyEnv(getenv func(string) string) {
 }
 
 func (c *Config) resolvePaths(dir string) {
+	c.resolveStorePaths(dir)
 	if c.TLS == nil {
 		return
 	}
@@ -278,6 +300,7 @@ func (c *Config) applyDefaults() {
 	setDur(&c.KeepDead, defaultKeepDead)
 	setInt(&c.KeepDeadMax, defaultKeepDeadMax)
 	setDur(&c.RetentionInterval, defaultRetentionInterval)
+	c.applyStoreDefaults()
 	if c.IngressBuffer == 0 {
 		c.IngressBuffer = DefaultIngressBuffer
 	}
@@ -285,6 +308,7 @@ func (c *Config) applyDefaults() {
 	if c.PerClientBuffer == 0 {
 		c.PerClientBuffer = DefaultPerClientBuffer
 	}
+	c.applySmeeDefaults()
 	for i := range c.Endpoints {
 		e := &c.Endpoints[i]
 		setDur(&e.Retention, DefaultRetention)
@@ -324,6 +348,11 @@ func (c *Config) Validate() error {
 	bad := func(key, format string, args ...any) {
 		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
 	}
+	if c.OTel != nil {
+		if err := c.OTel.Validate("otel"); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	checkAddr := func(key, v string, optional bool) {
 		if v == "" && optional {
 			return
@@ -333,6 +362,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	checkAddr("addr", c.Addr, false)
+	c.validateStore(bad)
 	checkAddr("quic_addr", c.QUICAddr, true)
 	checkAddr("admin_addr", c.AdminAddr, true)
 	if c.AdminToken != "" && !validHash(c.AdminToken) {
@@ -392,6 +422,8 @@ func (c *Config) Validate() error {
 	for i := range c.Endpoints {
 		errs = append(errs, c.Endpoints[i].validate(fmt.Sprintf("endpoints[%d]", i), seen, i)...)
 	}
+	errs = append(errs, c.validateMTLS()...)
+	errs = append(errs, c.validateSmee()...)
 	for i := range c.Endpoints {
 		if c.Endpoints[i].MaxBody > protocol.DefaultMaxBody {
 			bad(fmt.Sprintf("endpoints[%d].max_body", i), "%s is over %s, the largest body the tunnel carries to agents",
@@ -407,70 +439,4 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
-}
-
-func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
-	var errs []error
-	bad := func(sub, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("%s.%s: "+format, append([]any{key, sub}, args...)...))
-	}
-	switch {
-	case e.Name == "":
-		bad("name", "missing: every endpoint needs a name (letters, digits, '-', '_' and '.')")
-	case !validName(e.Name):
-		bad("name", "%q is not allowed: use letters, digits, '-', '_' and '.' (1 to 64 characters, not . or ..)", e.Name)
-	default:
-		if j, dup := seen[e.Name]; dup {
-			bad("name", "%q is used twice (also endpoints[%d]): names must be unique", e.Name, j)
-		}
-		seen[e.Name] = i
-	}
-	for j, t := range e.Tokens {
-		if !validHash(t) {
-			bad(fmt.Sprintf("tokens[%d]", j), "not a token hash: use \"sha256:\" + 64 lowercase hex digits (hookrelay token prints one)")
-		}
-	}
-	if e.Retention < 0 {
-		bad("retention", "%v is negative: use a duration like 72h", e.Retention)
-	}
-	if e.OutcomeTimeout < 0 {
-		bad("outcome_timeout", "%v is negative: use a duration like 24h", e.OutcomeTimeout)
-	}
-	if e.Quota < 0 {
-		bad("quota", "%d is negative: use a size like 1GiB, or 0 for none", e.Quota)
-	}
-	if e.Rate < 0 {
-		bad("rate", "%v is negative: use requests per second, or 0 for unlimited", e.Rate)
-	}
-	if e.Burst < 0 {
-		bad("burst", "%d is negative: use a positive count", e.Burst)
-	}
-	if e.MaxBody < 0 {
-		bad("max_body", "%d is negative: use a size like 25MiB", e.MaxBody)
-	}
-	if _, err := verify.New(e.Verify); err != nil {
-		// verify's errors name their key from "verify." on, one per line.
-		for _, line := range strings.Split(err.Error(), "\n") {
-			errs = append(errs, fmt.Errorf("%s.%s", key, line))
-		}
-	}
-	return errs
-}
-
-func validName(s string) bool {
-	if len(s) > 64 || s == "." || s == ".." {
-		return false
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return false
-		}
-	}
-	return s != ""
-}
-
-// validHash reports whether s is "sha256:" + 64 lowercase hex digits.
-func validHash(s string) bool {
-	_, err := protocol.ParseSHA256(s)
-	return err == nil && s == strings.ToLower(s)
 }

@@ -188,19 +188,17 @@ func (s *session) sleep(d time.Duration) bool {
 }
 
 // webhookFrame is the frame that carries leased record r. A body the queue left out of the
-// lease (a large one, stored in parts) is read through Queue.Body.
+// lease (a large one, stored in parts) is streamed from Queue.Body as the frame is sent, a
+// chunk at a time.
 func (s *session) webhookFrame(r *persist.Record) (*protocol.Webhook, error) {
-	body := r.Body
-	if body == nil && r.BodyLen > 0 {
+	var from io.Reader
+	bodyLen := int64(len(r.Body))
+	if r.Body == nil && r.BodyLen > 0 {
 		rc, err := s.queue.Body(s.ctx, r.ID)
 		if err != nil {
 			return nil, fmt.Errorf("read body of %s: %w", r.ID, err)
 		}
-		body, err = io.ReadAll(io.LimitReader(rc, r.BodyLen))
-		rc.Close()
-		if err != nil {
-			return nil, fmt.Errorf("read body of %s: %w", r.ID, err)
-		}
+		from, bodyLen = rc, r.BodyLen
 	}
 	hs := make([]protocol.Header, len(r.Headers))
 	for i, h := range r.Headers {
@@ -215,7 +213,8 @@ func (s *session) webhookFrame(r *persist.Record) (*protocol.Webhook, error) {
 		Path:       r.Path,
 		Query:      r.Query,
 		Headers:    hs,
-		BodyLen:    int64(len(body)),
-		Body:       body,
+		BodyLen:    bodyLen,
+		Body:       r.Body,
+		BodyFrom:   from,
 	}, nil
 }

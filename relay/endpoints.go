@@ -31,6 +31,8 @@ type endpoint struct {
 	tokens   [][sha256.Size]byte
 	verifier *verify.Verifier
 	limiter  *rate.Limiter // nil when cfg.Rate == 0
+	// handshakes answers providers' URL handshakes (handshake.go); nil when none is configured.
+	handshakes *handshakes
 }
 
 // newLive compiles a validated cfg. An endpoint whose rate and burst did not change keeps its
@@ -58,7 +60,7 @@ func newLive(cfg *Config, old *live) (*live, error) {
 
 // newEndpoint compiles c; trusted are the relay's trusted_proxies, which its ip_allow honours.
 func newEndpoint(c Endpoint, prev *endpoint, trusted []netip.Prefix) (*endpoint, error) {
-	e := &endpoint{name: c.Name, cfg: c}
+	e := &endpoint{name: c.Name, cfg: c, handshakes: newHandshakes(c.Handshake)}
 	for i, t := range c.Tokens {
 		h, err := protocol.ParseSHA256(t)
 		if err != nil {

@@ -6,14 +6,15 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
 	"golang.org/x/time/rate"
 
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
@@ -38,9 +39,16 @@ const (
 // the webhook is stored (fsynced); every failure to store gets an error status. Each answer
 // is counted by endpoint and code, and each refusal by its limit.
 func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
+	if s.serveSmee(w, r) {
+		return
+	}
 	sw := &statusWriter{ResponseWriter: w}
 	label := unknownEndpoint
-	defer func() { s.metrics.countIngress(label, sw.status()) }()
+	span, r := s.startIngressSpan(r)
+	defer func() {
+		s.metrics.countIngress(label, sw.status())
+		span.End(sw.status(), "")
+	}()
 	lv := s.live.Load()
 	if !s.serving() {
 		s.metrics.reject(label, limitStopping)
@@ -53,7 +61,7 @@ func (s *Server) handleIngress(w http.ResponseWriter, r *http.Request) {
 		writeError(sw, http.StatusNotFound, "no endpoint in path: use /h/{endpoint}[/path]")
 		return
 	}
-	ep := lv.eps[name]
+	ep := s.endpointFor(lv, name)
 	if ep == nil {
 		writeError(sw, http.StatusNotFound, fmt.Sprintf("unknown endpoint %q", clip(name, 64)))
 		return
@@ -108,6 +116,9 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		s.refuseVerify(sw, r, ep, err)
 		return
 	}
+	if s.answerQueryHandshake(sw, r, ep) {
+		return
+	}
 
 	rc := http.NewResponseController(w)
 	deadline := time.Now().Add(lv.cfg.BodyTimeout)
@@ -115,30 +126,20 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	rc.SetWriteDeadline(deadline)
 	budget := &bodyBudget{s: s, client: use, limit: int64(lv.cfg.IngressBuffer), clientLimit: int64(lv.cfg.PerClientBuffer)}
 	defer budget.release()
+	if r.ContentLength > streamOver && !ep.verifier.NeedsBody() {
+		s.ingestStreamed(sw, w, r, rc, lv, ep, suffix, budget)
+		return
+	}
 	body, err := readBody(http.MaxBytesReader(w, r.Body, maxBody), r.ContentLength, maxBody, budget)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		switch {
-		case errors.As(err, &mbe):
-			tooBig()
-		case errors.Is(err, errIngressBusy):
-			s.metrics.reject(ep.name, limitBusy)
-			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "relay is busy: retry later")
-		case errors.Is(err, errClientBuffer):
-			s.metrics.reject(ep.name, limitClientBuffer)
-			retryLater(sw, http.StatusTooManyRequests, retryBusy, "too many body bytes in flight from your address (per_client_buffer): retry later")
-		case errors.Is(err, os.ErrDeadlineExceeded):
-			s.metrics.reject(ep.name, limitTimeout)
-			rc.SetWriteDeadline(time.Now().Add(answerGrace)) // the body's deadline has passed
-			writeError(sw, http.StatusRequestTimeout, fmt.Sprintf("body not received within %v", lv.cfg.BodyTimeout))
-		default:
-			s.log.Debug("ingress body read failed", "endpoint", ep.name, "remote", r.RemoteAddr, "err", err)
-			writeError(sw, http.StatusBadRequest, "could not read the request body")
-		}
+		s.answerBodyError(sw, r, rc, lv, ep, err)
 		return
 	}
 	w.Header().Del("Connection") // the body is read: the connection may be kept
 	now := time.Now()
+	if s.answerBodyHandshake(sw, r, ep, body, now) {
+		return
+	}
 	if err := ep.verifier.CheckBody(r, body, now); err != nil {
 		s.refuseVerify(sw, r, ep, err)
 		return
@@ -166,6 +167,8 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		Headers: storedHeaders(r.Header),
 		Body:    body,
 	}
+	span := traceOf(r)
+	rec.Headers = withTrace(rec.Headers, span.Traceparent())
 	err = s.queue.Append(r.Context(), rec)
 	if claim != nil {
 		if err != nil {
@@ -178,6 +181,8 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 		s.answerStoreError(sw, ep.name, err)
 		return
 	}
+	span.SetAttributes(attribute.String(tracing.AttrID, rec.ID), attribute.String("hookrelay.endpoint", ep.name))
+	s.afterAppend(r.Context(), ep, rec)
 	s.log.Debug("webhook accepted", "endpoint", ep.name, "id", rec.ID, "bytes", len(body))
 	writeJSON(sw, http.StatusAccepted, map[string]string{"id": rec.ID})
 }

@@ -8,6 +8,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/oklog/ulid/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -46,6 +47,7 @@ type metrics struct {
 	ingress       *prometheus.CounterVec // endpoint, code
 	rejected      *prometheus.CounterVec // endpoint, limit
 	verifyFailed  *prometheus.CounterVec // endpoint, scheme, reason
+	handshakes    *prometheus.CounterVec // endpoint, provider, result
 	duplicates    *prometheus.CounterVec // endpoint
 	dispatched    *prometheus.CounterVec // endpoint
 	acked         *prometheus.CounterVec // endpoint
@@ -58,6 +60,7 @@ type metrics struct {
 	reloads       *prometheus.CounterVec // result
 	commitBatch   prometheus.Histogram
 	commitSeconds prometheus.Histogram
+	latency       prometheus.Histogram // ingress to delivered report
 }
 
 func newMetrics() *metrics {
@@ -72,6 +75,9 @@ func newMetrics() *metrics {
 			"Ingress requests refused by a limit: body, rate, quota, disk, stopping, busy, path, timeout, store, client_requests, client_buffer, bcrypt.", "endpoint", "limit"),
 		verifyFailed: counter("hookrelay_verify_failures_total",
 			"Ingress requests that failed verification, by scheme and reason class.", "endpoint", "scheme", "reason"),
+		handshakes: counter("hookrelay_handshakes_total",
+			"Provider URL handshakes the relay answered itself, by provider and result: answered, bad_request, forbidden, unauthorized.",
+			"endpoint", "provider", "result"),
 		duplicates: counter("hookrelay_ingress_duplicates_total",
 			"Standard Webhooks messages already accepted inside the replay window: answered again, not stored.", "endpoint"),
 		dispatched: counter("hookrelay_webhooks_dispatched_total",
@@ -102,10 +108,15 @@ func newMetrics() *metrics {
 			Help:    "Duration of each group commit's synced write (fsync included).",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
 		}),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "hookrelay_delivery_latency_seconds",
+			Help:    "Time from ingress to the agent's report that the webhook was delivered.",
+			Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60, 300},
+		}),
 	}
-	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.duplicates, m.dispatched, m.acked,
+	m.reg.MustRegister(m.ingress, m.rejected, m.verifyFailed, m.handshakes, m.duplicates, m.dispatched, m.acked,
 		m.nacked, m.released, m.reoffered, m.reports, m.handshakeFail, m.sessionsEnded, m.reloads,
-		m.commitBatch, m.commitSeconds)
+		m.commitBatch, m.commitSeconds, m.latency)
 	// The contract: every name starts hookrelay_, the runtime's too.
 	prometheus.WrapRegistererWithPrefix("hookrelay_", m.reg).MustRegister(
 		collectors.NewGoCollector(),
@@ -137,6 +148,18 @@ func (m *metrics) onCommit(records int, took time.Duration) {
 	m.commitSeconds.Observe(took.Seconds())
 }
 
+// delivered observes the latency of a delivered webhook: from ingress, the time its id (a
+// ULID the store made on arrival) holds, to now.
+func (m *metrics) delivered(id string) {
+	u, err := ulid.ParseStrict(id)
+	if err != nil {
+		return
+	}
+	if d := time.Since(ulid.Time(u.Time())); d >= 0 {
+		m.latency.Observe(d.Seconds())
+	}
+}
+
 func (m *metrics) countIngress(endpoint string, code int) {
 	m.ingress.WithLabelValues(endpoint, strconv.Itoa(code)).Inc()
 }
@@ -149,13 +172,22 @@ func (m *metrics) verifyFailure(endpoint string, f *verify.Failure) {
 	m.verifyFailed.WithLabelValues(endpoint, f.Scheme, reasonClass(f)).Inc()
 }
 
+func (m *metrics) handshake(endpoint, provider, result string) {
+	m.handshakes.WithLabelValues(endpoint, provider, result).Inc()
+}
+
 // reasonClass maps a verification failure to a small fixed set: missing, malformed,
-// mismatch, expired, address. Failure.Reason itself may hold an address: not a label.
+// mismatch, expired, address, invalid (a client certificate that does not verify), subject.
+// Failure.Reason itself may hold an address: not a label.
 func reasonClass(f *verify.Failure) string {
 	r := f.Reason
 	switch {
 	case f.Scheme == verify.SchemeIPAllow && strings.HasPrefix(r, "address"):
 		return "address"
+	case f.Scheme == verify.SchemeMTLS && strings.HasPrefix(r, "subject"):
+		return "subject"
+	case f.Scheme == verify.SchemeMTLS && strings.HasPrefix(r, "invalid"):
+		return "invalid"
 	case strings.HasPrefix(r, "missing"):
 		return "missing"
 	case strings.HasPrefix(r, "malformed"):

@@ -23,7 +23,7 @@ const DefaultGroup = "default"
 // ErrInvalid): match them with errors.Is. Every method is safe for concurrent use.
 //
 // Bodies may be stored in parts: Lease and Get may leave Record.Body nil when it is large
-// (Record.BodyLen is its size then); Body reads it whole either way.
+// (Record.BodyLen is its size then); Body streams it either way.
 type Queue interface {
 	// Append stores r durably (fsynced, or replicated) and returns only then. It assigns
 	// r.ID, sortable and in commit order (id order is the order in which Appends returned),
@@ -31,6 +31,10 @@ type Queue interface {
 	// the endpoint's quota (finished records do not count), ErrDiskFull, ErrClosed, ErrInvalid
 	// (no endpoint in r.Queue). A ctx that ends before it is stored may abandon it.
 	Append(ctx context.Context, r *persist.Record) error
+	// AppendFrom is Append with the body read from body (r.Body is ignored) and stored as it
+	// is read, in parts, never whole in memory. A failed read of body fails it, and nothing
+	// is stored.
+	AppendFrom(ctx context.Context, r *persist.Record, body io.Reader) error
 
 	// Lease hands out up to max records of endpoint that are ready and due for group, oldest
 	// id first, in state Leased: no other Lease gets them until ttl passes, Release or Apply.
@@ -64,7 +68,7 @@ type Queue interface {
 
 	// Get returns a record, or ErrNotFound. Body may be nil (see Queue).
 	Get(ctx context.Context, id string) (*persist.Record, error)
-	// Body reads a record's body, byte-exact. The caller closes it.
+	// Body reads a record's body, byte-exact, without holding it whole. The caller closes it.
 	Body(ctx context.Context, id string) (io.ReadCloser, error)
 	// List returns records matching f, newest first, without bodies.
 	List(ctx context.Context, f persist.Filter) ([]*persist.Record, error)

@@ -1,19 +1,22 @@
 package relay
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // OpenBadgerQueue opens the embedded Badger store in opts.Dir as the relay's Queue: the
 // single-machine default. It holds DefaultGroup only, for now: per-group state on Badger
 // comes with consumer groups.
 func OpenBadgerQueue(opts persist.Options) (Queue, error) {
+	if opts.LeaseBodyMax == 0 {
+		opts.LeaseBodyMax = leaseBodyMax
+	}
 	st, err := persist.Open(opts)
 	if err != nil {
 		return nil, err
@@ -35,6 +38,18 @@ func checkGroup(group string, anyOK bool) error {
 
 func (q badgerQueue) Append(ctx context.Context, r *persist.Record) error {
 	return q.st.Append(ctx, r)
+}
+
+func (q badgerQueue) AppendFrom(ctx context.Context, r *persist.Record, body io.Reader) error {
+	w, err := q.st.NewBody()
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	if _, err := io.Copy(w, body); err != nil {
+		w.Abort()
+		return fmt.Errorf("append: %w", err)
+	}
+	return q.st.AppendBody(ctx, r, w)
 }
 
 func (q badgerQueue) Lease(_ context.Context, group, endpoint string, max int, ttl time.Duration) ([]*persist.Record, error) {
@@ -93,14 +108,17 @@ func (q badgerQueue) Get(_ context.Context, id string) (*persist.Record, error) 
 	return q.st.Get(id)
 }
 
-// Body reads the whole body with the record: Badger keeps bodies in 512 KiB segments, but
-// within the 32 MiB a webhook may have that is cheap enough for now.
+// leaseBodyMax is the largest body a lease carries: larger ones go out a tunnel chunk at a
+// time, read from their segments as they are sent (Body), never whole in memory.
+const leaseBodyMax = protocol.DefaultChunk
+
+// Body streams the body from its segments, one at a time.
 func (q badgerQueue) Body(_ context.Context, id string) (io.ReadCloser, error) {
-	r, err := q.st.Get(id)
+	rc, err := q.st.Body(id)
 	if err != nil {
 		return nil, fmt.Errorf("body: %w", err)
 	}
-	return io.NopCloser(bytes.NewReader(r.Body)), nil
+	return rc, nil
 }
 
 func (q badgerQueue) List(_ context.Context, f persist.Filter) ([]*persist.Record, error) {

@@ -11,12 +11,14 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/admin"
+	"github.com/hookrelay/hookrelay/internal/tracing"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay/verify"
@@ -42,8 +44,10 @@ type Server struct {
 	handler      http.Handler
 	adminHandler http.Handler // served on admin_addr; nil when it is not set
 	metrics      *metrics
+	series       *admin.Sampler // the admin UI's charts
 	dedup        *dedup
-	metricsOpen  bool // /metrics without admin_token: admin_addr is loopback
+	tracer       *tracing.Tracer // nil: otel off
+	metricsOpen  bool            // /metrics without admin_token: admin_addr is loopback
 
 	live            atomic.Pointer[live]            // swapped by Reload
 	cert            atomic.Pointer[tls.Certificate] // configured tls cert; swapped by Reload
@@ -56,6 +60,9 @@ type Server struct {
 	storeClosed atomic.Bool
 	ingressMem  atomic.Int64 // body bytes reserved by ingress requests in flight
 	clients     clients      // per client address: requests and body bytes in flight
+	smee        *smeeHub     // smee streams (smee.go)
+	smeeM       *smeeMetrics
+	channels    *channels // endpoints made at /new (channels.go)
 
 	// guarded by mu
 	mu          sync.Mutex
@@ -90,9 +97,16 @@ func New(cfg *Config, log *slog.Logger) (*Server, error) {
 		ready:   make(chan struct{}),
 		runDone: make(chan struct{}),
 	}
+	s.series = s.newSeries()
 	if err := s.setup(); err != nil {
 		return nil, err
 	}
+	tr, err := tracing.New(cfg.OTel, "hookrelay", cfg.Version)
+	if err != nil {
+		s.queue.Close()
+		return nil, err
+	}
+	s.tracer = tr
 	return s, nil
 }
 
@@ -104,6 +118,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/info", s.handleInfo)
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
+	mux.HandleFunc("GET /new", s.handleNewChannel) // and HEAD
 	if s.cfg.AdminAddr == "" {
 		s.adminRoutes(mux)
 	} else {
@@ -185,6 +200,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return err
 	}
 	srv := s.httpServer(s.handler)
+	srv.TLSConfig = s.ingressTLS()
 	adminSrv := s.httpServer(s.adminHandler)
 
 	var wg sync.WaitGroup
@@ -194,6 +210,8 @@ func (s *Server) Run(ctx context.Context) error {
 		wg.Go(func() { s.serveHTTP(adminSrv, adminLn, s.cfg.TLS != nil && !isLoopback(s.cfg.AdminAddr), serveErr) })
 	}
 	wg.Go(func() { s.retentionLoop(ctx) })
+	wg.Go(func() { s.channelsLoop(ctx) })
+	wg.Go(func() { s.series.Run(ctx) })
 	if quicLn != nil {
 		wg.Go(func() { s.serveQUIC(ctx, quicLn) })
 	}
@@ -244,7 +262,9 @@ func (s *Server) httpServer(h http.Handler) *http.Server {
 func (s *Server) serveHTTP(srv *http.Server, ln net.Listener, useTLS bool, errc chan<- error) {
 	var err error
 	if useTLS {
-		srv.TLSConfig = s.serverTLS()
+		if srv.TLSConfig == nil {
+			srv.TLSConfig = s.serverTLS()
+		}
 		err = srv.ServeTLS(ln, "", "")
 	} else {
 		err = srv.Serve(ln)
@@ -260,6 +280,7 @@ func (s *Server) shutdown(srv, adminSrv *http.Server) {
 	s.state.Store(stateStopping)
 	s.log.Info("relay shutting down")
 	s.hub.shutdown()
+	s.smee.shutdown()
 	ctx, cancel := context.WithTimeout(context.Background(), s.live.Load().cfg.ShutdownTimeout)
 	defer cancel()
 	for _, srv := range []*http.Server{srv, adminSrv} {
@@ -275,6 +296,11 @@ func (s *Server) closeStore() error {
 		s.storeClosed.Store(true)
 		if err := s.queue.Close(); err != nil {
 			s.closeErr = fmt.Errorf("close store: %w", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.tracer.Close(ctx); err != nil {
+			s.log.Warn("otel: spans not exported on close", "err", err)
 		}
 	})
 	return s.closeErr
@@ -379,6 +405,7 @@ func (s *Server) retentionLoop(ctx context.Context) {
 	t := time.NewTicker(s.cfg.RetentionInterval)
 	defer t.Stop()
 	for {
+		s.finishStreamOnly(ctx, slices.Concat(s.live.Load().order, s.channels.endpoints()))
 		for _, e := range s.live.Load().order {
 			if err := s.reoffer(ctx, e.name, e.cfg.OutcomeTimeout); err != nil && ctx.Err() == nil &&
 				!errors.Is(err, persist.ErrClosed) {

@@ -370,6 +370,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	switch r.Outcome {
 	case protocol.OutcomeDelivered:
 		s.metrics.reports.WithLabelValues("delivered").Inc()
+		s.metrics.delivered(r.ID)
 	case protocol.OutcomeDead:
 		s.metrics.reports.WithLabelValues("dead").Inc()
 	}

@@ -38,6 +38,26 @@ func (s *Server) serverTLS() *tls.Config {
 	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: s.GetCertificate}
 }
 
+// ingressTLS is serverTLS for the listener on addr (ingress and tunnels). While any endpoint
+// has verify.mtls it asks every client for a certificate without requiring or verifying one:
+// agents' tunnels and other endpoints send none and go on as before, and each mtls endpoint
+// verifies what came against its own CA (relay/verify). Decided per connection from the live
+// config, so a reload that adds or removes mtls takes effect for new connections; the admin
+// listener never asks, so a browser holding client certificates is not prompted there.
+func (s *Server) ingressTLS() *tls.Config {
+	base := s.serverTLS()
+	ask := s.serverTLS()
+	ask.ClientAuth = tls.RequestClientCert
+	ask.NextProtos = []string{"h2", "http/1.1"} // as http.Server.ServeTLS sets on base
+	base.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		if s.live.Load().hasMTLS() {
+			return ask, nil
+		}
+		return nil, nil
+	}
+	return base
+}
+
 // isLoopback reports whether a listen address binds loopback only (127.0.0.0/8, ::1, or
 // localhost); ":port" binds every interface and is not.
 func isLoopback(addr string) bool {

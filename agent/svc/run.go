@@ -97,7 +97,7 @@ func runManaged(fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	p := &program{fn: fn, ctx: ctx, cancel: cancel, done: make(chan struct{})}
-	cfg := serviceConfig("", "")
+	cfg := serviceConfig("", "", mustTemplate(DefaultDataDir))
 	cfg.Option["RunWait"] = func() {
 		// launchd: stop on SIGTERM/SIGINT or when fn ends by itself.
 		sig := make(chan os.Signal, 1)

@@ -12,8 +12,6 @@ import (
 	"runtime"
 
 	"github.com/kardianos/service"
-
-	"github.com/hookrelay/hookrelay/systemd"
 )
 
 // Name is the service's name: the unit hookagent.service, the launchd label,
@@ -38,9 +36,11 @@ type Options struct {
 	// ConfigPath is the absolute path of agent.yaml the service runs with.
 	// Required by Install; the other commands ignore it.
 	ConfigPath string
-	// Validate checks the config at a path before Install writes anything.
-	// Nil skips the check.
-	Validate func(path string) error
+	// Validate checks the config at a path before Install writes anything and
+	// returns its data_dir. Nil skips the check; the data dir is then
+	// DefaultDataDir. Under systemd, any other data dir gets a unit that runs
+	// as the static User owning it (see datadir.go).
+	Validate func(path string) (dataDir string, err error)
 	// Executable is the binary the service runs; default os.Executable().
 	Executable string
 }
@@ -72,21 +72,27 @@ func New(opts Options) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find executable: %w", err)
 	}
-	s, err := service.New(noop{}, serviceConfig(exe, opts.ConfigPath))
+	s, err := service.New(noop{}, serviceConfig(exe, opts.ConfigPath, mustTemplate(DefaultDataDir)))
 	if err != nil {
 		return nil, fmt.Errorf("service manager: %w", err)
 	}
 	return &Manager{opts: opts, exe: exe, s: s}, nil
 }
 
-// serviceConfig is the kardianos config for running `exe run --config path`.
-func serviceConfig(exe, configPath string) *service.Config {
-	unit, err := systemd.AgentTemplate()
+// mustTemplate is unitTemplate for a data dir known to be good.
+func mustTemplate(dataDir string) string {
+	unit, err := unitTemplate(dataDir)
 	if err != nil {
-		// The embedded unit is a build input: a test in package systemd
-		// keeps it well-formed.
+		// The embedded unit is a build input: tests in packages systemd
+		// and svc keep it well-formed.
 		panic(err)
 	}
+	return unit
+}
+
+// serviceConfig is the kardianos config for running `exe run --config path`
+// under systemd with unit, a SystemdScript template.
+func serviceConfig(exe, configPath, unit string) *service.Config {
 	return &service.Config{
 		Name:        Name,
 		DisplayName: "hookrelay agent",
@@ -132,13 +138,15 @@ func (m *Manager) Install() error {
 	if !filepath.IsAbs(path) {
 		return fmt.Errorf("config path %q is not absolute", path)
 	}
+	dataDir := DefaultDataDir
 	if m.opts.Validate != nil {
-		if err := m.opts.Validate(path); err != nil {
+		var err error
+		if dataDir, err = m.opts.Validate(path); err != nil {
 			return fmt.Errorf("invalid config: %w", err)
 		}
 	}
 	if m.s.Platform() == platformSystemd {
-		return m.installSystemd()
+		return m.installSystemd(dataDir)
 	}
 	if _, err := m.s.Status(); !errors.Is(err, service.ErrNotInstalled) {
 		return fmt.Errorf("%s: %w", Name, ErrAlreadyInstalled)

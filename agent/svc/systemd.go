@@ -6,6 +6,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/kardianos/service"
 )
 
 // unitPath is where kardianos/service writes the unit of `hookagent install`.
@@ -22,9 +24,11 @@ var vendorUnits = []string{
 var hiddenDirs = []string{"/home", "/root", "/run/user", "/tmp", "/var/tmp"}
 
 // installSystemd writes the hardened unit through kardianos/service after
-// checking that the service's DynamicUser will be able to run the binary and
-// read the config.
-func (m *Manager) installSystemd() error {
+// checking that the service's user will be able to run the binary and read
+// the config. For DefaultDataDir that is the packaged unit (DynamicUser);
+// for another dataDir, the static-user unit, after creating the user and
+// handing it the directory.
+func (m *Manager) installSystemd(dataDir string) error {
 	if _, err := os.Lstat(unitPath); err == nil {
 		return fmt.Errorf("%s: %w", unitPath, ErrAlreadyInstalled)
 	}
@@ -41,6 +45,26 @@ func (m *Manager) installSystemd() error {
 		"e.g. "+DefaultConfigPath+", mode 0644; keep the token in /etc/"+Name+"/env as HOOKAGENT_TOKEN=… with mode 0600"); err != nil {
 		return err
 	}
+	if filepath.IsAbs(dataDir) {
+		dataDir = filepath.Clean(dataDir) // "/var/lib/hookagent/" is the default one
+	}
+	if dataDir != DefaultDataDir {
+		if err := checkDataDir(dataDir); err != nil {
+			return err
+		}
+		unit, err := unitTemplate(dataDir)
+		if err != nil {
+			return err
+		}
+		s, err := service.New(noop{}, serviceConfig(m.exe, m.opts.ConfigPath, unit))
+		if err != nil {
+			return fmt.Errorf("service manager: %w", err)
+		}
+		if err := prepareDataDir(dataDir); err != nil {
+			return err
+		}
+		m.s = s
+	}
 	if err := m.s.Install(); err != nil {
 		// Nothing was there before: remove the unit kardianos may have left
 		// (it writes the file before enabling it), disabling it if it can.
@@ -54,7 +78,7 @@ func (m *Manager) installSystemd() error {
 	return nil
 }
 
-// reachable checks that the service's unprivileged DynamicUser can reach
+// reachable checks that the service's unprivileged user can reach
 // path: not in a directory the unit hides, "other" permission bits perm on
 // the file and search permission on every parent directory.
 func reachable(path string, perm fs.FileMode, what, hint string) error {

@@ -20,12 +20,9 @@ import (
 	"github.com/hookrelay/hookrelay/agent/svc"
 )
 
-// systemd's hardened unit gives the service one writable place, its
-// StateDirectory; these are the paths the unit and the packages use.
-const (
-	systemdDataDir = "/var/lib/hookagent"
-	systemdEnvFile = "/etc/hookagent/env"
-)
+// systemdEnvFile is the EnvironmentFile of the unit the packages and
+// `hookagent install` write.
+const systemdEnvFile = "/etc/hookagent/env"
 
 // exitCodeError asks main to exit with code, printing nothing more: the
 // command has already said what there is to say.
@@ -52,10 +49,9 @@ func serviceCommand(cmd string, args []string) error {
 	if err != nil {
 		return fmt.Errorf("config path: %w", err)
 	}
-	var m *svc.Manager
-	m, err = svc.New(svc.Options{
+	m, err := svc.New(svc.Options{
 		ConfigPath: path,
-		Validate:   func(p string) error { return validateConfig(p, m.Platform()) },
+		Validate:   validateConfig,
 	})
 	if err != nil {
 		return err
@@ -92,26 +88,22 @@ func serviceCommand(cmd string, args []string) error {
 	return nil
 }
 
-// validateConfig loads the config as the service will: with HOOKAGENT_TOKEN
-// from the unit's EnvironmentFile when the shell has none, and, under
-// systemd, with data_dir where the hardened unit lets it write.
-func validateConfig(path, platform string) error {
+// validateConfig loads the config as the service will, with HOOKAGENT_TOKEN
+// from the unit's EnvironmentFile when the shell has none, and returns its
+// data_dir (for the unit to let the service write it).
+func validateConfig(path string) (string, error) {
 	if os.Getenv(agent.TokenEnv) == "" {
 		if tok, err := envFileValue(systemdEnvFile, agent.TokenEnv); err != nil {
-			return err
+			return "", err
 		} else if tok != "" {
 			os.Setenv(agent.TokenEnv, tok)
 		}
 	}
 	cfg, err := agent.LoadConfig(path)
 	if err != nil {
-		return err
+		return "", err
 	}
-	if platform == "linux-systemd" && filepath.Clean(cfg.DataDir) != systemdDataDir {
-		return fmt.Errorf("config data_dir: %q, but the systemd unit can only write %s (its StateDirectory)",
-			cfg.DataDir, systemdDataDir)
-	}
-	return nil
+	return cfg.DataDir, nil
 }
 
 // envFileValue returns key's value in a systemd EnvironmentFile ("" when the

@@ -44,6 +44,8 @@ type AgentInfo struct {
 	Remote      string    `json:"-"`
 	ConnectedAt time.Time `json:"connected_at"`
 	InFlight    int       `json:"in_flight"`
+	// Node is the relay holding the session (node_id), in cluster mode; "" otherwise.
+	Node string `json:"node_id,omitempty"`
 }
 
 // Store is what the API reads and changes. The agent's Badger store is one as it is; the relay
@@ -80,6 +82,8 @@ type Config struct {
 	TokenHash string
 	// SessionTTL is how long a UI login lasts; default 12h.
 	SessionTTL time.Duration
+	// Series, when set, answers GET /admin/api/series (the UI's charts). The owner runs it.
+	Series *Sampler
 	// OnReplay, when set, is called after a replay: with the record's id, or with "" after a
 	// bulk dead-letter replay.
 	OnReplay func(id string)
@@ -160,6 +164,7 @@ func (h *Handler) routes() {
 	m.HandleFunc("GET /admin/api/agents", h.listAgents)
 	m.HandleFunc("GET /admin/api/status", h.status)
 	m.HandleFunc("GET /admin/api/events", h.events)
+	m.HandleFunc("GET /admin/api/series", h.series)
 	m.HandleFunc("/admin/api/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "no such route: "+r.Method+" "+r.URL.Path)
 	})

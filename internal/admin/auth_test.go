@@ -2,9 +2,9 @@ package admin
 
 import (
 	"bufio"
+	"context"
 	"encoding/base64"
 	"fmt"
-	"context"
 	"io"
 	"net/http"
 	"net/url"

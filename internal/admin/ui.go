@@ -9,7 +9,7 @@ import (
 	"path"
 )
 
-//go:embed ui/index.html ui/app.js ui/style.css ui/login.html
+//go:embed ui/index.html ui/app.js ui/charts.js ui/style.css ui/login.html
 var uiFiles embed.FS
 
 var loginTmpl = template.Must(template.ParseFS(uiFiles, "ui/login.html"))
@@ -23,10 +23,10 @@ func (h *Handler) index(w http.ResponseWriter, r *http.Request) {
 	h.serveFile(w, "index.html")
 }
 
-// asset serves the UI's script and stylesheet.
+// asset serves the UI's scripts and stylesheet.
 func (h *Handler) asset(w http.ResponseWriter, r *http.Request) {
 	switch name := r.PathValue("file"); name {
-	case "app.js", "style.css":
+	case "app.js", "charts.js", "style.css":
 		h.serveFile(w, name)
 	default:
 		http.NotFound(w, r)

@@ -67,7 +67,7 @@ func TestInstallSystemd(t *testing.T) {
 		fmt.Fprint(w, `{"connected":true,"transport":"quic"}`)
 	}))
 	defer admin.Close()
-	good := agentConfig(t, admin.Listener.Addr())
+	good := agentConfig(t, admin.Listener.Addr(), "/var/lib/hookagent")
 	bad := "relay: ws://127.0.0.1:9\ntoken: t\ndata_dir: /var/lib/hookagent\n" // no routes
 
 	out := t.TempDir()
@@ -124,16 +124,16 @@ func TestInstallSystemd(t *testing.T) {
 }
 
 // agentConfig is a valid agent.yaml whose admin_addr is admin.
-func agentConfig(t *testing.T, admin net.Addr) string {
+func agentConfig(t *testing.T, admin net.Addr, dataDir string) string {
 	t.Helper()
 	return fmt.Sprintf(`relay: ws://127.0.0.1:9
 token: test-token
-data_dir: /var/lib/hookagent
+data_dir: %s
 admin_addr: %s
 routes:
   - endpoint: github
     target: http://127.0.0.1:3000/webhooks
-`, admin)
+`, dataDir, admin)
 }
 
 // results reads what a script's steps left in its output directory.

@@ -47,6 +47,7 @@ func Run(t *testing.T, open Open) {
 	})
 	t.Run("List", func(t *testing.T) { testList(t, fresh(t, Config{})) })
 	t.Run("Bodies", func(t *testing.T) { testBodies(t, fresh(t, Config{})) })
+	t.Run("AppendFrom", func(t *testing.T) { testAppendFrom(t, fresh(t, Config{})) })
 	t.Run("Replay", func(t *testing.T) { testReplay(t, fresh(t, Config{})) })
 	t.Run("DeleteExpire", func(t *testing.T) { testDeleteExpire(t, fresh(t, Config{})) })
 	t.Run("DedupSeed", func(t *testing.T) { testDedupSeed(t, fresh(t, Config{})) })

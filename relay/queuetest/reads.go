@@ -8,6 +8,7 @@ import (
 	"io"
 	"slices"
 	"testing"
+	"testing/iotest"
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
@@ -227,5 +228,38 @@ func testDedupSeed(t *testing.T, q relay.Queue) {
 		if got[id] != fmt.Sprintf("msg_%d", i) {
 			t.Fatalf("seed: %v", got)
 		}
+	}
+}
+
+// AppendFrom stores a body read from a reader byte-exact (small and multi-MiB); a reader that
+// fails stores nothing.
+func testAppendFrom(t *testing.T, q relay.Queue) {
+	big := make([]byte, 3<<20+77)
+	rand.Read(big)
+	for _, b := range [][]byte{[]byte("small \x00 body"), big} {
+		r := &persist.Record{Queue: "ep", Method: "POST"}
+		if err := q.AppendFrom(t.Context(), r, bytes.NewReader(b)); err != nil {
+			t.Fatalf("append from a reader: %v", err)
+		}
+		if r.ID == "" || r.BodyLen != int64(len(b)) {
+			t.Fatalf("appended %q, body len %d, want %d", r.ID, r.BodyLen, len(b))
+		}
+		rc, err := q.Body(t.Context(), r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(rc)
+		rc.Close()
+		if err != nil || !bytes.Equal(got, b) {
+			t.Fatalf("body read back: %d bytes (%v), want %d", len(got), err, len(b))
+		}
+	}
+	broken := io.MultiReader(bytes.NewReader(big[:1<<20]), iotest.ErrReader(errors.New("sender went away")))
+	if err := q.AppendFrom(t.Context(), &persist.Record{Queue: "ep", Method: "POST"}, broken); err == nil {
+		t.Fatal("append from a failing reader succeeded")
+	}
+	recs, err := q.List(t.Context(), persist.Filter{Queue: "ep"})
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("after a failed append: %d records (%v), want 2", len(recs), err)
 	}
 }

@@ -12,6 +12,9 @@ type Config struct {
 	HMAC             *HMACConfig  `yaml:"hmac"`
 	Basic            *BasicConfig `yaml:"basic"`
 	IPAllow          *IPAllow     `yaml:"ip_allow"`
+	Slack            *Timed       `yaml:"slack"`
+	Zoom             *Timed       `yaml:"zoom"`
+	MTLS             *MTLSConfig  `yaml:"mtls"`
 }
 
 // Secrets holds one secret or several (rotation).
@@ -47,4 +50,13 @@ type BasicConfig struct {
 type IPAllow struct {
 	CIDRs          []string `yaml:"cidrs"`
 	TrustedProxies []string `yaml:"trusted_proxies"`
+}
+
+// MTLSConfig requires a client certificate that chains to the CA (or CAs) in CAFile and is
+// valid for client authentication. Subjects, when set, also require the leaf to name one of
+// them: its subject DN as Go prints it ("CN=client,O=Acme"), its common name, or one of its
+// DNS, email or URI names. Empty Subjects admit every certificate the CA issued.
+type MTLSConfig struct {
+	CAFile   string   `yaml:"ca_file"`
+	Subjects []string `yaml:"subjects"`
 }

@@ -22,12 +22,15 @@ const (
 	SchemeHMAC             = "hmac"
 	SchemeBasic            = "basic"
 	SchemeIPAllow          = "ip_allow"
+	SchemeSlack            = "slack"
+	SchemeZoom             = "zoom"
+	SchemeMTLS             = "mtls"
 )
 
 // Failure is why Check refused a request. Reason is short and safe to show the sender: it
 // never holds a secret, a password or an expected signature.
 type Failure struct {
-	Status int    // http.StatusUnauthorized, or http.StatusForbidden for ip_allow
+	Status int    // http.StatusUnauthorized, or http.StatusForbidden for ip_allow and an mtls subject not allowed
 	Scheme string // the scheme that failed, one of the Scheme constants
 	Reason string
 }
@@ -74,10 +77,14 @@ func NewTrusting(c *Config, trusted []netip.Prefix) (*Verifier, error) {
 		}
 		v.headers = append(v.headers, s)
 	}
-	// Cheapest first: the address rule needs no hashing, and bcrypt is the dearest of the
+	// Cheapest first: the address rule needs no hashing, mtls only checks the certificate
+	// the TLS handshake already received, and bcrypt is the dearest of the
 	// header checks. Header checks run before the body is even read.
 	if c.IPAllow != nil {
 		addHeader(newIPAllow(c.IPAllow, trusted))
+	}
+	if c.MTLS != nil {
+		addHeader(newMTLS(c.MTLS))
 	}
 	if c.Basic != nil {
 		addHeader(newBasic(c.Basic))
@@ -97,6 +104,12 @@ func NewTrusting(c *Config, trusted []netip.Prefix) (*Verifier, error) {
 	}
 	if c.HMAC != nil {
 		add(newHMAC(c.HMAC))
+	}
+	if c.Slack != nil {
+		add(newV0(slackV0, c.Slack))
+	}
+	if c.Zoom != nil {
+		add(newV0(zoomV0, c.Zoom))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -141,6 +154,12 @@ func (v *Verifier) CheckBody(r *http.Request, body []byte, now time.Time) error 
 		}
 	}
 	return nil
+}
+
+// NeedsBody reports whether CheckBody has a scheme to run: whether the body must be at hand,
+// whole, before the webhook may be stored.
+func (v *Verifier) NeedsBody() bool {
+	return v != nil && len(v.schemes) > 0
 }
 
 // MessageID returns the sender's webhook-id header when standard_webhooks is configured and

@@ -1,0 +1,182 @@
+package jsqueue
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Append publishes r and returns after JetStream acknowledged it stored with the stream's
+// replicas. A body larger than one message holds is published first, in parts; the webhook
+// message comes last, so a webhook anyone sees has its whole body. Ids are this process's
+// monotonic ULIDs, also the Nats-Msg-Id: a retried publish is stored once.
+func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
+	if err := q.check(); err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	if r.Queue == "" {
+		return fmt.Errorf("append: no endpoint: %w", persist.ErrInvalid)
+	}
+	if r.ID != "" && !validID(r.ID) {
+		return fmt.Errorf("append: id %q: %w", r.ID, persist.ErrInvalid)
+	}
+	now := time.Now()
+	if r.ReceivedAt.IsZero() {
+		r.ReceivedAt = now
+	}
+	r.BodyLen = int64(len(r.Body))
+	r.Size = int64(len(r.Body))
+	for _, h := range r.Headers {
+		r.Size += int64(len(h.Name) + len(h.Value))
+	}
+	var quota int64
+	if q.opts.Quota != nil {
+		quota = q.opts.Quota(r.Queue)
+	}
+	if !q.m.reserve(r.Queue, r.Size, quota) {
+		return fmt.Errorf("append to %s: %w", r.Queue, persist.ErrQuota)
+	}
+	defer q.m.unreserve(r.Queue, r.Size)
+	if r.ID == "" {
+		r.ID = q.ids.next(now)
+	}
+
+	parts := 0
+	if len(r.Body) > q.maxPart {
+		for off := 0; off < len(r.Body); off += q.maxPart {
+			chunk := r.Body[off:min(off+q.maxPart, len(r.Body))]
+			part := &nats.Msg{Subject: q.subjPart(r.ID, parts), Data: chunk}
+			if _, err := q.publish(ctx, part, r.ID+"."+strconv.Itoa(parts)); err != nil {
+				return fmt.Errorf("append body part: %w", err)
+			}
+			parts++
+		}
+	}
+	mt := metaOf(r, parts)
+	hdr, err := json.Marshal(mt)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	msg := &nats.Msg{Subject: q.subjWebhook(r.Queue, r.ID), Header: nats.Header{}}
+	msg.Header.Set(hdrMeta, string(hdr))
+	if parts == 0 {
+		msg.Data = r.Body
+	}
+	ack, err := q.publish(ctx, msg, r.ID)
+	if err != nil {
+		return fmt.Errorf("append: %w", err)
+	}
+	r.State = persist.StateReady
+	q.m.add(ack.Sequence, mt)
+	return nil
+}
+
+// publish publishes msg with its Nats-Msg-Id, asking again (at most 3 times, 5s each) while
+// no answer comes: during a leader election the request may go unanswered, and the id keeps
+// a publish that was stored after all from being stored twice.
+func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string) (*jetstream.PubAck, error) {
+	for try := 1; ; try++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		ack, err := q.js.PublishMsg(actx, msg, jetstream.WithMsgID(id))
+		cancel()
+		if err == nil || try == 3 || ctx.Err() != nil ||
+			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+			return ack, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Get returns a webhook as this relay sees the cluster, with its body when it is not in parts.
+func (q *Queue) Get(ctx context.Context, id string) (*persist.Record, error) {
+	if err := q.check(); err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	r, seq, parts, ok := q.m.record(id, time.Now())
+	if !ok {
+		return nil, fmt.Errorf("get %s: %w", id, persist.ErrNotFound)
+	}
+	if parts == 0 {
+		body, err := q.inlineBody(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", id, err)
+		}
+		r.Body = body
+	}
+	return r, nil
+}
+
+func (q *Queue) inlineBody(ctx context.Context, seq uint64) ([]byte, error) {
+	m, err := q.stream.GetMsg(ctx, seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, persist.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read body: %w", err)
+	}
+	if m.Data == nil {
+		return []byte{}, nil
+	}
+	return m.Data, nil
+}
+
+// Body reads a webhook's body, part by part when it is stored in parts.
+func (q *Queue) Body(ctx context.Context, id string) (io.ReadCloser, error) {
+	if err := q.check(); err != nil {
+		return nil, fmt.Errorf("body: %w", err)
+	}
+	_, seq, parts, ok := q.m.record(id, time.Now())
+	if !ok {
+		return nil, fmt.Errorf("body %s: %w", id, persist.ErrNotFound)
+	}
+	if parts == 0 {
+		b, err := q.inlineBody(ctx, seq)
+		if err != nil {
+			return nil, fmt.Errorf("body %s: %w", id, err)
+		}
+		return io.NopCloser(bytes.NewReader(b)), nil
+	}
+	return &partReader{q: q, ctx: ctx, id: id, parts: parts}, nil
+}
+
+// partReader reads a body's parts one message at a time.
+type partReader struct {
+	q     *Queue
+	ctx   context.Context
+	id    string
+	parts int
+	next  int
+	cur   []byte
+}
+
+func (p *partReader) Read(b []byte) (int, error) {
+	for len(p.cur) == 0 {
+		if p.next == p.parts {
+			return 0, io.EOF
+		}
+		m, err := p.q.stream.GetLastMsgForSubject(p.ctx, p.q.subjPart(p.id, p.next))
+		if err != nil {
+			return 0, fmt.Errorf("body %s part %d: %w", p.id, p.next, err)
+		}
+		p.cur = m.Data
+		p.next++
+	}
+	n := copy(b, p.cur)
+	p.cur = p.cur[n:]
+	return n, nil
+}
+
+func (p *partReader) Close() error { return nil }

@@ -1,0 +1,269 @@
+package jsqueue
+
+import (
+	"cmp"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hookrelay/hookrelay/persist"
+)
+
+// entry is what the mirror knows of one webhook: its metadata from the stream and each
+// group's state from the bucket.
+type entry struct {
+	seq   uint64 // stream sequence: the cluster's order
+	meta  meta
+	slots map[string]slot // by group; a missing group is fresh (ready, never attempted)
+}
+
+// slot is one group's state with the bucket revision it was read at (0: no key yet).
+type slot struct {
+	g   gstate
+	rev uint64
+}
+
+func (e *entry) slot(group string) slot {
+	if s, ok := e.slots[group]; ok {
+		return s
+	}
+	return slot{g: gstate{State: persist.StateReady}}
+}
+
+// mirror is this relay's in-memory view of the stream and the state bucket, kept current by
+// watching both (so it sees what other relays append and change) and by this relay's own
+// writes. It only picks candidates: every state change is a revision-checked write to the
+// bucket, so a stale mirror can cost a retry, never a double lease.
+type mirror struct {
+	groups []string
+
+	mu       sync.Mutex
+	byID     map[string]*entry
+	byEp     map[string][]*entry        // stream order
+	early    map[string]map[string]slot // id → group → state seen before the webhook itself
+	wake     map[string]chan struct{}   // by endpoint, closed on any change there
+	reserved map[string]int64           // bytes of appends in flight, by endpoint (quota)
+	closed   bool
+	live     bool // caught up with the stream: a marker for an unknown id is for one long gone
+}
+
+func newMirror(groups []string) *mirror {
+	return &mirror{groups: groups, byID: map[string]*entry{}, byEp: map[string][]*entry{},
+		early: map[string]map[string]slot{}, wake: map[string]chan struct{}{}, reserved: map[string]int64{}}
+}
+
+// add records a webhook seen in the stream (or just appended here); a second sight is a no-op.
+func (m *mirror) add(seq uint64, mt meta) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.byID[mt.ID]; ok {
+		return
+	}
+	e := &entry{seq: seq, meta: mt, slots: m.early[mt.ID]}
+	delete(m.early, mt.ID)
+	if e.slots == nil {
+		e.slots = map[string]slot{}
+	}
+	if e.gone(m.groups) {
+		return
+	}
+	m.byID[mt.ID] = e
+	list := m.byEp[mt.Queue]
+	i, _ := slices.BinarySearchFunc(list, seq, func(e *entry, s uint64) int { return cmp.Compare(e.seq, s) })
+	m.byEp[mt.Queue] = slices.Insert(list, i, e)
+	m.notify(mt.Queue)
+}
+
+// gone says whether every group removed the webhook.
+func (e *entry) gone(groups []string) bool {
+	for _, g := range groups {
+		if !e.slot(g).g.Deleted {
+			return false
+		}
+	}
+	return true
+}
+
+// set records a group's state at rev unless the mirror already holds a newer one.
+func (m *mirror) set(id, group string, s slot) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.byID[id]
+	if !ok {
+		if s.g.Deleted && m.live {
+			return // a removed webhook's marker: nothing to remember it for
+		}
+		if ids := m.early[id]; ids == nil || ids[group].rev < s.rev {
+			if ids == nil {
+				m.early[id] = map[string]slot{}
+			}
+			m.early[id][group] = s
+		}
+		return
+	}
+	if cur, ok := e.slots[group]; ok && cur.rev >= s.rev {
+		return
+	}
+	e.slots[group] = s
+	if e.gone(m.groups) {
+		m.removeLocked(e)
+	}
+	m.notify(e.meta.Queue)
+}
+
+func (m *mirror) removeLocked(e *entry) {
+	delete(m.byID, e.meta.ID)
+	list := m.byEp[e.meta.Queue]
+	if i := slices.Index(list, e); i >= 0 {
+		m.byEp[e.meta.Queue] = slices.Delete(list, i, i+1)
+	}
+	if len(m.byEp[e.meta.Queue]) == 0 {
+		delete(m.byEp, e.meta.Queue)
+	}
+}
+
+// notify wakes the endpoint's waiters. m.mu is held.
+func (m *mirror) notify(endpoint string) {
+	if ch, ok := m.wake[endpoint]; ok {
+		close(ch)
+		delete(m.wake, endpoint)
+	}
+}
+
+// waiter returns the channel closed on the endpoint's next change (closed already when the
+// mirror is closed).
+func (m *mirror) waiter(endpoint string) <-chan struct{} {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		ch := make(chan struct{})
+		close(ch)
+		return ch
+	}
+	ch, ok := m.wake[endpoint]
+	if !ok {
+		ch = make(chan struct{})
+		m.wake[endpoint] = ch
+	}
+	return ch
+}
+
+func (m *mirror) close() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.closed = true
+	for ep := range m.wake {
+		m.notify(ep)
+	}
+}
+
+// snap is a copy of an entry's metadata and one group's state, taken under the lock.
+type snap struct {
+	seq  uint64
+	meta meta
+	slot slot
+}
+
+func (m *mirror) get(id, group string) (snap, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.byID[id]
+	if !ok {
+		return snap{}, false
+	}
+	return snap{e.seq, e.meta, e.slot(group)}, true
+}
+
+// pick returns, in stream order, the endpoint's entries whose state for group matches.
+func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool) []snap {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var out []snap
+	for _, e := range m.byEp[endpoint] {
+		s := e.slot(group)
+		if !s.g.Deleted && match(&s.g) {
+			out = append(out, snap{e.seq, e.meta, s})
+		}
+	}
+	return out
+}
+
+// due is when endpoint next has something for group: the earliest retry or lease end (not
+// after now when a record is ready now), zero when nothing waits.
+func (m *mirror) due(endpoint, group string, now time.Time) time.Time {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var due int64
+	for _, e := range m.byEp[endpoint] {
+		s := e.slot(group)
+		var t int64
+		switch {
+		case s.g.Deleted:
+			continue
+		case s.g.State == persist.StateReady:
+			t = s.g.Next
+			if t == 0 {
+				t = now.UnixNano()
+			}
+		case s.g.State == persist.StateLeased:
+			t = s.g.Until
+		default:
+			continue
+		}
+		if due == 0 || t < due {
+			due = t
+		}
+	}
+	if due == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, due)
+}
+
+// pendingBytes is what the endpoint's unfinished webhooks and appends in flight hold.
+func (m *mirror) pendingBytesLocked(endpoint string) int64 {
+	n := m.reserved[endpoint]
+	for _, e := range m.byEp[endpoint] {
+		if m.unfinishedLocked(e) {
+			n += e.meta.Size
+		}
+	}
+	return n
+}
+
+func (m *mirror) unfinishedLocked(e *entry) bool {
+	for _, g := range m.groups {
+		if s := e.slot(g); s.g.unfinished() {
+			return true
+		}
+	}
+	return false
+}
+
+// reserve counts size against the endpoint's quota until unreserve; false when over it.
+func (m *mirror) reserve(endpoint string, size, quota int64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if quota > 0 && m.pendingBytesLocked(endpoint)+size > quota {
+		return false
+	}
+	m.reserved[endpoint] += size
+	return true
+}
+
+func (m *mirror) unreserve(endpoint string, size int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.reserved[endpoint] -= size
+}
+
+// maxID is the largest id the mirror holds.
+func (m *mirror) maxID() string {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var id string
+	for k := range m.byID {
+		id = max(id, k)
+	}
+	return id
+}
