@@ -30,7 +30,7 @@ func (a *Agent) adminHandler() http.Handler {
 func (a *Agent) newAdminAPI() (*admin.Handler, error) {
 	h, err := admin.New(admin.Config{
 		Side:      admin.Agent,
-		Store:     a.store,
+		Store:     adminStore{st: a.store, rs: &a.routes},
 		Status:    func() any { return a.Status() },
 		Series:    a.series,
 		TokenHash: a.cfg.AdminToken,

@@ -87,4 +87,3 @@ func filterInput(rec *persist.Record) filterVars {
 	}
 	return filterVars{Method: rec.Method, Path: rec.Path, Query: query, Headers: headers, Body: body}
 }
-
