@@ -22,11 +22,11 @@ type RouteStatus struct {
 	Name     string     `json:"name"`
 	Endpoint string     `json:"endpoint"`
 	Filter   string     `json:"filter,omitempty"` // the route's filter expression
-	Target   string     `json:"target"` // without query (it may hold secrets)
-	Queued   int        `json:"queued"` // stored, not yet delivered or dead
-	Bytes    int64      `json:"bytes"`  // stored bytes of those
-	Oldest   *time.Time `json:"oldest"` // arrival of the oldest waiting one; null when none
-	Dead     int        `json:"dead"`   // dead letters held
+	Target   string     `json:"target"`           // without query (it may hold secrets)
+	Queued   int        `json:"queued"`           // stored, not yet delivered or dead
+	Bytes    int64      `json:"bytes"`            // stored bytes of those
+	Oldest   *time.Time `json:"oldest"`           // arrival of the oldest waiting one; null when none
+	Dead     int        `json:"dead"`             // dead letters held
 }
 
 // tunnelInfo is the current session, for Status.
