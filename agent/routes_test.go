@@ -14,6 +14,7 @@ import (
 
 	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/protocol"
 	"github.com/hookrelay/hookrelay/relay"
 )
 
@@ -67,7 +68,7 @@ func waitRelayState(t *testing.T, s *relay.Server, st persist.State, ids ...stri
 func TestRoutesFanOutBurst(t *testing.T) {
 	s := startRelay(t, false)
 	ci, audit := newTarget(t, nil), newTarget(t, nil)
-	autoAgent(t, "ws://"+s.Addr(), "", ci, func(c *Config) {
+	a, _ := autoAgent(t, "ws://"+s.Addr(), "", ci, func(c *Config) {
 		c.Routes = []Route{{Endpoint: "ep", Target: ci.URL}, {Endpoint: "ep", Name: "audit", Target: audit.URL}}
 	})
 	const n = 200
@@ -77,7 +78,11 @@ func TestRoutesFanOutBurst(t *testing.T) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
-				body := make([]byte, 100+i*50) // up to ~10 KB, binary
+				size := 100 + i*50 // up to ~10 KB, binary
+				if i%50 == 7 {
+					size = 600<<10 + i // streamed through the store in parts, then copied
+				}
+				body := make([]byte, size)
 				rand.Read(body)
 				id := postTo(t, s, nil, body)
 				mu.Lock()
@@ -103,6 +108,13 @@ func TestRoutesFanOutBurst(t *testing.T) {
 		}
 	}
 	waitRelayState(t, s, persist.StateDelivered, ids...)
+	// The relay's confirmations mark every copy reported.
+	testutil.CheckFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if recs, err := a.Store().Unreported(10); err != nil || len(recs) > 0 {
+			return fmt.Errorf("%d copies unreported (%v)", len(recs), err)
+		}
+		return nil
+	})
 }
 
 // One route dead and one delivered: the relay hears "dead", with the dead route named.
@@ -153,9 +165,12 @@ func TestRouteFilterAndReplay(t *testing.T) {
 	other := event("push", "refs/heads/dev")
 	issue := event("issues", "refs/heads/main")
 	notJSON := postTo(t, s, http.Header{"X-Github-Event": {"push"}}, []byte("not json"))
+	// A body past the lease's (streamed from the store) but within the filter's 1 MiB.
+	bigPush := postTo(t, s, http.Header{"X-Github-Event": {"push"}},
+		[]byte(`{"ref":"refs/heads/main","pad":"`+strings.Repeat("x", 400<<10)+`"}`))
 	ids := []string{push, other, issue, notJSON}
-	waitDelivered(t, all, ids...)
-	waitDelivered(t, build, push)
+	waitDelivered(t, all, append(ids, bigPush)...)
+	waitDelivered(t, build, push, bigPush)
 	waitRelayState(t, s, persist.StateDelivered, ids...)
 	for _, id := range ids[1:] {
 		if n := len(build.requests(id)); n != 0 {
@@ -178,8 +193,8 @@ func TestRouteFilterAndReplay(t *testing.T) {
 	}
 	var list struct{ Webhooks []routeAnswer }
 	adminCall(t, a, "GET", "/admin/api/webhooks?endpoint=ep&state=delivered", &list)
-	if len(list.Webhooks) != len(ids) {
-		t.Fatalf("listed %d delivered webhooks, want %d (one entry per webhook): %+v", len(list.Webhooks), len(ids), list)
+	if len(list.Webhooks) != len(ids)+1 {
+		t.Fatalf("listed %d delivered webhooks, want %d (one entry per webhook): %+v", len(list.Webhooks), len(ids)+1, list)
 	}
 
 	// Replay to one route.
@@ -249,4 +264,64 @@ func TestRoutesReadOldStore(t *testing.T) {
 	if n := len(second.requests("old1")); n != 0 {
 		t.Fatalf("a route added later delivered an old webhook")
 	}
+}
+
+// With two routes, the relay hears one report per webhook, only once both copies finished
+// (dead when one died), and a redelivery of the finished webhook is answered with that
+// combined outcome; the relay's confirmation marks both copies reported.
+func TestRoutesReportOncePerWebhook(t *testing.T) {
+	ok := newTarget(t, nil)
+	release := make(chan struct{})
+	slow := newTarget(t, func(*http.Request, int) (int, http.Header) {
+		<-release
+		return http.StatusBadRequest, nil
+	})
+	fr := newFakeRelay(t)
+	r2 := fastRoute(slow.URL)
+	r2.Name = "slow"
+	a := newTestAgent(t, fr.url(), fastRoute(ok.URL), r2)
+	runAgent(t, a)
+	c := welcomeV2(t, fr, "s1")
+	v := newView()
+	c.send(t, webhook("w1", []byte("x")))
+	c.until(t, v, func() bool { return v.acked["w1"] == 1 })
+	waitDelivered(t, ok, "w1")
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		if len(slow.requests("w1")) == 0 {
+			return fmt.Errorf("slow route not attempted yet")
+		}
+		return nil
+	})
+	if len(v.reports["w1"]) != 0 {
+		t.Fatalf("reported %+v before every route finished", v.reports["w1"][0])
+	}
+	close(release)
+	c.until(t, v, func() bool { return len(v.reports["w1"]) == 1 })
+	rep := v.reports["w1"][0]
+	if rep.Outcome != protocol.OutcomeDead || rep.Attempts != 2 || !strings.HasPrefix(rep.Error, "route slow: ") {
+		t.Fatalf("report %+v, want dead after 2 attempts naming route slow", rep)
+	}
+
+	c.send(t, webhook("w1", []byte("x")))
+	c.until(t, v, func() bool { return len(v.reports["w1"]) == 2 })
+	if r := v.reports["w1"][1]; r.Outcome != protocol.OutcomeDead || v.acked["w1"] != 1 {
+		t.Fatalf("redelivery answered %+v (acks %d), want the dead outcome and no ack", r, v.acked["w1"])
+	}
+	if len(ok.requests("w1")) != 1 || len(slow.requests("w1")) != 1 {
+		t.Fatal("a redelivered finished webhook was delivered again")
+	}
+
+	c.write(t, &protocol.Recorded{IDs: []string{"w1"}})
+	testutil.CheckFor(t, 5*time.Second, 5*time.Millisecond, func() error {
+		for _, id := range []string{"w1", "w1~slow"} {
+			if !reported(t, a, id) {
+				return fmt.Errorf("copy %s not marked reported after Recorded", id)
+			}
+		}
+		return nil
+	})
+	waitMetric(t, a, `hookagent_route_deliveries_total{endpoint="ep",outcome="dead",route="slow",status_class="4xx"}`, 1)
+	waitMetric(t, a, `hookagent_route_deliveries_total{endpoint="ep",outcome="delivered",route="0",status_class="2xx"}`, 1)
+	waitMetric(t, a, `hookagent_route_dead_letters{endpoint="ep",route="slow"}`, 1)
+	waitMetric(t, a, `hookagent_dead_letters{endpoint="ep"}`, 1)
 }
