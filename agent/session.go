@@ -246,8 +246,9 @@ func (s *session) storeWebhook(w *protocol.Webhook) bool {
 	stored, existed, err := s.storeCopies(w, ds)
 	switch {
 	case err == nil && stored > 0:
-		if w.Replay && existed > 0 {
-			s.replayCopies(w, ds) // a route added since holds the new copy; the others go again
+		// A route added since holds a new copy; the others go out again.
+		if w.Replay && existed > 0 && !s.replayCopies(w, ds) {
+			return false
 		}
 		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", w.BodyLen, "replay", w.Replay, "copies", stored)
 		s.env.emit(Event{Kind: EventStored, Endpoint: w.Endpoint, ID: w.ID, Bytes: int(w.BodyLen), Replay: w.Replay})
