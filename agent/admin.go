@@ -30,7 +30,7 @@ func (a *Agent) adminHandler() http.Handler {
 func (a *Agent) newAdminAPI() (*admin.Handler, error) {
 	h, err := admin.New(admin.Config{
 		Side:      admin.Agent,
-		Store:     a.store,
+		Store:     adminStore{st: a.store, rs: &a.routes},
 		Status:    func() any { return a.Status() },
 		Series:    a.series,
 		TokenHash: a.cfg.AdminToken,
@@ -53,18 +53,10 @@ func (a *Agent) newAdminAPI() (*admin.Handler, error) {
 	return h, nil
 }
 
-// onReplay wakes the deliverer of a replayed webhook's route, or every deliverer after a bulk
-// replay (id ""), so the replay goes out now.
-func (a *Agent) onReplay(id string) {
-	if id != "" {
-		if rec, err := a.store.Get(id); err == nil {
-			if d := a.routes[rec.Queue]; d != nil {
-				d.wakeUp()
-			}
-			return
-		}
-	}
-	for _, d := range a.routes {
+// onReplay wakes every deliverer after a replay, so the replay goes out now (a webhook's
+// copies may be in several routes' queues; waking an idle one costs a look at its queue).
+func (a *Agent) onReplay(string) {
+	for _, d := range a.routes.all {
 		d.wakeUp()
 	}
 }

@@ -34,7 +34,7 @@ type Agent struct {
 	metrics  *metrics
 	tracer   *tracing.Tracer // nil: otel off
 	series   *admin.Sampler  // the admin UI's charts
-	routes   map[string]*deliverer
+	routes   routeSet
 	relayTo  string // relay URLs as logged at start (no user info, no query)
 
 	// sync answers (sync.go): holds of sync webhooks not yet attempted, and the deliverers
@@ -81,7 +81,6 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	a := &Agent{
 		cfg:        cfg,
 		log:        log.With("agent_id", cfg.AgentID),
-		routes:     map[string]*deliverer{},
 		holds:      newSyncHolds(),
 		relayTo:    displayURLs(cfg.Relays),
 		reportWake: make(chan struct{}, 1),
@@ -92,9 +91,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 	for i := range cfg.Routes {
 		d, err := newDeliverer(a, &cfg.Routes[i])
 		if err != nil {
-			return nil, fmt.Errorf("route %s: %w", cfg.Routes[i].Endpoint, err)
+			return nil, fmt.Errorf("route %s: %w", cfg.Routes[i].Name, err)
 		}
-		a.routes[cfg.Routes[i].Endpoint] = d
+		a.routes.add(d)
 	}
 	st, err := persist.Open(persist.Options{
 		Dir:    cfg.DataDir,
@@ -157,7 +156,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer close(a.runDone)
 	defer cancel()
 
-	a.log.Info("agent starting", "relay", a.relayTo, "routes", len(a.routes), "admin_addr", a.AdminAddr())
+	a.log.Info("agent starting", "relay", a.relayTo, "routes", len(a.routes.all), "admin_addr", a.AdminAddr())
 	var wg sync.WaitGroup
 	var srv *http.Server
 	if a.admin != nil {
@@ -168,7 +167,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			}
 		})
 	}
-	for _, d := range a.routes {
+	for _, d := range a.routes.all {
 		wg.Go(func() { d.run(ctx) })
 	}
 	wg.Go(func() { a.connectionLoop(ctx) })
@@ -263,7 +262,7 @@ func (a *Agent) sessionEnv() sessionEnv {
 		verdict:    a.verdict,
 		relayTo:    a.currentRelay(),
 		store:      a.store,
-		routes:     a.routes,
+		routes:     &a.routes,
 		emit:       a.emit,
 		reportWake: a.reportWake,
 		version:    a.helloVersion(),

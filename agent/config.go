@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -97,10 +98,15 @@ type Config struct {
 	OnEvent func(Event) `yaml:"-"`
 }
 
-// Route delivers one relay endpoint to one local target.
+// Route delivers one relay endpoint to one local target. Several routes may name one
+// endpoint: each gets its own copy of every webhook, with its own queue, retries and dead
+// letters (routes.go).
 type Route struct {
-	// Endpoint is the relay endpoint name. Required, unique.
+	// Endpoint is the relay endpoint name. Required.
 	Endpoint string `yaml:"endpoint"`
+	// Name names the route in the admin API, metrics and status: letters, digits, "-", "_"
+	// and "." (at most 64), unique. Default: the route's index ("0", "1", …).
+	Name string `yaml:"name"`
 	// Target is the http(s) URL the path suffix and query are appended to. Required.
 	Target string `yaml:"target"`
 	// Concurrency is the number of deliveries in flight to the target; default 8.
@@ -133,9 +139,17 @@ type Route struct {
 	// ExposeResponse lets the relay return the target's answers to senders (sync endpoints)
 	// and record them; a target's answers are private to its network. Default false.
 	ExposeResponse bool `yaml:"expose_response"`
+	// Filter is an expression (expr-lang) over method, path, query, headers and body: a
+	// webhook it is false for is "filtered", not delivered. Default: none (all delivered).
+	Filter string `yaml:"filter"`
 
+	filter    *filter         // compiled Filter, set by validate
 	targetURL *url.URL        // parsed Target, set by validate
 	replace   map[string]bool // canonical ReplaceHeaders, set by validate
+	// queue is the store queue of the route's copies and first whether it is the first route
+	// of its endpoint (set by validate, see routes.go).
+	queue string
+	first bool
 }
 
 // LoadConfig reads the YAML file at path, applies HOOKAGENT_TOKEN and the defaults, and
@@ -237,6 +251,7 @@ func (c *Config) setDefaults() {
 	orDefault(&c.QUICRetry, DefaultQUICRetry)
 	for i := range c.Routes {
 		r := &c.Routes[i]
+		orDefault(&r.Name, strconv.Itoa(i))
 		orDefault(&r.Concurrency, DefaultConcurrency)
 		orDefault(&r.MaxAttempts, DefaultMaxAttempts)
 		orDefault(&r.MaxAge, DefaultMaxAge)
@@ -295,16 +310,22 @@ func (c *Config) validate() error {
 	if len(c.Routes) == 0 {
 		return errors.New("config routes: none (at least one {endpoint, target})")
 	}
-	seen := map[string]bool{}
+	names, endpoints := map[string]int{}, map[string]bool{}
 	for i := range c.Routes {
 		r := &c.Routes[i]
 		if err := r.validate(); err != nil {
 			return fmt.Errorf("config routes[%d]: %w", i, err)
 		}
-		if seen[r.Endpoint] {
-			return fmt.Errorf("config routes[%d].endpoint: %q appears twice (one route per endpoint)", i, r.Endpoint)
+		if !validRouteName(r.Name) {
+			return fmt.Errorf("config routes[%d].name: %q is not a route name (1 to 64 letters, digits, -, _ or .)", i, r.Name)
 		}
-		seen[r.Endpoint] = true
+		if j, dup := names[r.Name]; dup {
+			return fmt.Errorf("config routes[%d].name: %q is also routes[%d]'s name (names are unique)", i, r.Name, j)
+		}
+		names[r.Name] = i
+		r.first = !endpoints[r.Endpoint]
+		endpoints[r.Endpoint] = true
+		r.queue = r.queueName()
 	}
 	return nil
 }
@@ -316,6 +337,7 @@ func (r *Route) validate() error {
 	if strings.ContainsAny(r.Endpoint, "/?# ") {
 		return fmt.Errorf("endpoint: %q has a /, ?, # or space (a bare endpoint name)", r.Endpoint)
 	}
+
 	u, err := url.Parse(r.Target)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("target: %q is not an http(s) URL with a host (e.g. http://127.0.0.1:3000/webhooks)", r.Target)
@@ -363,6 +385,13 @@ func (r *Route) validate() error {
 			return err
 		}
 	}
+	if r.Filter != "" {
+		f, err := compileFilter(r.Filter)
+		if err != nil {
+			return fmt.Errorf("filter: %w", err)
+		}
+		r.filter = f
+	}
 	return nil
 }
 
@@ -407,10 +436,13 @@ func (c *Config) resolveAgentID() error {
 	return nil
 }
 
+// endpoints lists the routes' endpoints once each, in config order.
 func (c *Config) endpoints() []string {
-	out := make([]string, len(c.Routes))
-	for i, r := range c.Routes {
-		out[i] = r.Endpoint
+	var out []string
+	for _, r := range c.Routes {
+		if r.first {
+			out = append(out, r.Endpoint)
+		}
 	}
 	return out
 }

@@ -118,7 +118,8 @@ func TestConfigErrors(t *testing.T) {
 		{"backoff", rep(route, route+"    backoff_min: 2s\n    backoff_max: 1s\n"), "backoff_max"},
 		{"ca_file", rep(route, route+"    ca_file: /nonexistent/ca.pem\n"), "ca_file"},
 		{"header name", rep(route, route+"    headers: {\"bad name\": x}\n"), "headers"},
-		{"duplicate endpoint", goodConfig + "  - endpoint: github\n    target: http://127.0.0.1:4000/\n", `routes[1].endpoint: "github" appears twice`},
+		{"duplicate name", goodConfig + "  - endpoint: github\n    name: \"0\"\n    target: http://127.0.0.1:4000/\n", `routes[1].name: "0" is also routes[0]'s name`},
+		{"bad name", rep(route, route+"    name: a/b\n"), `routes[0].name: "a/b"`},
 	})
 }
 

@@ -30,7 +30,7 @@ const (
 // storeErrorWait is how long a deliverer waits after a store error before leasing again.
 const storeErrorWait = time.Second
 
-// deliverer delivers one route's queue (queue name = endpoint) to its target: up to
+// deliverer delivers one route's queue (routes.go) to its target: up to
 // Concurrency attempts at once, or one at a time in order when Ordered.
 type deliverer struct {
 	// static after newDeliverer
@@ -60,7 +60,7 @@ func newDeliverer(a *Agent, r *Route) (*deliverer, error) {
 	d := &deliverer{
 		a:      a,
 		r:      r,
-		log:    a.log.With("endpoint", r.Endpoint),
+		log:    a.log.With("endpoint", r.Endpoint, "route", r.Name),
 		client: client,
 		slots:  r.Concurrency,
 
@@ -109,7 +109,7 @@ func (d *deliverer) run(ctx context.Context) {
 // and so does a record with a body over earlyFreeMax.
 func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) {
 	st := d.a.store
-	q := d.r.Endpoint
+	q := d.r.queue
 	slots := make(chan struct{}, d.slots)
 	held := make(chan struct{}, d.slots*holdPerSlot)
 	take := func(block bool) bool { // one held token, then one slot
@@ -206,7 +206,7 @@ func (d *deliverer) idle(ctx context.Context, wake <-chan struct{}, headDue time
 	var due <-chan time.Time
 	next, ok := headDue, !headDue.IsZero()
 	if !d.r.Ordered {
-		next, ok = d.a.store.NextDue(d.r.Endpoint)
+		next, ok = d.a.store.NextDue(d.r.queue)
 	}
 	if ok {
 		// A due time not after now means one became due since the Lease: look again soon
@@ -241,10 +241,13 @@ func (d *deliverer) attempt(ctx context.Context, rec *persist.Record, answered f
 	start := time.Now()
 	n := rec.Attempts + 1
 	log := attemptLog{l: d.log, id: rec.ID, n: n}
-	ev := attemptEvent(rec, n)
+	ev := d.attemptEvent(rec, n)
 	hold := d.a.holds.take(rec.ID) // only the first attempt answers a sync webhook
 	if n > 1 || rec.Replay {
 		hold = nil
+	}
+	if d.r.filter != nil && !d.passes(log, rec, ev) {
+		return // filtered (or the outcome could not be recorded: the lease lapses); a sync sender gets the fallback
 	}
 	// A replay is delivered however old the webhook is.
 	if !rec.Replay && start.Sub(rec.ReceivedAt) > d.r.MaxAge {
@@ -342,9 +345,9 @@ func (d *deliverer) attemptBase(rec *persist.Record) int {
 
 // attemptEvent is the EventAttempt of attempt n of rec, before its outcome is known; ErrKind
 // starts as "none" (no request made).
-func attemptEvent(rec *persist.Record, n int) Event {
+func (d *deliverer) attemptEvent(rec *persist.Record, n int) Event {
 	return Event{
-		Kind: EventAttempt, Endpoint: rec.Queue, ID: rec.ID, Method: rec.Method, Path: rec.Path,
+		Kind: EventAttempt, Endpoint: d.r.Endpoint, Route: d.r.Name, ID: webhookID(rec.ID), Method: rec.Method, Path: rec.Path,
 		Query: rec.Query, Body: rec.Body, Replay: rec.Replay, Attempt: n, ErrKind: ErrKindNone,
 	}
 }

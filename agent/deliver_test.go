@@ -350,7 +350,7 @@ func TestDeliverShutdownHandsBack(t *testing.T) {
 	appendRecord(t, a, &persist.Record{ID: "sd", Queue: "ep"})
 	ctx, cancel := testContext(t)
 	done := make(chan struct{})
-	go func() { a.routes["ep"].run(ctx); close(done) }()
+	go func() { a.routes.byEndpoint["ep"][0].run(ctx); close(done) }()
 	testutil.CheckFor(t, 10*time.Second, 5*time.Millisecond, func() error {
 		if len(tg.requests("sd")) != 1 {
 			return fmt.Errorf("not delivering yet")

@@ -25,9 +25,9 @@ const (
 	// EventNacked: the agent refused a webhook (the relay offers it again later). Endpoint,
 	// ID, ErrKind (no_route, quota, disk_full, store, replay, ordered), Reason.
 	EventNacked
-	// EventAttempt: a delivery attempt ended, or a webhook went dead without one (ErrKind
-	// "none"). Endpoint, ID, Method, Path, Query, Body, Replay, Attempt, Outcome, Status or
-	// ErrKind, Err, Duration, and RetryIn (retry) or Reason (dead).
+	// EventAttempt: a delivery attempt ended, or a webhook went dead or was filtered without
+	// one (ErrKind "none"). Endpoint, Route, ID, Method, Path, Query, Body, Replay, Attempt,
+	// Outcome, Status or ErrKind, Err, Duration, and RetryIn (retry) or Reason (dead, filtered).
 	EventAttempt
 	// EventReportsSent: Count final outcomes were reported to the relay.
 	EventReportsSent
@@ -67,6 +67,7 @@ const (
 	OutcomeDelivered AttemptOutcome = "delivered" // the target answered 2xx
 	OutcomeRetry     AttemptOutcome = "retry"     // it failed and will be tried again after RetryIn
 	OutcomeDead      AttemptOutcome = "dead"      // it failed for good and is a dead letter (Reason)
+	OutcomeFiltered  AttemptOutcome = "filtered"  // the route's filter passed it by (Reason); no request made
 )
 
 // Error kinds of an attempt (Event.ErrKind) when the target gave no status.
@@ -93,7 +94,8 @@ type Event struct {
 
 	// webhook
 	Endpoint string
-	ID       string
+	Route    string // Attempt: the route's name
+	ID       string // the relay's id
 	Method   string
 	Path     string // the path suffix after /h/{endpoint}, as received; "" for none
 	Query    string // the raw query, without "?"

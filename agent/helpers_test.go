@@ -64,7 +64,7 @@ func testContext(t *testing.T) (context.Context, context.CancelFunc) {
 func runDeliverers(t *testing.T, a *Agent) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, d := range a.routes {
+	for _, d := range a.routes.all {
 		wg.Go(func() { d.run(ctx) })
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() })

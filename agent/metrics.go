@@ -19,7 +19,8 @@ const unknownEndpoint = "_unknown"
 // scrape time. Labels are endpoints, outcomes and classes, never ids.
 type metrics struct {
 	reg    *prometheus.Registry
-	routes map[string]bool
+	routes map[string]bool     // endpoints
+	queues map[string]routeKey // each route's store queue
 
 	received   *prometheus.CounterVec // endpoint
 	stored     *prometheus.CounterVec // endpoint
@@ -27,6 +28,7 @@ type metrics struct {
 	replayed   *prometheus.CounterVec // endpoint
 	nacked     *prometheus.CounterVec // endpoint, reason
 	deliveries *prometheus.CounterVec // endpoint, outcome, status_class
+	routeDel   *prometheus.CounterVec // endpoint, route, outcome, status_class
 	latency    *prometheus.HistogramVec
 	dead       *prometheus.CounterVec // endpoint
 	tunnelUp   *prometheus.GaugeVec   // transport
@@ -39,9 +41,10 @@ type metrics struct {
 
 func newMetrics(routes []Route) *metrics {
 	reg := prometheus.NewRegistry()
-	m := &metrics{reg: reg, routes: map[string]bool{}}
+	m := &metrics{reg: reg, routes: map[string]bool{}, queues: map[string]routeKey{}}
 	for _, r := range routes {
 		m.routes[r.Endpoint] = true
+		m.queues[r.queue] = routeKey{r.Endpoint, r.Name}
 	}
 	counter := func(name, help string, labels ...string) *prometheus.CounterVec {
 		c := prometheus.NewCounterVec(prometheus.CounterOpts{Name: "hookagent_" + name, Help: help}, labels)
@@ -54,6 +57,7 @@ func newMetrics(routes []Route) *metrics {
 	m.replayed = counter("webhooks_replayed_total", "Webhooks the relay sent as replays (delivered again).", "endpoint")
 	m.nacked = counter("webhooks_nacked_total", "Webhooks refused back to the relay, by reason (no_route, quota, disk_full, store, replay, ordered).", "endpoint", "reason")
 	m.deliveries = counter("deliveries_total", "Delivery attempts by outcome (delivered, retry, dead) and target status class (2xx…5xx, error; none when no request was made).", "endpoint", "outcome", "status_class")
+	m.routeDel = counter("route_deliveries_total", "Delivery attempts per route by outcome (delivered, retry, dead, filtered) and target status class; deliveries_total is their sum per endpoint.", "endpoint", "route", "outcome", "status_class")
 	m.dead = counter("dead_letters_total", "Webhooks that became dead letters.", "endpoint")
 	m.latency = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name:    "hookagent_delivery_duration_seconds",
@@ -84,6 +88,9 @@ func newMetrics(routes []Route) *metrics {
 		}
 		m.deliveries.WithLabelValues(ep, string(OutcomeDelivered), "2xx")
 	}
+	for _, k := range m.queues {
+		m.routeDel.WithLabelValues(k.endpoint, k.route, string(OutcomeDelivered), "2xx")
+	}
 	// Process and Go runtime metrics, under the same prefix as ours.
 	pre := prometheus.WrapRegistererWithPrefix("hookagent_", reg)
 	pre.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -92,7 +99,7 @@ func newMetrics(routes []Route) *metrics {
 
 // watchStore adds the scrape-time queue figures of st.
 func (m *metrics) watchStore(st *persist.Store) {
-	m.reg.MustRegister(&queueCollector{st: st, routes: m.routes})
+	m.reg.MustRegister(&queueCollector{st: st, routes: m.routes, queues: m.queues})
 }
 
 // onCommit is the store's persist.Options.OnCommit.
@@ -134,6 +141,9 @@ func (m *metrics) observe(ev Event) {
 	case EventAttempt:
 		ep := m.endpoint(ev.Endpoint)
 		m.deliveries.WithLabelValues(ep, string(ev.Outcome), statusClass(ev)).Inc()
+		if ep != unknownEndpoint && ev.Route != "" {
+			m.routeDel.WithLabelValues(ep, ev.Route, string(ev.Outcome), statusClass(ev)).Inc()
+		}
 		if ev.ErrKind != ErrKindNone {
 			m.latency.WithLabelValues(ep).Observe(ev.Duration.Seconds())
 		}
@@ -170,53 +180,69 @@ func statusClass(ev Event) string {
 	return "error"
 }
 
-// queueCollector reports each route's queue from store.Stats() at scrape time: depth, bytes,
-// the age of the oldest pending webhook (the lag) and the dead letters held.
+// routeKey names a route in metric labels.
+type routeKey struct{ endpoint, route string }
+
+// queueCollector reports each endpoint's queues from store.Stats() at scrape time (the sum
+// over its routes: depth, bytes, dead letters; the age of the oldest pending webhook, the
+// lag), and each route's depth and dead letters.
 type queueCollector struct {
 	st     *persist.Store
 	routes map[string]bool
+	queues map[string]routeKey
 }
 
 var (
-	descDepth = prometheus.NewDesc("hookagent_queue_depth", "Webhooks stored and not yet delivered or dead.", []string{"endpoint"}, nil)
-	descBytes = prometheus.NewDesc("hookagent_queue_bytes", "Stored bytes of the webhooks not yet delivered or dead.", []string{"endpoint"}, nil)
-	descAge   = prometheus.NewDesc("hookagent_queue_oldest_age_seconds", "Age of the oldest webhook waiting for delivery (0 when none).", []string{"endpoint"}, nil)
-	descDead  = prometheus.NewDesc("hookagent_dead_letters", "Dead letters held in the store.", []string{"endpoint"}, nil)
-	descQuar  = prometheus.NewDesc("hookagent_store_quarantined",
+	descDepth      = prometheus.NewDesc("hookagent_queue_depth", "Webhooks stored and not yet delivered or dead (copies, summed over the endpoint's routes).", []string{"endpoint"}, nil)
+	descBytes      = prometheus.NewDesc("hookagent_queue_bytes", "Stored bytes of the webhooks not yet delivered or dead.", []string{"endpoint"}, nil)
+	descAge        = prometheus.NewDesc("hookagent_queue_oldest_age_seconds", "Age of the oldest webhook waiting for delivery (0 when none).", []string{"endpoint"}, nil)
+	descDead       = prometheus.NewDesc("hookagent_dead_letters", "Dead letters held in the store.", []string{"endpoint"}, nil)
+	descRouteDepth = prometheus.NewDesc("hookagent_route_queue_depth", "A route's copies stored and not yet delivered, filtered or dead.", []string{"endpoint", "route"}, nil)
+	descRouteDead  = prometheus.NewDesc("hookagent_route_dead_letters", "A route's dead letters held in the store.", []string{"endpoint", "route"}, nil)
+	descQuar       = prometheus.NewDesc("hookagent_store_quarantined",
 		"Records set aside at start because their metadata did not decode (kept, never deleted: see the log).", nil, nil)
 )
 
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) {
-	ch <- descDepth
-	ch <- descBytes
-	ch <- descAge
-	ch <- descDead
-	ch <- descQuar
+	for _, d := range []*prometheus.Desc{descDepth, descBytes, descAge, descDead, descRouteDepth, descRouteDead, descQuar} {
+		ch <- d
+	}
 }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descQuar, prometheus.GaugeValue, float64(len(c.st.Quarantined())))
 	now := time.Now()
-	seen := map[string]bool{}
+	eps := map[string]*persist.QueueStats{}
+	for ep := range c.routes {
+		eps[ep] = &persist.QueueStats{Queue: ep}
+	}
+	routes := map[string]persist.QueueStats{}
 	for _, s := range c.st.Stats() {
-		if !c.routes[s.Queue] {
+		if _, ok := c.queues[s.Queue]; !ok {
 			continue // a route removed from the config: its leftovers are not a series
 		}
-		seen[s.Queue] = true
+		routes[s.Queue] = s
+		e := eps[endpointOf(s.Queue)]
+		e.Pending += s.Pending
+		e.Bytes += s.Bytes
+		e.Dead += s.Dead
+		if !s.Oldest.IsZero() && (e.Oldest.IsZero() || s.Oldest.Before(e.Oldest)) {
+			e.Oldest = s.Oldest
+		}
+	}
+	for ep, s := range eps {
 		age := 0.0
 		if !s.Oldest.IsZero() {
 			age = max(now.Sub(s.Oldest).Seconds(), 0)
 		}
-		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(s.Pending), s.Queue)
-		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bytes), s.Queue)
-		ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, age, s.Queue)
-		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(s.Dead), s.Queue)
+		ch <- prometheus.MustNewConstMetric(descDepth, prometheus.GaugeValue, float64(s.Pending), ep)
+		ch <- prometheus.MustNewConstMetric(descBytes, prometheus.GaugeValue, float64(s.Bytes), ep)
+		ch <- prometheus.MustNewConstMetric(descAge, prometheus.GaugeValue, age, ep)
+		ch <- prometheus.MustNewConstMetric(descDead, prometheus.GaugeValue, float64(s.Dead), ep)
 	}
-	for ep := range c.routes {
-		if !seen[ep] {
-			for _, d := range []*prometheus.Desc{descDepth, descBytes, descAge, descDead} {
-				ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, 0, ep)
-			}
-		}
+	for q, k := range c.queues {
+		s := routes[q]
+		ch <- prometheus.MustNewConstMetric(descRouteDepth, prometheus.GaugeValue, float64(s.Pending), k.endpoint, k.route)
+		ch <- prometheus.MustNewConstMetric(descRouteDead, prometheus.GaugeValue, float64(s.Dead), k.endpoint, k.route)
 	}
 }

@@ -63,7 +63,7 @@ func TestOrderedHoldSurvivesRestart(t *testing.T) {
 func startDeliverers(a *Agent) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	for _, d := range a.routes {
+	for _, d := range a.routes.all {
 		wg.Go(func() { d.run(ctx) })
 	}
 	return func() { cancel(); wg.Wait() }

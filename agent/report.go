@@ -16,20 +16,25 @@ const (
 	reportResend = 10 * time.Second
 )
 
-// reportLoop sends the final outcome of every finished record the relay has not heard of yet:
-// first those left from earlier sessions and runs, then each time a deliverer finishes one.
+// reportLoop sends the final outcome of every webhook the relay has not heard of yet: first
+// those left from earlier sessions and runs, then each time a deliverer finishes a copy. A
+// webhook of several routes is reported once all its copies finished (outcome below).
 //
-// With a relay of protocol version 2, a record is marked reported only once the relay
-// confirmed the report durably recorded (Recorded); until then the report is sent again every
-// reportResend, and on every later session. With a version-1 relay, it is marked reported once
-// its Report frame was written (all that relay offers).
+// With a relay of protocol version 2, a webhook's copies are marked reported only once the
+// relay confirmed the report durably recorded (Recorded); until then the report is sent again
+// every reportResend, and on every later session. With a version-1 relay, they are marked
+// reported once its Report frame was written (all that relay offers).
 func (s *session) reportLoop() {
 	retry := time.NewTimer(0)
 	<-retry.C
 	defer retry.Stop()
-	sent := map[string]time.Time{} // v2: reports sent and not confirmed yet
+	r := reporter{
+		sent:    map[string]time.Time{},
+		copies:  map[string][]string{},
+		waiting: map[string]time.Time{},
+	}
 	for {
-		n, fresh, err := s.sendReports(sent)
+		n, fresh, err := s.sendReports(&r)
 		switch {
 		case err != nil:
 			if errors.Is(err, errSessionEnded) || s.ended() {
@@ -39,7 +44,7 @@ func (s *session) reportLoop() {
 			retry.Reset(reportRetry)
 		case n == reportBatch && fresh > 0:
 			continue // more may be waiting
-		case len(sent) > 0:
+		case len(r.sent) > 0 || len(r.waiting) > 0:
 			retry.Reset(reportResend)
 		}
 		select {
@@ -48,15 +53,25 @@ func (s *session) reportLoop() {
 		case <-s.conn.Done():
 			return
 		case ids := <-s.recorded:
-			s.confirmed(sent, ids)
+			s.confirmed(&r, ids)
 		case <-s.env.reportWake:
 		case <-retry.C:
 		}
 	}
 }
 
-// confirmed marks the reports the relay recorded as reported.
-func (s *session) confirmed(sent map[string]time.Time, ids []string) {
+// reporter is reportLoop's state.
+type reporter struct {
+	sent   map[string]time.Time // v2: reports sent and not confirmed yet, by the relay's id
+	copies map[string][]string  // v2: the copies each sent report stands for
+	// waiting holds copies finished while another copy of their webhook was not, with when
+	// that was seen: they are left out for reportResend (the last copy to finish brings the
+	// report; the wait only covers a copy replayed meanwhile).
+	waiting map[string]time.Time
+}
+
+// confirmed marks the copies of the webhooks the relay recorded as reported.
+func (s *session) confirmed(r *reporter, ids []string) {
 	for more := true; more; { // take every confirmation waiting
 		select {
 		case more2 := <-s.recorded:
@@ -65,11 +80,18 @@ func (s *session) confirmed(sent map[string]time.Time, ids []string) {
 			more = false
 		}
 	}
+	var mark []string
 	for _, id := range ids {
-		delete(sent, id)
+		if cs, ok := r.copies[id]; ok {
+			mark = append(mark, cs...)
+		} else {
+			mark = append(mark, s.allCopyIDs(id)...) // answered outside the loop (answerFinished)
+		}
+		delete(r.sent, id)
+		delete(r.copies, id)
 	}
 	// ErrNotFound or ErrState for an id no longer finished (replayed) or gone: nothing to mark.
-	if err := s.env.store.MarkReported(ids...); err != nil && !errors.Is(err, persist.ErrNotFound) &&
+	if err := s.env.store.MarkReported(mark...); err != nil && !errors.Is(err, persist.ErrNotFound) &&
 		!errors.Is(err, persist.ErrState) {
 		s.log.Warn("mark reported", "err", err)
 	}
@@ -77,24 +99,58 @@ func (s *session) confirmed(sent map[string]time.Time, ids []string) {
 	s.env.emit(Event{Kind: EventReportsSent, Count: len(ids)})
 }
 
+// allCopyIDs lists every id a copy of webhook wid may have, whatever its endpoint.
+func (s *session) allCopyIDs(wid string) []string {
+	ids := []string{wid}
+	for _, d := range s.env.routes.all {
+		if !d.r.first {
+			ids = append(ids, d.r.copyID(wid))
+		}
+	}
+	return ids
+}
+
 // sendReports sends one batch of unreported outcomes: it returns how many records it read and
 // how many reports it sent. Version 1 marks them reported once written; version 2 notes them
-// in sent and leaves out those sent less than reportResend ago.
-func (s *session) sendReports(sent map[string]time.Time) (n, fresh int, err error) {
+// in r.sent and leaves out those sent less than reportResend ago.
+func (s *session) sendReports(r *reporter) (n, fresh int, err error) {
 	now := time.Now()
 	recs, err := s.env.store.UnreportedExcept(reportBatch, func(id string) bool {
-		at, ok := sent[id]
+		if at, ok := r.waiting[id]; ok {
+			if now.Sub(at) < reportResend {
+				return true
+			}
+			delete(r.waiting, id)
+		}
+		at, ok := r.sent[webhookID(id)]
 		return ok && now.Sub(at) < reportResend
 	})
 	if err != nil {
 		return 0, 0, fmt.Errorf("read unreported: %w", err)
 	}
-	var ids []string
+	var ids, mark []string
 	var reps []*protocol.Report
-	for _, r := range recs {
-		if rep := reportFor(r, s.exposes(r.Queue)); rep != nil {
-			ids = append(ids, r.ID)
-			reps = append(reps, rep)
+	seen := map[string]bool{}
+	for _, rec := range recs {
+		wid := webhookID(rec.ID)
+		if seen[wid] {
+			continue
+		}
+		seen[wid] = true
+		rep, copies, err := s.outcome(endpointOf(rec.Queue), wid, rec)
+		if err != nil {
+			return 0, 0, err
+		}
+		if rep == nil {
+			r.waiting[rec.ID] = now
+			continue
+		}
+		ids = append(ids, wid)
+		reps = append(reps, rep)
+		if s.version >= 2 {
+			r.copies[wid] = copies
+		} else {
+			mark = append(mark, copies...)
 		}
 	}
 	if len(reps) == 0 {
@@ -118,12 +174,13 @@ func (s *session) sendReports(sent map[string]time.Time) (n, fresh int, err erro
 	}
 	if s.version >= 2 {
 		for _, id := range ids {
-			sent[id] = now
+			r.sent[id] = now
 		}
 		s.log.Debug("reports sent", "count", len(ids))
 		return len(recs), len(ids), nil
 	}
-	if err := s.env.store.MarkReported(ids...); err != nil {
+	if err := s.env.store.MarkReported(mark...); err != nil && !errors.Is(err, persist.ErrState) &&
+		!errors.Is(err, persist.ErrNotFound) {
 		return 0, 0, fmt.Errorf("mark reported: %w", err)
 	}
 	s.log.Debug("reports sent", "count", len(ids))
@@ -131,16 +188,12 @@ func (s *session) sendReports(sent map[string]time.Time) (n, fresh int, err erro
 	return len(recs), len(ids), nil
 }
 
-// answerFinished answers a redelivered webhook the agent already finished with its outcome
-// (never a bare ack, which would leave the relay waiting for a report that was lost): it
-// reports whether id was finished and the report sent.
-func (s *session) answerFinished(id string) bool {
-	rec, err := s.env.store.Get(id)
-	if err != nil {
-		return false
-	}
-	rep := reportFor(rec, s.exposes(rec.Queue))
-	if rep == nil {
+// answerFinished answers a redelivered webhook the agent already finished (every copy) with
+// its outcome (never a bare ack, which would leave the relay waiting for a report that was
+// lost): it reports whether id was finished and the report sent.
+func (s *session) answerFinished(endpoint, id string) bool {
+	rep, _, err := s.outcome(endpoint, id, nil)
+	if err != nil || rep == nil {
 		return false
 	}
 	if err := s.conn.Send(s.ctx, rep); err != nil {
@@ -165,8 +218,8 @@ func (s *session) ended() bool {
 }
 
 // exposes reports whether the route of endpoint exposes its target's answers.
-func (s *session) exposes(endpoint string) bool {
-	d := s.env.routes[endpoint]
+func (s *session) exposes(queue string) bool {
+	d := s.env.routes.byQueue[queue]
 	return d != nil && d.r.ExposeResponse
 }
 

@@ -145,7 +145,7 @@ func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string, r
 	if _, sent := h["User-Agent"]; !sent {
 		h["User-Agent"] = []string{""} // no Go default User-Agent
 	}
-	h[headerID] = []string{rec.ID}
+	h[headerID] = []string{webhookID(rec.ID)}
 	h[headerAttempt] = []string{strconv.Itoa(n)}
 	if rec.Replay {
 		h[headerReplay] = []string{"1"}
@@ -153,7 +153,7 @@ func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string, r
 		delete(h, headerReplay)
 	}
 	if _, sent := h[headerWebhook]; !sent {
-		h[headerWebhook] = []string{rec.ID}
+		h[headerWebhook] = []string{webhookID(rec.ID)}
 	}
 	return h
 }

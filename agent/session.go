@@ -41,7 +41,7 @@ type sessionEnv struct {
 	verdict    func(*protocol.Verdict)
 	relayTo    string // as logged
 	store      *persist.Store
-	routes     map[string]*deliverer
+	routes     *routeSet
 	emit       func(Event)
 	reportWake <-chan struct{} // a record reached a final state
 	version    uint16          // the protocol version Hello says
@@ -215,11 +215,13 @@ func (s *session) handle(f protocol.Frame) error {
 	return nil
 }
 
-// startStore hands w to a store worker, waiting for a free one; a webhook of an ordered
-// route to its endpoint's ordered store. False when the session ended.
+// startStore hands w to a store worker, waiting for a free one; a webhook of an endpoint with
+// an ordered route to its endpoint's ordered store. False when the session ended.
 func (s *session) startStore(w *protocol.Webhook) bool {
-	if d := s.env.routes[w.Endpoint]; d != nil && d.r.Ordered {
-		return s.startOrdered(w)
+	for _, d := range s.env.routes.byEndpoint[w.Endpoint] {
+		if d.r.Ordered {
+			return s.startOrdered(w)
+		}
 	}
 	select {
 	case s.slots <- struct{}{}:
@@ -235,57 +237,43 @@ func (s *session) startStore(w *protocol.Webhook) bool {
 	return true
 }
 
-// storeWebhook appends w durably, then acks it; or nacks it when the agent cannot hold it.
-// True when w is held (stored now or before).
+// storeWebhook appends w durably, one copy per route of its endpoint (store_copies.go), then
+// acks it; or nacks it when the agent cannot hold it. True when w is held (stored now or
+// before).
 func (s *session) storeWebhook(w *protocol.Webhook) bool {
-	if s.env.routes[w.Endpoint] == nil {
+	ds := s.env.routes.byEndpoint[w.Endpoint]
+	if len(ds) == 0 {
 		s.appendRecord(w, nil, true) // drops a staged body
 		s.nack(w, "no_route", "no route for endpoint "+w.Endpoint)
 		return false
 	}
-	rec := &persist.Record{
-		ID:         w.ID,
-		Queue:      w.Endpoint,
-		ReceivedAt: w.ReceivedAt,
-		Method:     w.Method,
-		Path:       w.Path,
-		Query:      w.Query,
-		Headers:    make([]persist.Header, len(w.Headers)),
-		Body:       w.Body,
-		Replay:     w.Replay,
-	}
-	for i, h := range w.Headers {
-		rec.Headers[i] = persist.Header{Name: h.Name, Value: h.Value}
-	}
-	hold := w.Sync && s.version >= 2 && s.env.routes[w.Endpoint].r.ExposeResponse
+	// A sync webhook's first answer is the first route's (its copy keeps the webhook id).
+	hold := w.Sync && s.version >= 2 && ds[0].r.ExposeResponse
 	if hold { // before the append: a deliverer may lease it at once
 		s.env.holds.add(w.ID, s)
 	}
 	// Not the session's context: an append under way finishes even if the tunnel drops (the
 	// relay then redelivers, and the duplicate is acked).
-	err := s.appendRecord(w, rec, false)
-	if hold && err != nil {
+	stored, existed, err := s.storeCopies(w, ds)
+	if hold && (err != nil || stored == 0) {
 		s.env.holds.take(w.ID)
 	}
 	switch {
-	case err == nil:
-		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", w.BodyLen, "replay", w.Replay)
+	case err == nil && stored > 0:
+		// A route added since holds a new copy; the others go out again.
+		if w.Replay && existed > 0 && !s.replayCopies(w, ds) {
+			return false
+		}
+		s.log.Debug("webhook stored", "id", w.ID, "endpoint", w.Endpoint, "bytes", w.BodyLen, "replay", w.Replay, "copies", stored)
 		s.env.emit(Event{Kind: EventStored, Endpoint: w.Endpoint, ID: w.ID, Bytes: int(w.BodyLen), Replay: w.Replay})
 		s.ack(w.ID)
-	case errors.Is(err, persist.ErrExists):
-		if w.Replay {
-			// A replay of an id already held: deliver it again. ErrState means it is still
-			// pending, so it will be delivered anyway.
-			if err := s.env.store.Replay(w.ID); err != nil && !errors.Is(err, persist.ErrState) {
-				s.log.Warn("replay stored webhook", "id", w.ID, "err", err)
-				s.nack(w, "replay", "replay: "+err.Error())
-				return false
-			}
-			s.env.routes[w.Endpoint].wakeUp()
+	case err == nil:
+		if w.Replay && !s.replayCopies(w, ds) {
+			return false
 		}
 		s.log.Debug("webhook already stored", "id", w.ID, "replay", w.Replay)
 		s.env.emit(Event{Kind: EventDuplicate, Endpoint: w.Endpoint, ID: w.ID, Replay: w.Replay})
-		if !w.Replay && s.answerFinished(w.ID) {
+		if !w.Replay && s.answerFinished(w.Endpoint, w.ID) {
 			return true
 		}
 		s.ack(w.ID)
@@ -301,6 +289,21 @@ func (s *session) storeWebhook(w *protocol.Webhook) bool {
 		s.log.Error("store webhook", "id", w.ID, "err", err)
 		s.nack(w, "store", "store: "+err.Error())
 		return false
+	}
+	return true
+}
+
+// replayCopies makes every copy of a replayed webhook the agent already held go out again
+// (ErrState: a copy still pending goes out anyway). False, after a nack, when one failed.
+func (s *session) replayCopies(w *protocol.Webhook, ds []*deliverer) bool {
+	for _, d := range ds {
+		err := s.env.store.Replay(d.r.copyID(w.ID))
+		if err != nil && !errors.Is(err, persist.ErrState) && !errors.Is(err, persist.ErrNotFound) {
+			s.log.Warn("replay stored webhook", "id", w.ID, "route", d.r.Name, "err", err)
+			s.nack(w, "replay", "replay: "+err.Error())
+			return false
+		}
+		d.wakeUp()
 	}
 	return true
 }

@@ -105,5 +105,5 @@ func (d *deliverer) sign(h http.Header, rec *persist.Record) error {
 		defer rc.Close()
 		body = rc
 	}
-	return d.r.Sign.StandardWebhooks.apply(h, rec.ID, time.Now(), body)
+	return d.r.Sign.StandardWebhooks.apply(h, webhookID(rec.ID), time.Now(), body)
 }

@@ -17,14 +17,16 @@ type Status struct {
 	Routes         []RouteStatus `json:"routes"`
 }
 
-// RouteStatus is one route's queue.
+// RouteStatus is one route's queue (its own copies: routes.go).
 type RouteStatus struct {
+	Name     string     `json:"name"`
 	Endpoint string     `json:"endpoint"`
-	Target   string     `json:"target"` // without query (it may hold secrets)
-	Queued   int        `json:"queued"` // stored, not yet delivered or dead
-	Bytes    int64      `json:"bytes"`  // stored bytes of those
-	Oldest   *time.Time `json:"oldest"` // arrival of the oldest waiting one; null when none
-	Dead     int        `json:"dead"`   // dead letters held
+	Filter   string     `json:"filter,omitempty"` // the route's filter expression
+	Target   string     `json:"target"`           // without query (it may hold secrets)
+	Queued   int        `json:"queued"`           // stored, not yet delivered or dead
+	Bytes    int64      `json:"bytes"`            // stored bytes of those
+	Oldest   *time.Time `json:"oldest"`           // arrival of the oldest waiting one; null when none
+	Dead     int        `json:"dead"`             // dead letters held
 }
 
 // tunnelInfo is the current session, for Status.
@@ -62,8 +64,8 @@ func (a *Agent) Status() Status {
 		byQueue[q.Queue] = i
 	}
 	for _, r := range a.cfg.Routes {
-		rs := RouteStatus{Endpoint: r.Endpoint, Target: displayURL(r.Target)}
-		if i, ok := byQueue[r.Endpoint]; ok {
+		rs := RouteStatus{Name: r.Name, Endpoint: r.Endpoint, Filter: r.Filter, Target: displayURL(r.Target)}
+		if i, ok := byQueue[r.queue]; ok {
 			q := stats[i]
 			rs.Queued, rs.Bytes, rs.Dead = q.Pending, q.Bytes, q.Dead
 			if !q.Oldest.IsZero() {

@@ -141,11 +141,12 @@ func reportResponse(rep *protocol.Report, d persist.Delivery) {
 	rep.Body = d.ResponseBody[:min(len(d.ResponseBody), protocol.MaxReportBody)]
 }
 
-// exposed lists the endpoints whose route exposes its target's answers (Hello).
+// exposed lists the endpoints whose route exposes its target's answers (Hello): with several
+// routes on an endpoint, the first one's target answers a sync request.
 func (c *Config) exposed() []string {
 	var out []string
 	for _, r := range c.Routes {
-		if r.ExposeResponse {
+		if r.ExposeResponse && r.first {
 			out = append(out, r.Endpoint)
 		}
 	}

@@ -25,8 +25,8 @@ func (d *deliverer) startSpan(rec *persist.Record, n int, req *http.Request) *tr
 		}
 	}
 	span := d.a.tracer.Start("hookrelay.delivery", trace.SpanKindClient, parent,
-		attribute.String(tracing.AttrID, rec.ID), attribute.Int("hookrelay.attempt", n),
-		attribute.String("hookrelay.endpoint", rec.Queue), attribute.String("http.request.method", req.Method))
+		attribute.String(tracing.AttrID, webhookID(rec.ID)), attribute.Int("hookrelay.attempt", n),
+		attribute.String("hookrelay.endpoint", d.r.Endpoint), attribute.String("hookrelay.route", d.r.Name), attribute.String("http.request.method", req.Method))
 	if req.Header.Get("Traceparent") == "" {
 		req.Header.Set("Traceparent", span.Traceparent())
 	}

@@ -54,7 +54,7 @@ type Record struct {
 	NextAttempt time.Time
 	Deliveries  []Delivery
 	Reported    bool      // agent only: the final outcome was reported to the relay
-	DeadReason  string    // why it is dead ("max attempts", "max age", "retention", a status…)
+	DeadReason  string    // why it is dead ("max attempts", "max age", "retention", a status…); on a Delivered record, why it was finished undelivered (CompleteFiltered)
 	Size        int64     // stored bytes counted against the quota (body + headers)
 	FinishedAt  time.Time // when it became Delivered or Dead; zero otherwise
 	// Holder (relay) is the agent id whose session acked it last: the agent the relay waits

@@ -114,8 +114,11 @@ func TestBacklogMemoryBounded(t *testing.T) {
 		t.Fatalf("lease after all were handed out: %d more", len(recs))
 	}
 	// Held by an agent (acked), waiting for its report, they cost no memory each either.
-	if acked := heapInUse(); int64(acked)-int64(after) > 40<<20 {
-		t.Errorf("heap %d MiB with 120k acked, %d MiB with them waiting (≤ 40 MiB more: Badger's caches filling)", acked>>20, after>>20)
+	// Against the larger of the two earlier samples: the heap after 120k was sometimes lower
+	// than after 40k (Badger's caches), and an index entry per acked record (~600 B) would
+	// still add 69 MiB over either.
+	if ref, acked := max(before, after), heapInUse(); int64(acked)-int64(ref) > 40<<20 {
+		t.Errorf("heap %d MiB with 120k acked, %d MiB with them waiting (≤ 40 MiB more: Badger's caches filling)", acked>>20, ref>>20)
 	}
 	if n := indexed(s); n > 0 {
 		t.Errorf("%d records in memory with all acked, want none", n)

@@ -1,5 +1,5 @@
 // Package persist is the durable webhook queue on Badger, shared by the relay (one queue per
-// endpoint) and the agent (one queue per route endpoint). It exists so that "accepted" and
+// endpoint) and the agent (one queue per route). It exists so that "accepted" and
 // "acked" can mean "on disk": Append returns only after an fsync.
 //
 // # Writes: one committer

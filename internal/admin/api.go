@@ -23,6 +23,8 @@ type summary struct {
 	State      string `json:"state"`
 	ReceivedAt string `json:"received_at"`
 	Attempts   int    `json:"attempts"`
+	// Routes (agent) is each route's copy, by route name (routes.go).
+	Routes map[string]routeCopy `json:"routes,omitempty"`
 }
 
 // detail is one webhook with its request and delivery attempts.
@@ -54,6 +56,9 @@ type delivery struct {
 func (h *Handler) stateName(r *persist.Record) string {
 	switch r.State {
 	case persist.StateDelivered:
+		if h.cfg.Side == Agent && r.DeadReason != "" {
+			return "filtered" // persist.CompleteFiltered: a route's filter passed it by
+		}
 		return "delivered"
 	case persist.StateDead:
 		return "dead"
@@ -86,7 +91,7 @@ func (h *Handler) stateName(r *persist.Record) string {
 // stateNames lists the names a state= filter accepts on this side.
 func (h *Handler) stateNames() []string {
 	if h.cfg.Side == Agent {
-		return []string{"queued", "delivering", "retrying", "delivered", "dead"}
+		return []string{"queued", "delivering", "retrying", "delivered", "filtered", "dead"}
 	}
 	return []string{"accepted", "sent", "acked", "delivered", "dead"}
 }
@@ -96,12 +101,14 @@ func (h *Handler) stateNames() []string {
 func (h *Handler) stateFilter(name string) (st persist.State, exact bool, ok bool) {
 	switch name {
 	case "delivered":
-		return persist.StateDelivered, true, true
+		return persist.StateDelivered, h.cfg.Side != Agent, true // agent: or filtered
 	case "dead":
 		return persist.StateDead, true, true
 	}
 	if h.cfg.Side == Agent {
 		switch name {
+		case "filtered":
+			return persist.StateDelivered, false, true
 		case "queued", "retrying":
 			return persist.StateReady, false, true
 		case "delivering":
@@ -127,6 +134,7 @@ func (h *Handler) summarize(r *persist.Record) summary {
 		State:      h.stateName(r),
 		ReceivedAt: formatTime(r.ReceivedAt),
 		Attempts:   r.Attempts,
+		Routes:     h.routesOf(r.ID),
 	}
 }
 
@@ -225,20 +233,10 @@ func (h *Handler) getWebhook(w http.ResponseWriter, r *http.Request) {
 		BodyBase64: base64.StdEncoding.EncodeToString(rec.Body),
 		Size:       rec.Size,
 		Replay:     rec.Replay,
-		Deliveries: make([]delivery, 0, len(rec.Deliveries)),
+		Deliveries: deliveries(rec),
 	}
 	for _, hd := range rec.Headers {
 		d.Headers = append(d.Headers, [2]string{hd.Name, hd.Value})
-	}
-	for _, dl := range rec.Deliveries {
-		x := delivery{At: formatTime(dl.At), Status: dl.Status, Ms: dl.Millis, Error: dl.Error}
-		for _, h := range dl.ResponseHeaders {
-			x.ResponseHeaders = append(x.ResponseHeaders, [2]string{h.Name, h.Value})
-		}
-		if len(dl.ResponseBody) > 0 {
-			x.ResponseBody = base64.StdEncoding.EncodeToString(dl.ResponseBody)
-		}
-		d.Deliveries = append(d.Deliveries, x)
 	}
 	if rec.State == persist.StateDead {
 		d.DeadReason = rec.DeadReason
@@ -248,6 +246,10 @@ func (h *Handler) getWebhook(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) replayWebhook(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if route := r.URL.Query().Get("route"); route != "" {
+		h.replayRoute(w, id, route)
+		return
+	}
 	if err := h.cfg.Store.Replay(id); err != nil {
 		h.storeError(w, "replay webhook", err)
 		return

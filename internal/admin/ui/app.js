@@ -6,7 +6,7 @@
   const $ = (id) => document.getElementById(id);
   const STATES = {
     relay: ['accepted', 'sent', 'acked', 'delivered', 'dead'],
-    agent: ['queued', 'delivering', 'retrying', 'delivered', 'dead'],
+    agent: ['queued', 'delivering', 'retrying', 'delivered', 'filtered', 'dead'],
   };
   const WAITING = ['accepted', 'sent', 'queued', 'retrying', 'delivering'];
   const MAX_ROWS = 500;
@@ -80,12 +80,23 @@
     const tr = el('tr', { 'data-id': s.id, onclick: () => select(s.id) },
       el('td', { class: 'id', text: s.id }),
       el('td', { text: s.endpoint }),
-      el('td', null, stateBadge(s.state)),
+      el('td', null, stateBadge(s.state), routeBadges(s.routes)),
       el('td', { text: fmtTime(s.received_at), title: s.received_at }),
       el('td', { class: 'num', text: String(s.attempts) }));
     tr.dataset.t = String(timeMs(s.received_at));
     if (s.id === ui.selected) tr.classList.add('selected');
     return tr;
+  }
+
+  // routeBadges shows each route's state (agent, when a webhook has several routes).
+  function routeBadges(routes) {
+    const names = Object.keys(routes || {}).sort();
+    if (names.length < 2) return '';
+    return el('span', { class: 'routes' }, ...names.map((n) => {
+      const b = stateBadge(routes[n].state);
+      b.textContent = n + ': ' + routes[n].state;
+      return b;
+    }));
   }
 
   // newer reports whether summary s sorts before row r (newest first).
@@ -152,6 +163,7 @@
     $('d-attempts').textContent = String(d.attempts);
     $('d-dead').textContent = d.dead_reason || '';
     $('d-dead').hidden = $('d-dead-label').hidden = !d.dead_reason;
+    renderRoutes(d);
     $('headers').replaceChildren(...d.headers.map(([n, v]) =>
       el('tr', null, el('td', { text: n }), el('td', { text: v }))));
     renderBody(d.body_base64);
@@ -175,6 +187,22 @@
       el('tr', null, el('td', { text: n }), el('td', { text: v }))));
     renderBody(a.response_body_base64, 'response-info', 'response-body');
     $('response-info').textContent = 'status ' + (a.status || '—') + ' · ' + $('response-info').textContent;
+  }
+
+  // renderRoutes lists each route's copy (agent): its state, attempts, why it is dead or
+  // filtered, and a replay to that route alone.
+  function renderRoutes(d) {
+    const names = Object.keys(d.routes || {}).sort();
+    $('d-routes').hidden = $('d-routes-label').hidden = names.length === 0;
+    $('d-routes').replaceChildren(...names.map((n) => {
+      const r = d.routes[n];
+      const again = el('button', { text: 'Replay', title: 'deliver it again through route ' + n });
+      again.disabled = WAITING.includes(r.state);
+      again.addEventListener('click', () => replay(n));
+      return el('div', { class: 'route' }, el('b', { text: n + ' ' }), stateBadge(r.state),
+        ' ' + r.attempts + ' attempt' + (r.attempts === 1 ? '' : 's') + (r.reason ? ' · ' + r.reason : '') + ' ',
+        again);
+    }));
   }
 
   // renderBody shows JSON pretty-printed, other UTF-8 as text, anything else as a hex dump.
@@ -219,13 +247,15 @@
     return lines.join('\n');
   }
 
-  async function replay() {
+  // replay replays the selected webhook: through route (agent) alone, or every finished copy.
+  async function replay(route) {
     const id = ui.selected;
     if (!id) return;
     const st = $('replay-status');
+    const only = typeof route === 'string' ? route : '';
     try {
-      await api('/admin/api/webhooks/' + encodeURIComponent(id) + '/replay', { method: 'POST' });
-      st.textContent = 'Replay queued: ' + id + ' will be delivered again.';
+      await api('/admin/api/webhooks/' + encodeURIComponent(id) + '/replay' + q({ route: only }), { method: 'POST' });
+      st.textContent = 'Replay queued: ' + id + ' will be delivered again' + (only ? ' through route ' + only : '') + '.';
       st.className = 'ok';
       st.hidden = false;
       await select(id);
