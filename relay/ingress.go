@@ -165,13 +165,16 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "the same message is being stored: retry later")
 			return
 		}
+		if id == "" {
+			claim = c
+			id = s.clusterMessageID(r.Context(), ep.name, msgID, claim)
+		}
 		if id != "" {
 			s.metrics.duplicates.WithLabelValues(ep.name).Inc()
 			s.log.Debug("webhook already accepted: answered again, not stored", "endpoint", ep.name, "id", id)
 			writeJSON(sw, http.StatusAccepted, map[string]string{"id": id})
 			return
 		}
-		claim = c
 	}
 	rec := &persist.Record{
 		Queue:   ep.name,
@@ -184,6 +187,14 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	span := traceOf(r)
 	rec.Headers = withTrace(rec.Headers, span.Traceparent())
 	err = s.queue.Append(r.Context(), rec)
+	if err == nil && claim != nil {
+		if first := s.rememberMessageID(r.Context(), ep, r, rec.ID); first != rec.ID {
+			claim.done(first, rec.ReceivedAt)
+			s.metrics.duplicates.WithLabelValues(ep.name).Inc()
+			writeJSON(sw, http.StatusAccepted, map[string]string{"id": first})
+			return
+		}
+	}
 	if claim != nil {
 		if err != nil {
 			claim.done("", time.Time{})
