@@ -23,6 +23,7 @@ func TestClusterRelaysShareQueue(t *testing.T) {
 		return func(cfg *Config) {
 			cfg.NodeID = node
 			cfg.Store.NATS = &NATSConfig{URLs: c.URLs(), Replicas: 1}
+			withAdminToken(cfg)
 		}
 	}
 	a := startServer(t, cluster("relay-a"))
@@ -46,6 +47,9 @@ func TestClusterRelaysShareQueue(t *testing.T) {
 	agents := b.agentsInfo()
 	if len(agents) != 1 || agents[0].Node != "relay-b" {
 		t.Fatalf("relay b's agents: %+v, want agent-1 on relay-b", agents)
+	}
+	if _, body := get(t, "GET", b.url("/metrics"), adminToken); !strings.Contains(body, `hookrelay_node_info{node_id="relay-b",store="nats"} 1`) {
+		t.Errorf("relay b's /metrics lacks hookrelay_node_info for relay-b on nats")
 	}
 }
 
