@@ -151,13 +151,19 @@ func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.
 	return nil, time.Time{}, nil // contended: the wake-up after the other's change retries
 }
 
-// head is the first of endpoint's webhooks that is ready or leased for group.
+// head is the first of endpoint's webhooks that is ready or leased for group. None while
+// that one is beyond what the stream watch delivered (one appended here): another relay may
+// have appended one before it that this relay has not seen yet, and stream order is the
+// order of an ordered endpoint. The watch wakes the endpoint when it gets there.
 func (m *mirror) head(endpoint, group string) (snap, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.byEp[endpoint] {
 		s := e.slot(group)
 		if !s.g.Deleted && (s.g.State == persist.StateReady || s.g.State == persist.StateLeased) {
+			if e.seq > m.through {
+				return snap{}, false
+			}
 			return snap{e.seq, e.meta, s}, true
 		}
 	}

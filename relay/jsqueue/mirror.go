@@ -45,6 +45,10 @@ type mirror struct {
 	reserved map[string]int64           // bytes of appends in flight, by endpoint (quota)
 	closed   bool
 	live     bool // caught up with the stream: a marker for an unknown id is for one long gone
+	// through is the last stream sequence the watch delivered. It delivers in order, so
+	// every webhook up to it is known; one appended here beyond it may have others, appended
+	// meanwhile by other relays, before it that this relay has not seen yet.
+	through uint64
 }
 
 func newMirror(groups []string) *mirror {
@@ -56,6 +60,10 @@ func newMirror(groups []string) *mirror {
 func (m *mirror) add(seq uint64, mt meta) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.addLocked(seq, mt)
+}
+
+func (m *mirror) addLocked(seq uint64, mt meta) {
 	if _, ok := m.byID[mt.ID]; ok {
 		return
 	}
@@ -72,6 +80,23 @@ func (m *mirror) add(seq uint64, mt meta) {
 	i, _ := slices.BinarySearchFunc(list, seq, func(e *entry, s uint64) int { return cmp.Compare(e.seq, s) })
 	m.byEp[mt.Queue] = slices.Insert(list, i, e)
 	m.notify(mt.Queue)
+}
+
+// watched records a webhook as the stream watch delivers it, in stream order: add, and move
+// through on. An ordered endpoint's head waits for it (head), so a webhook this relay
+// appended is woken for once the watch reaches it.
+func (m *mirror) watched(seq uint64, mt *meta) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.through = max(m.through, seq)
+	if mt == nil {
+		return
+	}
+	if _, ok := m.byID[mt.ID]; ok {
+		m.notify(mt.Queue) // appended here, now in order: an ordered head may wait for it
+		return
+	}
+	m.addLocked(seq, *mt)
 }
 
 // gone says whether every group removed the webhook.
