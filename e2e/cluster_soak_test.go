@@ -108,7 +108,7 @@ routes:
 	return w
 }
 
-// agentsOn returns, of the agents, those listed by none of the given relays' admin APIs.
+// agentsMissing returns the agents that none of the given relays' admin APIs list.
 func (w *clusterWorld) agentsMissing(relays ...int) []string {
 	seen := map[string]bool{}
 	for _, r := range relays {
