@@ -128,7 +128,15 @@ func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.
 	}
 	for try := 0; try < 10; try++ {
 		now := time.Now()
-		h, ok := q.m.head(endpoint, group)
+		h, ok, behind := q.m.head(endpoint, group)
+		if behind > 0 {
+			// Appended here, not yet delivered by the watch: wait for it to get there
+			// (the endpoint is woken then, should the wait end first).
+			if !q.m.waitThrough(ctx, behind, time.Second) {
+				return nil, time.Time{}, nil
+			}
+			continue
+		}
 		if !ok {
 			return nil, time.Time{}, nil
 		}
@@ -154,20 +162,20 @@ func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.
 // head is the first of endpoint's webhooks that is ready or leased for group. None while
 // that one is beyond what the stream watch delivered (one appended here): another relay may
 // have appended one before it that this relay has not seen yet, and stream order is the
-// order of an ordered endpoint. The watch wakes the endpoint when it gets there.
-func (m *mirror) head(endpoint, group string) (snap, bool) {
+// order of an ordered endpoint. behind is then its sequence, to wait for (waitThrough).
+func (m *mirror) head(endpoint, group string) (h snap, ok bool, behind uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.byEp[endpoint] {
 		s := e.slot(group)
 		if !s.g.Deleted && (s.g.State == persist.StateReady || s.g.State == persist.StateLeased) {
 			if e.seq > m.through {
-				return snap{}, false
+				return snap{}, false, e.seq
 			}
-			return snap{e.seq, e.meta, s}, true
+			return snap{e.seq, e.meta, s}, true, 0
 		}
 	}
-	return snap{}, false
+	return snap{}, false, 0
 }
 
 // release makes id ready again if tok is still its lease.

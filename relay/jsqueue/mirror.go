@@ -2,6 +2,7 @@ package jsqueue
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -48,7 +49,8 @@ type mirror struct {
 	// through is the last stream sequence the watch delivered. It delivers in order, so
 	// every webhook up to it is known; one appended here beyond it may have others, appended
 	// meanwhile by other relays, before it that this relay has not seen yet.
-	through uint64
+	through  uint64
+	advanced chan struct{} // closed (and replaced) when through moves on or the mirror closes
 }
 
 func newMirror(groups []string) *mirror {
@@ -88,7 +90,13 @@ func (m *mirror) addLocked(seq uint64, mt meta) {
 func (m *mirror) watched(seq uint64, mt *meta) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.through = max(m.through, seq)
+	if seq > m.through {
+		m.through = seq
+		if m.advanced != nil {
+			close(m.advanced)
+			m.advanced = nil
+		}
+	}
 	if mt == nil {
 		return
 	}
@@ -179,6 +187,40 @@ func (m *mirror) close() {
 	m.closed = true
 	for ep := range m.wake {
 		m.notify(ep)
+	}
+	if m.advanced != nil {
+		close(m.advanced)
+		m.advanced = nil
+	}
+}
+
+// waitThrough waits until the stream watch has delivered seq, for at most d; it reports
+// whether it has. The watch is usually a moment behind an append here.
+func (m *mirror) waitThrough(ctx context.Context, seq uint64, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		if m.through >= seq {
+			m.mu.Unlock()
+			return true
+		}
+		if m.closed {
+			m.mu.Unlock()
+			return false
+		}
+		if m.advanced == nil {
+			m.advanced = make(chan struct{})
+		}
+		ch := m.advanced
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return false
+		}
 	}
 }
 
