@@ -101,21 +101,34 @@ func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl 
 	cands := q.m.pick(endpoint, group, func(g *gstate) bool {
 		return g.effective(now) == persist.StateReady && g.Next <= now.UnixNano()
 	})
+	// The candidates still wanted are taken at once (each a write of its own); of those
+	// another relay took first, as many more are tried next.
 	var out []*persist.Record
-	for _, c := range cands {
-		if len(out) == max {
-			break
+	for len(out) < max && len(cands) > 0 {
+		chunk := cands[:min(max-len(out), len(cands))]
+		cands = cands[len(chunk):]
+		recs := make([]*persist.Record, len(chunk))
+		errs := make([]error, len(chunk))
+		inParallel(len(chunk), func(i int) {
+			recs[i], errs[i] = q.take(ctx, group, chunk[i], now, ttl)
+			if errors.Is(errs[i], errConflict) {
+				q.refresh(ctx, group, chunk[i].meta.ID) // another relay has it
+			}
+		})
+		var failed error
+		for i := range chunk {
+			switch {
+			case errs[i] == nil:
+				out = append(out, recs[i])
+			case !errors.Is(errs[i], errConflict) && failed == nil:
+				failed = errs[i]
+			}
 		}
-		r, err := q.take(ctx, group, c, now, ttl)
-		switch {
-		case errors.Is(err, errConflict):
-			q.refresh(ctx, group, c.meta.ID) // another relay has it
-		case err != nil && len(out) == 0:
-			return nil, fmt.Errorf("lease: %w", err)
-		case err != nil:
+		if failed != nil && len(out) == 0 {
+			return nil, fmt.Errorf("lease: %w", failed)
+		}
+		if failed != nil {
 			return out, nil
-		default:
-			out = append(out, r)
 		}
 	}
 	return out, nil
@@ -208,26 +221,38 @@ func (q *Queue) Extend(ctx context.Context, group string, leases map[string]uint
 	if err := q.checkGroup(group, false); err != nil {
 		return nil, fmt.Errorf("extend: %w", err)
 	}
-	var lost []string
-	for id, tok := range leases {
-		gone := false
-		err := q.mutate(ctx, group, id, func(g *gstate, now time.Time) (bool, error) {
+	ids := make([]string, 0, len(leases))
+	for id := range leases {
+		ids = append(ids, id)
+	}
+	gone := make([]bool, len(ids))
+	errs := make([]error, len(ids))
+	inParallel(len(ids), func(i int) {
+		tok := leases[ids[i]]
+		errs[i] = q.mutate(ctx, group, ids[i], func(g *gstate, now time.Time) (bool, error) {
 			if g.State != persist.StateLeased || g.Token != tok {
-				gone = true
+				gone[i] = true
 				return false, nil
 			}
 			g.Until = now.Add(ttl).UnixNano()
 			return true, nil
 		})
+	})
+	var lost []string
+	var failed error
+	for i, id := range ids {
 		switch {
-		case errors.Is(err, persist.ErrNotFound):
-			gone = true
-		case err != nil:
-			return lost, fmt.Errorf("extend: %w", err)
+		case errors.Is(errs[i], persist.ErrNotFound):
+			gone[i] = true
+		case errs[i] != nil && failed == nil:
+			failed = errs[i]
 		}
-		if gone {
+		if gone[i] {
 			lost = append(lost, id)
 		}
+	}
+	if failed != nil {
+		return lost, fmt.Errorf("extend: %w", failed)
 	}
 	return lost, nil
 }
