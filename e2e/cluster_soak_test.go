@@ -32,7 +32,7 @@ const (
 // clusterWorld is three nats-server processes, three relays in cluster mode on them and two
 // agents whose relay list starts with relay 0, all on loopback.
 type clusterWorld struct {
-	t      *testing.T
+	t      testing.TB
 	nats   *natstest.Cluster
 	relays []*proc
 	admins []relayAdmin
@@ -40,10 +40,14 @@ type clusterWorld struct {
 	target *soakTarget
 }
 
-func newClusterWorld(t *testing.T) *clusterWorld {
+// newClusterWorld starts it all; the agents' target is served by h (nil: a soakTarget).
+func newClusterWorld(t testing.TB, h http.Handler) *clusterWorld {
 	w := &clusterWorld{t: t, nats: natstest.Start(t, 3), target: newSoakTarget(0)}
 	dir := t.TempDir()
-	srv := httptest.NewServer(w.target)
+	if h == nil {
+		h = w.target
+	}
+	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	token, hash := newToken(t)
 	adminToken, adminHash := newToken(t)
@@ -138,7 +142,7 @@ func (w *clusterWorld) agentsMissing(relays ...int) []string {
 // are listed by another relay within 10 s of its death.
 func TestSoakCluster(t *testing.T) {
 	needSoak(t)
-	w := newClusterWorld(t)
+	w := newClusterWorld(t, nil)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{Proxy: nil, MaxIdleConnsPerHost: clusterSenders}}
 	s := newSoakSender(client, "")
 	for _, a := range w.admins {
@@ -263,4 +267,29 @@ func TestSoakCluster(t *testing.T) {
 	dups, _ := checkRepeats(t, w.target, crashes)
 	t.Logf("cluster soak: %v in all; %d accepted (%d by relay 0, delivered as relay 1 shows); %d repeated deliveries (all across a kill); %d ids stored from attempts of unknown outcome; relay 0's agents on another relay %v after its kill",
 		time.Since(began).Round(time.Second), len(acc), len(fromDead), dups, unknown, reconnect.Round(time.Millisecond))
+}
+
+// BenchmarkE2ECluster is BenchmarkE2E's 1 KiB burst through the cluster: 16 senders spread
+// over three relays in cluster mode (JetStream R3, sync_interval: always), two agents,
+// delivered to a local target. All seven processes share the machine's cores. Compare it
+// with BenchmarkE2E/ws of the same run (one relay on Badger):
+//
+//	go test -run='^$' -bench=E2E -benchtime=20000x ./e2e
+func BenchmarkE2ECluster(b *testing.B) {
+	tg := newLatencyTarget()
+	w := newClusterWorld(b, tg)
+	var urls []string
+	for _, a := range w.admins {
+		urls = append(urls, a.base+"/h/"+clusterEndpoint+"/deep/path")
+	}
+	testutil.CheckFor(b, 30*time.Second, 20*time.Millisecond, func() error {
+		if err := post(healthClient, urls[0], -1); err != nil {
+			return err
+		}
+		if tg.warm.Load() == 0 {
+			return fmt.Errorf("warm-up webhook not delivered yet")
+		}
+		return nil
+	})
+	runLoad(b, tg, urls[0], urls[1:]...)
 }
