@@ -98,9 +98,11 @@ func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl 
 		return nil, fmt.Errorf("lease: %w", err)
 	}
 	now := time.Now()
+	// A few more candidates than wanted, for those another relay takes first: copying every
+	// ready one of a long backlog at each call costs more than the leases.
 	cands := q.m.pick(endpoint, group, func(g *gstate) bool {
 		return g.effective(now) == persist.StateReady && g.Next <= now.UnixNano()
-	})
+	}, 4*max)
 	// The candidates still wanted are taken at once (each a write of its own); of those
 	// another relay took first, as many more are tried next.
 	var out []*persist.Record

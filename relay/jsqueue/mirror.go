@@ -241,12 +241,16 @@ func (m *mirror) get(id, group string) (snap, bool) {
 	return snap{e.seq, e.meta, e.slot(group)}, true
 }
 
-// pick returns, in stream order, the endpoint's entries whose state for group matches.
-func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool) []snap {
+// pick returns, in stream order, the first limit of the endpoint's entries whose state for
+// group matches.
+func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool, limit int) []snap {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []snap
 	for _, e := range m.byEp[endpoint] {
+		if len(out) == limit {
+			break
+		}
 		s := e.slot(group)
 		if !s.g.Deleted && match(&s.g) {
 			out = append(out, snap{e.seq, e.meta, s})
