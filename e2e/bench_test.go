@@ -54,7 +54,9 @@ func BenchmarkE2E(b *testing.B) {
 }
 
 // runLoad sends b.N webhooks to url from 16 senders and waits until tg has seen them all.
-func runLoad(b *testing.B, tg *latencyTarget, url string) {
+// With more urls (a cluster's relays), webhook i goes to urls[i%len(urls)].
+func runLoad(b *testing.B, tg *latencyTarget, url string, more ...string) {
+	urls := append([]string{url}, more...)
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 32, Proxy: nil}}
 	n := b.N
 	tg.expect(n)
@@ -70,7 +72,7 @@ func runLoad(b *testing.B, tg *latencyTarget, url string) {
 					return
 				}
 				tg.sentAt(i)
-				if err := post(client, url, i); err != nil {
+				if err := post(client, urls[i%len(urls)], i); err != nil {
 					b.Error(err)
 					return
 				}

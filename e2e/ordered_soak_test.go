@@ -234,7 +234,7 @@ func TestOrderProblems(t *testing.T) {
 
 // waitServing waits until the relay answers /readyz; it fails at once, with the relay's
 // last words, if the relay exits instead (a config it refuses, say).
-func waitServing(t *testing.T, relay *proc, admin relayAdmin) {
+func waitServing(t testing.TB, relay *proc, admin relayAdmin) {
 	t.Helper()
 	testutil.CheckFor(t, 20*time.Second, 50*time.Millisecond, func() error {
 		if relay.exited() {

@@ -66,16 +66,21 @@ type accepted struct {
 type soakSender struct {
 	client  *http.Client
 	ingress string // http://host:port/h/endpoint
+	// ingresses, when set, are several relays' ingress URLs (a cluster behind a load
+	// balancer): webhook seq goes to one of them, a retry to the next.
+	ingresses []string
 
 	mu        sync.Mutex
 	ok        []accepted // in the order the 202s were read
 	ids       map[string]int
+	via       map[string]int // id -> index in ingresses of the relay that answered 202
 	ambiguous map[int]int    // seq -> attempts of unknown outcome
 	answers   map[string]int // "202", "429", "503", "dial error", "conn error", ... -> count
 }
 
 func newSoakSender(client *http.Client, ingress string) *soakSender {
-	return &soakSender{client: client, ingress: ingress, ids: map[string]int{}, ambiguous: map[int]int{}, answers: map[string]int{}}
+	return &soakSender{client: client, ingress: ingress, ids: map[string]int{}, via: map[string]int{},
+		ambiguous: map[int]int{}, answers: map[string]int{}}
 }
 
 // post sends webhook seq until the relay answers 202 or ctx ends; it reports whether it
@@ -84,8 +89,13 @@ func newSoakSender(client *http.Client, ingress string) *soakSender {
 func (s *soakSender) post(ctx context.Context, seq int) bool {
 	b := soakBody(seq)
 	sum := soakSum(b)
-	for ctx.Err() == nil {
-		req, err := http.NewRequestWithContext(ctx, "POST", s.ingress+soakPath(seq), bytes.NewReader(b))
+	for try := 0; ctx.Err() == nil; try++ {
+		ingress, via := s.ingress, 0
+		if n := len(s.ingresses); n > 0 {
+			via = (seq + try) % n
+			ingress = s.ingresses[via]
+		}
+		req, err := http.NewRequestWithContext(ctx, "POST", ingress+soakPath(seq), bytes.NewReader(b))
 		if err != nil {
 			panic(err)
 		}
@@ -107,6 +117,7 @@ func (s *soakSender) post(ctx context.Context, seq int) bool {
 			s.mu.Lock()
 			s.ok = append(s.ok, accepted{got.ID, seq})
 			s.ids[got.ID] = seq
+			s.via[got.ID] = via
 			s.answers["202"]++
 			s.mu.Unlock()
 			return true

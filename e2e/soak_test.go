@@ -301,7 +301,13 @@ func (w *soakWorld) checkDuplicates(events []chaos) (dups, late int) {
 			crashes = append(crashes, e.at)
 		}
 	}
-	tg := w.target
+	return checkRepeats(w.t, w.target, crashes)
+}
+
+// checkRepeats fails for every repeated delivery at tg of an id without one of crashes
+// between its first delivery (less 10 s) and the repeat. It returns the repeats and those
+// that failed.
+func checkRepeats(t *testing.T, tg *soakTarget, crashes []time.Time) (dups, late int) {
 	tg.mu.Lock()
 	defer tg.mu.Unlock()
 	var bad []string
@@ -318,7 +324,7 @@ func (w *soakWorld) checkDuplicates(events []chaos) (dups, late int) {
 	}
 	if late > 0 {
 		sort.Strings(bad)
-		w.t.Errorf("%d repeated deliveries with no crash in between (e.g. %s)", late, sample(bad))
+		t.Errorf("%d repeated deliveries with no crash in between (e.g. %s)", late, sample(bad))
 	}
 	return dups, late
 }

@@ -54,6 +54,7 @@ func TestAdminAndMetricsNeedToken(t *testing.T) {
 		`hookrelay_admin_failed_logins_total`,
 		`hookrelay_go_goroutines`,
 		`hookrelay_process_resident_memory_bytes`,
+		`hookrelay_node_info{node_id="` + s.cfg.NodeID + `",store="badger"} 1`,
 	} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %s", want)

@@ -1,10 +1,16 @@
 package relay
 
 import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/hookrelay/hookrelay/internal/natstest"
+	"github.com/hookrelay/hookrelay/internal/testutil"
 	"github.com/hookrelay/hookrelay/persist"
 	"github.com/hookrelay/hookrelay/protocol"
 )
@@ -17,6 +23,7 @@ func TestClusterRelaysShareQueue(t *testing.T) {
 		return func(cfg *Config) {
 			cfg.NodeID = node
 			cfg.Store.NATS = &NATSConfig{URLs: c.URLs(), Replicas: 1}
+			withAdminToken(cfg)
 		}
 	}
 	a := startServer(t, cluster("relay-a"))
@@ -40,5 +47,79 @@ func TestClusterRelaysShareQueue(t *testing.T) {
 	agents := b.agentsInfo()
 	if len(agents) != 1 || agents[0].Node != "relay-b" {
 		t.Fatalf("relay b's agents: %+v, want agent-1 on relay-b", agents)
+	}
+	if _, body := get(t, "GET", b.url("/metrics"), adminToken); !strings.Contains(body, `hookrelay_node_info{node_id="relay-b",store="nats"} 1`) {
+		t.Errorf("relay b's /metrics lacks hookrelay_node_info for relay-b on nats")
+	}
+}
+
+// The Standard Webhooks replay window holds across relays: a resend of a message id to
+// another relay of the cluster is answered with the first copy's id and not stored again,
+// and copies sent to two relays at once end up stored once, every sender answered with the
+// one id kept.
+func TestClusterStandardWebhooksReplayAcrossRelays(t *testing.T) {
+	c := natstest.Start(t, 3)
+	cluster := func(node string) func(*Config) {
+		return func(cfg *Config) {
+			cfg.NodeID = node
+			cfg.Store.NATS = &NATSConfig{URLs: c.URLs(), Replicas: 3}
+			standardEndpoint(cfg)
+		}
+	}
+	a := startServer(t, cluster("relay-a"))
+	b := startServer(t, cluster("relay-b"))
+	body := `{"type":"invoice.paid"}`
+	now := time.Now()
+	first := accept2(t, a, "/h/sw", body, swHeaders("msg_1", now, body))
+	for i, s := range []*Server{b, a, b} {
+		if got := accept2(t, s, "/h/sw", body, swHeaders("msg_1", now, body)); got != first {
+			t.Fatalf("resend %d: id %s, want the first copy's %s", i, got, first)
+		}
+	}
+	if got := counterValue(t, b.metrics.duplicates.WithLabelValues("sw")); got != 2 {
+		t.Errorf("relay b's duplicates = %v, want 2", got)
+	}
+	if other := accept2(t, b, "/h/sw", body, swHeaders("msg_2", now, body)); other == first {
+		t.Errorf("another message id got the first one's id %s", first)
+	}
+
+	// Copies at both relays at once.
+	hdr := swHeaders("msg_same", now, body)
+	const n = 6
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		s := []*Server{a, b}[i%2]
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", s.url("/h/sw"), strings.NewReader(body))
+			req.Header = hdr.Clone()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]string
+			json.NewDecoder(resp.Body).Decode(&out)
+			if resp.StatusCode != http.StatusAccepted {
+				t.Errorf("copy %d: %d %v", i, resp.StatusCode, out)
+			}
+			ids[i] = out["id"]
+		})
+	}
+	wg.Wait()
+	for i := range ids {
+		if ids[i] != ids[0] || ids[i] == "" {
+			t.Fatalf("copies at two relays got ids %v, want one id", ids)
+		}
+	}
+	// Both relays list three webhooks: msg_1, msg_2 and msg_same once.
+	for _, s := range []*Server{a, b} {
+		testutil.CheckFor(t, 5*time.Second, 20*time.Millisecond, func() error {
+			if got := stored(t, s, "sw"); got != 3 {
+				return fmt.Errorf("%s lists %d webhooks, want 3", s.cfg.NodeID, got)
+			}
+			return nil
+		})
 	}
 }

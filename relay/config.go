@@ -170,6 +170,7 @@ const (
 	DefaultPerClientRequests = 64
 	DefaultPerClientBuffer   = 64 << 20
 	defaultLeaseTTL          = 5 * time.Minute
+	defaultClusterLeaseTTL   = 30 * time.Second
 	defaultHandshakeTimeout  = 10 * time.Second
 	DefaultMaxAgentsPerToken = 16
 	// DefaultMaxPendingTunnels and DefaultMaxPendingTunnelsPerClient bound unauthenticated
@@ -286,6 +287,11 @@ func (c *Config) applyDefaults() {
 	setStr(&c.Addr, DefaultAddr)
 	setStr(&c.DataDir, DefaultDataDir)
 	setInt(&c.Window, DefaultWindow)
+	if c.Clustered() {
+		// A relay that dies holds its sessions' leases; the other relays offer those
+		// webhooks again only when the leases run out, so they must run out soon.
+		setDur(&c.LeaseTTL, defaultClusterLeaseTTL)
+	}
 	setDur(&c.LeaseTTL, defaultLeaseTTL)
 	setDur(&c.HandshakeTimeout, defaultHandshakeTimeout)
 	setInt(&c.MaxAgentsPerToken, DefaultMaxAgentsPerToken)

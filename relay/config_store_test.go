@@ -23,13 +23,16 @@ endpoints: [{name: a}]
 	if !c.Clustered() || c.NodeID != "relay-a" || len(c.Store.NATS.URLs) != 3 || c.Store.NATS.Replicas != 3 {
 		t.Fatalf("store parsed wrong: %+v %+v", c, c.Store.NATS)
 	}
+	if c.LeaseTTL != defaultClusterLeaseTTL {
+		t.Fatalf("lease_ttl in cluster mode defaults to %v, want %v (a dead relay's leases must run out soon)", c.LeaseTTL, defaultClusterLeaseTTL)
+	}
 	host, _ := os.Hostname()
 	c, err = parseConfig([]byte("endpoints: [{name: a}]\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Clustered() || c.NodeID != host {
-		t.Fatalf("without store: clustered %v, node_id %q, want the hostname %q", c.Clustered(), c.NodeID, host)
+	if c.Clustered() || c.NodeID != host || c.LeaseTTL != defaultLeaseTTL {
+		t.Fatalf("without store: clustered %v, node_id %q, lease_ttl %v, want the hostname %q and %v", c.Clustered(), c.NodeID, c.LeaseTTL, host, defaultLeaseTTL)
 	}
 
 	dir := t.TempDir()

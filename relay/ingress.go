@@ -152,13 +152,16 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 			retryLater(sw, http.StatusServiceUnavailable, retryBusy, "the same message is being stored: retry later")
 			return
 		}
+		if id == "" {
+			claim = c
+			id = s.clusterMessageID(r.Context(), ep.name, msgID, claim)
+		}
 		if id != "" {
 			s.metrics.duplicates.WithLabelValues(ep.name).Inc()
 			s.log.Debug("webhook already accepted: answered again, not stored", "endpoint", ep.name, "id", id)
 			writeJSON(sw, http.StatusAccepted, map[string]string{"id": id})
 			return
 		}
-		claim = c
 	}
 	rec := &persist.Record{
 		Queue:   ep.name,
@@ -172,6 +175,15 @@ func (s *Server) ingest(sw *statusWriter, w http.ResponseWriter, r *http.Request
 	rec.Headers = withTrace(rec.Headers, span.Traceparent())
 	register := s.prepareSync(ep)
 	err = s.queue.Append(r.Context(), rec)
+	if err == nil && claim != nil {
+		if first := s.rememberMessageID(r.Context(), ep, r, rec.ID); first != rec.ID {
+			registerSync(register, "", errDuplicateCopy) // no wait: this copy is deleted
+			claim.done(first, rec.ReceivedAt)
+			s.metrics.duplicates.WithLabelValues(ep.name).Inc()
+			writeJSON(sw, http.StatusAccepted, map[string]string{"id": first})
+			return
+		}
+	}
 	wait := registerSync(register, rec.ID, err)
 	if claim != nil {
 		if err != nil {

@@ -221,10 +221,13 @@ var (
 		"Records set aside at start because their metadata did not decode (kept, never deleted: see the log).", nil, nil)
 	descTunnelInfo = prometheus.NewDesc("hookrelay_build_info",
 		"Always 1; the version label says which relay this is.", []string{"version"}, nil)
+	descNodeInfo = prometheus.NewDesc("hookrelay_node_info",
+		"Always 1; node_id names this relay (of a cluster: store nats), store says which queue it runs on (badger or nats).",
+		[]string{"node_id", "store"}, nil)
 )
 
 func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descPending, descBytes, descOldest, descDead, descAgents, descQuarantined, descTunnelInfo} {
+	for _, d := range []*prometheus.Desc{descPending, descBytes, descOldest, descDead, descAgents, descQuarantined, descTunnelInfo, descNodeInfo} {
 		ch <- d
 	}
 }
@@ -270,6 +273,11 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		v = "dev"
 	}
 	gauge(descTunnelInfo, 1, v)
+	store := "badger"
+	if lv.cfg.Clustered() {
+		store = "nats"
+	}
+	ch <- prometheus.MustNewConstMetric(descNodeInfo, prometheus.GaugeValue, 1, lv.cfg.NodeID, store)
 }
 
 // metricsHandler serves the registry in the Prometheus text format.

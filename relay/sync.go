@@ -296,7 +296,7 @@ func (s *Server) answerSync(w http.ResponseWriter, r *http.Request, ep *endpoint
 	s.metrics.syncAnswers.WithLabelValues(ep.name, "returned").Inc()
 	if returned && (a.resp.Status < 200 || a.resp.Status > 299) {
 		if msgID != "" {
-			s.dedup.forget(ep.name, msgID, rec.ID)
+			s.forgetMessageID(r.Context(), ep.name, msgID, rec.ID)
 		}
 		s.syncs.owe(a.from.agentID, rec.ID)
 	}

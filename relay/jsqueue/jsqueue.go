@@ -66,6 +66,7 @@ type Queue struct {
 	js      jetstream.JetStream
 	stream  jetstream.Stream
 	kv      jetstream.KeyValue
+	msgIDs  jetstream.KeyValue // Standard Webhooks message ids (msgid.go)
 	m       *mirror
 	ids     *idGen
 	maxPart int // largest body chunk one message carries
@@ -167,6 +168,9 @@ func (q *Queue) connect(ctx context.Context) error {
 	}
 	if err := retry(ctx, q.openBucket); err != nil {
 		return fmt.Errorf("state bucket: %w", err)
+	}
+	if err := retry(ctx, q.openMsgIDs); err != nil {
+		return fmt.Errorf("message id bucket: %w", err)
 	}
 	return nil
 }

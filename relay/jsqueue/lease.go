@@ -98,24 +98,39 @@ func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl 
 		return nil, fmt.Errorf("lease: %w", err)
 	}
 	now := time.Now()
+	// A few more candidates than wanted, for those another relay takes first: copying every
+	// ready one of a long backlog at each call costs more than the leases.
 	cands := q.m.pick(endpoint, group, func(g *gstate) bool {
 		return g.effective(now) == persist.StateReady && g.Next <= now.UnixNano()
-	})
+	}, 4*max)
+	// The candidates still wanted are taken at once (each a write of its own); of those
+	// another relay took first, as many more are tried next.
 	var out []*persist.Record
-	for _, c := range cands {
-		if len(out) == max {
-			break
+	for len(out) < max && len(cands) > 0 {
+		chunk := cands[:min(max-len(out), len(cands))]
+		cands = cands[len(chunk):]
+		recs := make([]*persist.Record, len(chunk))
+		errs := make([]error, len(chunk))
+		inParallel(len(chunk), func(i int) {
+			recs[i], errs[i] = q.take(ctx, group, chunk[i], now, ttl)
+			if errors.Is(errs[i], errConflict) {
+				q.refresh(ctx, group, chunk[i].meta.ID) // another relay has it
+			}
+		})
+		var failed error
+		for i := range chunk {
+			switch {
+			case errs[i] == nil:
+				out = append(out, recs[i])
+			case !errors.Is(errs[i], errConflict) && failed == nil:
+				failed = errs[i]
+			}
 		}
-		r, err := q.take(ctx, group, c, now, ttl)
-		switch {
-		case errors.Is(err, errConflict):
-			q.refresh(ctx, group, c.meta.ID) // another relay has it
-		case err != nil && len(out) == 0:
-			return nil, fmt.Errorf("lease: %w", err)
-		case err != nil:
+		if failed != nil && len(out) == 0 {
+			return nil, fmt.Errorf("lease: %w", failed)
+		}
+		if failed != nil {
 			return out, nil
-		default:
-			out = append(out, r)
 		}
 	}
 	return out, nil
@@ -128,7 +143,15 @@ func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.
 	}
 	for try := 0; try < 10; try++ {
 		now := time.Now()
-		h, ok := q.m.head(endpoint, group)
+		h, ok, behind := q.m.head(endpoint, group)
+		if behind > 0 {
+			// Appended here, not yet delivered by the watch: wait for it to get there
+			// (the endpoint is woken then, should the wait end first).
+			if !q.m.waitThrough(ctx, behind, time.Second) {
+				return nil, time.Time{}, nil
+			}
+			continue
+		}
 		if !ok {
 			return nil, time.Time{}, nil
 		}
@@ -151,17 +174,23 @@ func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.
 	return nil, time.Time{}, nil // contended: the wake-up after the other's change retries
 }
 
-// head is the first of endpoint's webhooks that is ready or leased for group.
-func (m *mirror) head(endpoint, group string) (snap, bool) {
+// head is the first of endpoint's webhooks that is ready or leased for group. None while
+// that one is beyond what the stream watch delivered (one appended here): another relay may
+// have appended one before it that this relay has not seen yet, and stream order is the
+// order of an ordered endpoint. behind is then its sequence, to wait for (waitThrough).
+func (m *mirror) head(endpoint, group string) (h snap, ok bool, behind uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, e := range m.byEp[endpoint] {
 		s := e.slot(group)
 		if !s.g.Deleted && (s.g.State == persist.StateReady || s.g.State == persist.StateLeased) {
-			return snap{e.seq, e.meta, s}, true
+			if e.seq > m.through {
+				return snap{}, false, e.seq
+			}
+			return snap{e.seq, e.meta, s}, true, 0
 		}
 	}
-	return snap{}, false
+	return snap{}, false, 0
 }
 
 // release makes id ready again if tok is still its lease.
@@ -194,26 +223,38 @@ func (q *Queue) Extend(ctx context.Context, group string, leases map[string]uint
 	if err := q.checkGroup(group, false); err != nil {
 		return nil, fmt.Errorf("extend: %w", err)
 	}
-	var lost []string
-	for id, tok := range leases {
-		gone := false
-		err := q.mutate(ctx, group, id, func(g *gstate, now time.Time) (bool, error) {
+	ids := make([]string, 0, len(leases))
+	for id := range leases {
+		ids = append(ids, id)
+	}
+	gone := make([]bool, len(ids))
+	errs := make([]error, len(ids))
+	inParallel(len(ids), func(i int) {
+		tok := leases[ids[i]]
+		errs[i] = q.mutate(ctx, group, ids[i], func(g *gstate, now time.Time) (bool, error) {
 			if g.State != persist.StateLeased || g.Token != tok {
-				gone = true
+				gone[i] = true
 				return false, nil
 			}
 			g.Until = now.Add(ttl).UnixNano()
 			return true, nil
 		})
+	})
+	var lost []string
+	var failed error
+	for i, id := range ids {
 		switch {
-		case errors.Is(err, persist.ErrNotFound):
-			gone = true
-		case err != nil:
-			return lost, fmt.Errorf("extend: %w", err)
+		case errors.Is(errs[i], persist.ErrNotFound):
+			gone[i] = true
+		case errs[i] != nil && failed == nil:
+			failed = errs[i]
 		}
-		if gone {
+		if gone[i] {
 			lost = append(lost, id)
 		}
+	}
+	if failed != nil {
+		return lost, fmt.Errorf("extend: %w", failed)
 	}
 	return lost, nil
 }

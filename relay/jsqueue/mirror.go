@@ -2,6 +2,7 @@ package jsqueue
 
 import (
 	"cmp"
+	"context"
 	"slices"
 	"sync"
 	"time"
@@ -45,6 +46,11 @@ type mirror struct {
 	reserved map[string]int64           // bytes of appends in flight, by endpoint (quota)
 	closed   bool
 	live     bool // caught up with the stream: a marker for an unknown id is for one long gone
+	// through is the last stream sequence the watch delivered. It delivers in order, so
+	// every webhook up to it is known; one appended here beyond it may have others, appended
+	// meanwhile by other relays, before it that this relay has not seen yet.
+	through  uint64
+	advanced chan struct{} // closed (and replaced) when through moves on or the mirror closes
 }
 
 func newMirror(groups []string) *mirror {
@@ -56,6 +62,10 @@ func newMirror(groups []string) *mirror {
 func (m *mirror) add(seq uint64, mt meta) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.addLocked(seq, mt)
+}
+
+func (m *mirror) addLocked(seq uint64, mt meta) {
 	if _, ok := m.byID[mt.ID]; ok {
 		return
 	}
@@ -72,6 +82,29 @@ func (m *mirror) add(seq uint64, mt meta) {
 	i, _ := slices.BinarySearchFunc(list, seq, func(e *entry, s uint64) int { return cmp.Compare(e.seq, s) })
 	m.byEp[mt.Queue] = slices.Insert(list, i, e)
 	m.notify(mt.Queue)
+}
+
+// watched records a webhook as the stream watch delivers it, in stream order: add, and move
+// through on. An ordered endpoint's head waits for it (head), so a webhook this relay
+// appended is woken for once the watch reaches it.
+func (m *mirror) watched(seq uint64, mt *meta) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if seq > m.through {
+		m.through = seq
+		if m.advanced != nil {
+			close(m.advanced)
+			m.advanced = nil
+		}
+	}
+	if mt == nil {
+		return
+	}
+	if _, ok := m.byID[mt.ID]; ok {
+		m.notify(mt.Queue) // appended here, now in order: an ordered head may wait for it
+		return
+	}
+	m.addLocked(seq, *mt)
 }
 
 // gone says whether every group removed the webhook.
@@ -155,6 +188,40 @@ func (m *mirror) close() {
 	for ep := range m.wake {
 		m.notify(ep)
 	}
+	if m.advanced != nil {
+		close(m.advanced)
+		m.advanced = nil
+	}
+}
+
+// waitThrough waits until the stream watch has delivered seq, for at most d; it reports
+// whether it has. The watch is usually a moment behind an append here.
+func (m *mirror) waitThrough(ctx context.Context, seq uint64, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	for {
+		m.mu.Lock()
+		if m.through >= seq {
+			m.mu.Unlock()
+			return true
+		}
+		if m.closed {
+			m.mu.Unlock()
+			return false
+		}
+		if m.advanced == nil {
+			m.advanced = make(chan struct{})
+		}
+		ch := m.advanced
+		m.mu.Unlock()
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return false
+		}
+	}
 }
 
 // snap is a copy of an entry's metadata and one group's state, taken under the lock.
@@ -174,12 +241,16 @@ func (m *mirror) get(id, group string) (snap, bool) {
 	return snap{e.seq, e.meta, e.slot(group)}, true
 }
 
-// pick returns, in stream order, the endpoint's entries whose state for group matches.
-func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool) []snap {
+// pick returns, in stream order, the first limit of the endpoint's entries whose state for
+// group matches.
+func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool, limit int) []snap {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []snap
 	for _, e := range m.byEp[endpoint] {
+		if len(out) == limit {
+			break
+		}
 		s := e.slot(group)
 		if !s.g.Deleted && match(&s.g) {
 			out = append(out, snap{e.seq, e.meta, s})

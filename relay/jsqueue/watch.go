@@ -80,8 +80,9 @@ func (q *Queue) start(ctx context.Context) error {
 		var mt meta
 		if err := json.Unmarshal([]byte(msg.Headers().Get(hdrMeta)), &mt); err != nil || mt.ID == "" {
 			q.log.Warn("jetstream queue: unreadable webhook message", "seq", md.Sequence.Stream, "err", err)
+			q.m.watched(md.Sequence.Stream, nil)
 		} else {
-			q.m.add(md.Sequence.Stream, mt)
+			q.m.watched(md.Sequence.Stream, &mt)
 		}
 		if md.Sequence.Stream >= target {
 			readyOnce()
