@@ -163,7 +163,7 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 	s := b.s
 	given := r.ID != ""
 	if !given {
-		r.ID = s.ids.next(b.now)
+		r.ID = s.ids.Next(b.now)
 	}
 	st, inBatch := b.ov[r.ID]
 	if inBatch {

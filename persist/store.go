@@ -1,11 +1,9 @@
 package persist
 
 import (
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dgraph-io/badger/v4"
-	"github.com/oklog/ulid/v2"
 )
 
 // Store is the durable queue. It owns its Badger handle and three goroutines (committer, lease
@@ -24,7 +21,7 @@ type Store struct {
 	log      *slog.Logger
 	db       *badger.DB
 	minFree  int64
-	ids      idGen
+	ids      *IDGen
 	reqs     chan *request // to the committer
 	stop     chan struct{} // closed by Close
 	kick     chan struct{} // wakes the reaper to re-arm its timer
@@ -82,7 +79,7 @@ func Open(opts Options) (*Store, error) {
 		stop: make(chan struct{}), kick: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1),
 		idx: newIndex(), recent: newRecent(),
 	}
-	s.ids.seed()
+	s.ids = NewIDGen()
 	bo := badgerOptions(opts, s.log, &s.badgerErr)
 	s.flattenAfter = bo.ValueLogFileSize / 2
 	db, err := badger.Open(bo)
@@ -230,7 +227,7 @@ func (s *Store) load(migrate bool) error {
 		return fmt.Errorf("load index: %w", err)
 	}
 	if last != "" {
-		s.ids.after(last, now)
+		s.ids.After(last, now)
 	}
 	if len(orphans) > 0 {
 		s.log.Info("persist: removing unfinished bodies", "keys", len(orphans))
@@ -365,45 +362,3 @@ func (s *Store) kickReaper() {
 	}
 }
 
-// idGen makes ULIDs: monotonic within a millisecond, so ids sort by arrival. Entropy comes
-// from ChaCha8 seeded by crypto/rand: unpredictable enough for ids, without a syscall each.
-// The committer takes them as it stages appends, so they follow commit order; last keeps them
-// increasing when the clock steps back (and across a restart, from the largest stored id).
-type idGen struct {
-	mu   sync.Mutex
-	ent  *ulid.MonotonicEntropy
-	last uint64 // millisecond of the last id
-}
-
-func (g *idGen) seed() {
-	var seed [32]byte
-	rand.Read(seed[:])
-	g.ent = ulid.Monotonic(mrand.NewChaCha8(seed), 0)
-}
-
-// after makes later ids sort after id when id is a ULID of a time not far ahead of now (a
-// caller-given id may be anything).
-func (g *idGen) after(id string, now time.Time) {
-	u, err := ulid.ParseStrict(id)
-	if err != nil || u.Time() > ulid.Timestamp(now.Add(time.Hour)) {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	// The next millisecond: within the same one the entropy would start afresh.
-	g.last = max(g.last, u.Time()+1)
-}
-
-func (g *idGen) next(t time.Time) string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ms := max(ulid.Timestamp(t), g.last)
-	for {
-		id, err := ulid.New(ms, g.ent)
-		if err == nil {
-			g.last = ms
-			return id.String()
-		}
-		ms++ // entropy ran out within this millisecond
-	}
-}

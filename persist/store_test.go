@@ -89,7 +89,7 @@ func TestIDsSortByArrival(t *testing.T) {
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
-				id := s.ids.next(time.Now())
+				id := s.ids.Next(time.Now())
 				mu.Lock()
 				if seen[id] {
 					t.Errorf("duplicate id %s", id)

@@ -47,7 +47,7 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 	}
 	defer q.m.unreserve(r.Queue, r.Size)
 	if r.ID == "" {
-		r.ID = q.ids.next(now)
+		r.ID = q.ids.Next(now)
 	}
 
 	parts := 0

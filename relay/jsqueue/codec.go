@@ -5,12 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
-	"github.com/oklog/ulid/v2"
-	"math/rand/v2"
 )
 
 // hdrMeta carries a webhook's metadata (meta as JSON) in its stream message's headers, so a
@@ -149,44 +146,3 @@ func validID(id string) bool {
 	return true
 }
 
-// idGen makes ULIDs, monotonic within this process: an Append that returned before another
-// began has the smaller id. Across relays ids follow their clocks; the stream's order is the
-// cluster's order.
-type idGen struct {
-	mu   sync.Mutex
-	ent  *ulid.MonotonicEntropy
-	last uint64
-}
-
-func newIDGen() *idGen {
-	var seed [32]byte
-	for i := range seed {
-		seed[i] = byte(rand.Uint32())
-	}
-	return &idGen{ent: ulid.Monotonic(rand.NewChaCha8(seed), 0)}
-}
-
-// after makes later ids sort after id (a ULID not far ahead of now).
-func (g *idGen) after(id string, now time.Time) {
-	u, err := ulid.ParseStrict(id)
-	if err != nil || u.Time() > ulid.Timestamp(now.Add(time.Hour)) {
-		return
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.last = max(g.last, u.Time()+1)
-}
-
-func (g *idGen) next(t time.Time) string {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	ms := max(ulid.Timestamp(t), g.last)
-	for {
-		id, err := ulid.New(ms, g.ent)
-		if err == nil {
-			g.last = ms
-			return id.String()
-		}
-		ms++
-	}
-}

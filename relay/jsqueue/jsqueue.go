@@ -68,7 +68,7 @@ type Queue struct {
 	kv      jetstream.KeyValue
 	msgIDs  jetstream.KeyValue // Standard Webhooks message ids (msgid.go)
 	m       *mirror
-	ids     *idGen
+	ids     *persist.IDGen
 	maxPart int // largest body chunk one message carries
 
 	mu     sync.Mutex
@@ -107,7 +107,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	opts.KeepDead = cmpOr(opts.KeepDead, 7*24*time.Hour)
 	opts.GCInterval = cmpOr(opts.GCInterval, time.Minute)
 	q := &Queue{opts: opts, log: opts.Logger, prefix: opts.Name, m: newMirror(opts.Groups),
-		ids: newIDGen(), held: map[heldKey]uint64{}}
+		ids: persist.NewIDGen(), held: map[heldKey]uint64{}}
 	if err := q.connect(ctx); err != nil {
 		return nil, fmt.Errorf("jetstream queue: %w", err)
 	}

@@ -101,7 +101,7 @@ func (q *Queue) start(ctx context.Context) error {
 	q.m.mu.Lock()
 	q.m.live = true
 	q.m.mu.Unlock()
-	q.ids.after(q.m.maxID(), time.Now())
+	q.ids.After(q.m.maxID(), time.Now())
 
 	q.wg.Go(func() { q.sweepLoop(wctx) })
 	return nil
