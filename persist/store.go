@@ -361,4 +361,3 @@ func (s *Store) kickReaper() {
 	default:
 	}
 }
-

@@ -1,11 +1,8 @@
 package relay
 
 import (
-	"encoding/json"
 	"fmt"
-	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -85,29 +82,7 @@ func TestClusterStandardWebhooksReplayAcrossRelays(t *testing.T) {
 
 	// Copies at both relays at once.
 	hdr := swHeaders("msg_same", now, body)
-	const n = 6
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		s := []*Server{a, b}[i%2]
-		wg.Go(func() {
-			req, _ := http.NewRequest("POST", s.url("/h/sw"), strings.NewReader(body))
-			req.Header = hdr.Clone()
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			var out map[string]string
-			json.NewDecoder(resp.Body).Decode(&out)
-			if resp.StatusCode != http.StatusAccepted {
-				t.Errorf("copy %d: %d %v", i, resp.StatusCode, out)
-			}
-			ids[i] = out["id"]
-		})
-	}
-	wg.Wait()
+	ids := postCopies(t, []*Server{a, b}, "/h/sw", body, hdr, 6)
 	for i := range ids {
 		if ids[i] != ids[0] || ids[i] == "" {
 			t.Fatalf("copies at two relays got ids %v, want one id", ids)

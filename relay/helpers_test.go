@@ -8,6 +8,8 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -122,4 +124,33 @@ func counterValue(t *testing.T, m prometheus.Metric) float64 {
 		return c.GetValue()
 	}
 	return d.GetGauge().GetValue()
+}
+
+// postCopies posts n copies of one request at once, spread over servers in turn, and
+// returns the id each was answered with (each must be a 202).
+func postCopies(t *testing.T, servers []*Server, path, body string, hdr http.Header, n int) []string {
+	t.Helper()
+	ids := make([]string, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		s := servers[i%len(servers)]
+		wg.Go(func() {
+			req, _ := http.NewRequest("POST", s.url(path), strings.NewReader(body))
+			req.Header = hdr.Clone()
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			defer resp.Body.Close()
+			var out map[string]string
+			json.NewDecoder(resp.Body).Decode(&out)
+			if resp.StatusCode != http.StatusAccepted {
+				t.Errorf("copy %d: %d %v", i, resp.StatusCode, out)
+			}
+			ids[i] = out["id"]
+		})
+	}
+	wg.Wait()
+	return ids
 }

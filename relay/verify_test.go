@@ -5,11 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"net/http"
 	"strconv"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -181,35 +178,14 @@ func TestIngressStandardWebhooksConcurrentDuplicates(t *testing.T) {
 	s := startServer(t, standardEndpoint)
 	body := `{"n":1}`
 	hdr := swHeaders("msg_same", time.Now(), body)
-	const n = 8
-	ids := make([]string, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			req, _ := http.NewRequest("POST", s.url("/h/sw"), strings.NewReader(body))
-			req.Header = hdr.Clone()
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			defer resp.Body.Close()
-			var out map[string]string
-			json.NewDecoder(resp.Body).Decode(&out)
-			if resp.StatusCode != http.StatusAccepted {
-				t.Errorf("copy %d: %d %v", i, resp.StatusCode, out)
-			}
-			ids[i] = out["id"]
-		})
-	}
-	wg.Wait()
+	ids := postCopies(t, []*Server{s}, "/h/sw", body, hdr, 8)
 	for i := range ids {
 		if ids[i] != ids[0] || ids[i] == "" {
 			t.Fatalf("concurrent copies got ids %v, want one id", ids)
 		}
 	}
 	if got := stored(t, s, "sw"); got != 1 {
-		t.Errorf("%d records stored from %d concurrent copies, want 1", got, n)
+		t.Errorf("%d records stored from %d concurrent copies, want 1", got, len(ids))
 	}
 }
 

@@ -145,4 +145,3 @@ func validID(id string) bool {
 	}
 	return true
 }
-
