@@ -181,7 +181,7 @@ func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.
 func (m *mirror) head(endpoint, group string) (h snap, ok bool, behind uint64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	for _, e := range m.byEp[endpoint] {
+	for _, e := range m.open[endpoint] {
 		s := e.slot(group)
 		if !s.g.Deleted && (s.g.State == persist.StateReady || s.g.State == persist.StateLeased) {
 			if e.seq > m.through {

@@ -1,7 +1,6 @@
 package jsqueue
 
 import (
-	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -16,6 +15,7 @@ type entry struct {
 	seq   uint64 // stream sequence: the cluster's order
 	meta  meta
 	slots map[string]slot // by group; a missing group is fresh (ready, never attempted)
+	open  bool            // in the mirror's open list (mirror_open.go)
 }
 
 // slot is one group's state with the bucket revision it was read at (0: no key yet).
@@ -38,14 +38,16 @@ func (e *entry) slot(group string) slot {
 type mirror struct {
 	groups []string
 
-	mu       sync.Mutex
-	byID     map[string]*entry
-	byEp     map[string][]*entry        // stream order
-	early    map[string]map[string]slot // id → group → state seen before the webhook itself
-	wake     map[string]chan struct{}   // by endpoint, closed on any change there
-	reserved map[string]int64           // bytes of appends in flight, by endpoint (quota)
-	closed   bool
-	live     bool // caught up with the stream: a marker for an unknown id is for one long gone
+	mu        sync.Mutex
+	byID      map[string]*entry
+	byEp      map[string][]*entry        // stream order
+	open      map[string][]*entry        // by endpoint, those unfinished in some group, stream order
+	openBytes map[string]int64           // by endpoint, the sizes of those in open
+	early     map[string]map[string]slot // id → group → state seen before the webhook itself
+	wake      map[string]chan struct{}   // by endpoint, closed on any change there
+	reserved  map[string]int64           // bytes of appends in flight, by endpoint (quota)
+	closed    bool
+	live      bool // caught up with the stream: a marker for an unknown id is for one long gone
 	// through is the last stream sequence the watch delivered. It delivers in order, so
 	// every webhook up to it is known; one appended here beyond it may have others, appended
 	// meanwhile by other relays, before it that this relay has not seen yet.
@@ -55,6 +57,7 @@ type mirror struct {
 
 func newMirror(groups []string) *mirror {
 	return &mirror{groups: groups, byID: map[string]*entry{}, byEp: map[string][]*entry{},
+		open: map[string][]*entry{}, openBytes: map[string]int64{},
 		early: map[string]map[string]slot{}, wake: map[string]chan struct{}{}, reserved: map[string]int64{}}
 }
 
@@ -79,8 +82,9 @@ func (m *mirror) addLocked(seq uint64, mt meta) {
 	}
 	m.byID[mt.ID] = e
 	list := m.byEp[mt.Queue]
-	i, _ := slices.BinarySearchFunc(list, seq, func(e *entry, s uint64) int { return cmp.Compare(e.seq, s) })
+	i, _ := slices.BinarySearchFunc(list, seq, bySeq)
 	m.byEp[mt.Queue] = slices.Insert(list, i, e)
+	m.reindexLocked(e)
 	m.notify(mt.Queue)
 }
 
@@ -140,14 +144,17 @@ func (m *mirror) set(id, group string, s slot) {
 	e.slots[group] = s
 	if e.gone(m.groups) {
 		m.removeLocked(e)
+	} else {
+		m.reindexLocked(e)
 	}
 	m.notify(e.meta.Queue)
 }
 
 func (m *mirror) removeLocked(e *entry) {
 	delete(m.byID, e.meta.ID)
+	m.closeLocked(e)
 	list := m.byEp[e.meta.Queue]
-	if i := slices.Index(list, e); i >= 0 {
+	if i, ok := slices.BinarySearchFunc(list, e.seq, bySeq); ok && list[i] == e {
 		m.byEp[e.meta.Queue] = slices.Delete(list, i, i+1)
 	}
 	if len(m.byEp[e.meta.Queue]) == 0 {
@@ -247,7 +254,7 @@ func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool, limit 
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []snap
-	for _, e := range m.byEp[endpoint] {
+	for _, e := range m.open[endpoint] {
 		if len(out) == limit {
 			break
 		}
@@ -265,7 +272,7 @@ func (m *mirror) due(endpoint, group string, now time.Time) time.Time {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var due int64
-	for _, e := range m.byEp[endpoint] {
+	for _, e := range m.open[endpoint] {
 		s := e.slot(group)
 		var t int64
 		switch {
@@ -293,13 +300,7 @@ func (m *mirror) due(endpoint, group string, now time.Time) time.Time {
 
 // pendingBytes is what the endpoint's unfinished webhooks and appends in flight hold.
 func (m *mirror) pendingBytesLocked(endpoint string) int64 {
-	n := m.reserved[endpoint]
-	for _, e := range m.byEp[endpoint] {
-		if m.unfinishedLocked(e) {
-			n += e.meta.Size
-		}
-	}
-	return n
+	return m.reserved[endpoint] + m.openBytes[endpoint]
 }
 
 func (m *mirror) unfinishedLocked(e *entry) bool {
