@@ -76,7 +76,11 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 		return fmt.Errorf("append: %w", err)
 	}
 	r.State = persist.StateReady
-	q.m.add(ack.Sequence, mt)
+	var body []byte // the mirror's copy: the caller keeps r.Body
+	if parts == 0 {
+		body = append([]byte{}, r.Body...)
+	}
+	q.m.add(ack.Sequence, mt, body)
 	return nil
 }
 

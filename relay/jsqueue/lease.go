@@ -1,6 +1,7 @@
 package jsqueue
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -81,7 +82,10 @@ func (q *Queue) take(ctx context.Context, group string, c snap, now time.Time, t
 	q.hold(group, c.meta.ID, g.Token)
 	r := c.meta.record()
 	fill(&r, &g, persist.StateLeased)
-	if c.meta.Parts == 0 {
+	switch {
+	case c.body != nil:
+		r.Body = bytes.Clone(c.body)
+	case c.meta.Parts == 0:
 		body, err := q.inlineBody(ctx, c.seq)
 		if err != nil {
 			q.release(ctx, group, c.meta.ID, g.Token)
@@ -187,7 +191,7 @@ func (m *mirror) head(endpoint, group string) (h snap, ok bool, behind uint64) {
 			if e.seq > m.through {
 				return snap{}, false, e.seq
 			}
-			return snap{e.seq, e.meta, s}, true, 0
+			return snap{e.seq, e.meta, s, e.body}, true, 0
 		}
 	}
 	return snap{}, false, 0

@@ -16,6 +16,7 @@ type entry struct {
 	meta  meta
 	slots map[string]slot // by group; a missing group is fresh (ready, never attempted)
 	open  bool            // in the mirror's open list (mirror_open.go)
+	body  []byte          // while open, within bodyCache; nil: not held (read it from the stream)
 }
 
 // slot is one group's state with the bucket revision it was read at (0: no key yet).
@@ -46,6 +47,7 @@ type mirror struct {
 	early     map[string]map[string]slot // id → group → state seen before the webhook itself
 	wake      map[string]chan struct{}   // by endpoint, closed on any change there
 	reserved  map[string]int64           // bytes of appends in flight, by endpoint (quota)
+	bodyBytes int64                      // of the bodies entries hold (bodyCache)
 	closed    bool
 	live      bool // caught up with the stream: a marker for an unknown id is for one long gone
 	// through is the last stream sequence the watch delivered. It delivers in order, so
@@ -62,14 +64,15 @@ func newMirror(groups []string) *mirror {
 }
 
 // add records a webhook seen in the stream (or just appended here); a second sight is a no-op.
-func (m *mirror) add(seq uint64, mt meta) {
+func (m *mirror) add(seq uint64, mt meta, body []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.addLocked(seq, mt)
+	m.addLocked(seq, mt, body)
 }
 
-func (m *mirror) addLocked(seq uint64, mt meta) {
-	if _, ok := m.byID[mt.ID]; ok {
+func (m *mirror) addLocked(seq uint64, mt meta, body []byte) {
+	if e, ok := m.byID[mt.ID]; ok {
+		m.keepBodyLocked(e, body)
 		return
 	}
 	e := &entry{seq: seq, meta: mt, slots: m.early[mt.ID]}
@@ -85,13 +88,14 @@ func (m *mirror) addLocked(seq uint64, mt meta) {
 	i, _ := slices.BinarySearchFunc(list, seq, bySeq)
 	m.byEp[mt.Queue] = slices.Insert(list, i, e)
 	m.reindexLocked(e)
+	m.keepBodyLocked(e, body)
 	m.notify(mt.Queue)
 }
 
 // watched records a webhook as the stream watch delivers it, in stream order: add, and move
 // through on. An ordered endpoint's head waits for it (head), so a webhook this relay
 // appended is woken for once the watch reaches it.
-func (m *mirror) watched(seq uint64, mt *meta) {
+func (m *mirror) watched(seq uint64, mt *meta, body []byte) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if seq > m.through {
@@ -104,11 +108,12 @@ func (m *mirror) watched(seq uint64, mt *meta) {
 	if mt == nil {
 		return
 	}
-	if _, ok := m.byID[mt.ID]; ok {
+	if e, ok := m.byID[mt.ID]; ok {
+		m.keepBodyLocked(e, body)
 		m.notify(mt.Queue) // appended here, now in order: an ordered head may wait for it
 		return
 	}
-	m.addLocked(seq, *mt)
+	m.addLocked(seq, *mt, body)
 }
 
 // gone says whether every group removed the webhook.
@@ -236,6 +241,7 @@ type snap struct {
 	seq  uint64
 	meta meta
 	slot slot
+	body []byte // the mirror's copy, nil when not held
 }
 
 func (m *mirror) get(id, group string) (snap, bool) {
@@ -245,7 +251,7 @@ func (m *mirror) get(id, group string) (snap, bool) {
 	if !ok {
 		return snap{}, false
 	}
-	return snap{e.seq, e.meta, e.slot(group)}, true
+	return snap{e.seq, e.meta, e.slot(group), e.body}, true
 }
 
 // pick returns, in stream order, the first limit of the endpoint's entries whose state for
@@ -260,7 +266,7 @@ func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool, limit 
 		}
 		s := e.slot(group)
 		if !s.g.Deleted && match(&s.g) {
-			out = append(out, snap{e.seq, e.meta, s})
+			out = append(out, snap{e.seq, e.meta, s, e.body})
 		}
 	}
 	return out

@@ -32,6 +32,8 @@ func (m *mirror) setOpenLocked(e *entry, u bool) {
 			m.open[ep] = slices.Delete(list, i, i+1)
 		}
 		m.openBytes[ep] -= e.meta.Size
+		m.bodyBytes -= int64(len(e.body))
+		e.body = nil
 		if len(m.open[ep]) == 0 {
 			delete(m.open, ep)
 			delete(m.openBytes, ep)
@@ -44,3 +46,16 @@ func (m *mirror) setOpenLocked(e *entry, u bool) {
 func (m *mirror) closeLocked(e *entry) { m.setOpenLocked(e, false) }
 
 func bySeq(e *entry, seq uint64) int { return cmp.Compare(e.seq, seq) }
+
+// bodyCache bounds the bytes of open webhooks' bodies the mirror holds, for leases to send
+// without reading them from the stream first (a request to the stream's leader each).
+const bodyCache = 64 << 20
+
+// keepBodyLocked holds body (nil: none known) as e's while e is open and there is room.
+func (m *mirror) keepBodyLocked(e *entry, body []byte) {
+	if body == nil || e.body != nil || !e.open || m.bodyBytes+int64(len(body)) > bodyCache {
+		return
+	}
+	e.body = body
+	m.bodyBytes += int64(len(body))
+}

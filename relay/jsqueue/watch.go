@@ -61,35 +61,18 @@ func (q *Queue) start(ctx context.Context) error {
 	if target == 0 {
 		readyOnce()
 	}
-	var cons jetstream.Consumer
-	err = retry(ctx, func(ctx context.Context) error {
-		var err error
-		cons, err = q.js.OrderedConsumer(ctx, q.stream.CachedInfo().Config.Name, jetstream.OrderedConsumerConfig{
-			FilterSubjects: []string{q.prefix + ".wh.>"}, HeadersOnly: true,
+	// Catching up reads headers only: finished webhooks, kept for keep_done, need no bodies.
+	var catchUp jetstream.ConsumeContext
+	if target > 0 {
+		catchUp, err = q.watchStream(ctx, 0, true, func(seq uint64) {
+			if seq >= target {
+				readyOnce()
+			}
 		})
-		return err
-	})
-	if err != nil {
-		return fmt.Errorf("watch stream: %w", err)
-	}
-	q.cc, err = cons.Consume(func(msg jetstream.Msg) {
-		md, err := msg.Metadata()
 		if err != nil {
-			return
+			return err
 		}
-		var mt meta
-		if err := json.Unmarshal([]byte(msg.Headers().Get(hdrMeta)), &mt); err != nil || mt.ID == "" {
-			q.log.Warn("jetstream queue: unreadable webhook message", "seq", md.Sequence.Stream, "err", err)
-			q.m.watched(md.Sequence.Stream, nil)
-		} else {
-			q.m.watched(md.Sequence.Stream, &mt)
-		}
-		if md.Sequence.Stream >= target {
-			readyOnce()
-		}
-	})
-	if err != nil {
-		return fmt.Errorf("watch stream: %w", err)
+		q.cc = catchUp // for Close, should catching up fail
 	}
 	for _, ch := range []chan struct{}{kvReady, streamReady} {
 		select {
@@ -97,6 +80,17 @@ func (q *Queue) start(ctx context.Context) error {
 		case <-ctx.Done():
 			return fmt.Errorf("catch up: %w", ctx.Err())
 		}
+	}
+	// Caught up: from here on the watch carries bodies as well, so that leasing a webhook
+	// appended on another relay needs no read of its own.
+	if catchUp != nil {
+		catchUp.Stop()
+		<-catchUp.Closed()
+		q.cc = nil
+	}
+	q.cc, err = q.watchStream(ctx, target+1, false, nil)
+	if err != nil {
+		return err
 	}
 	q.m.mu.Lock()
 	q.m.live = true
@@ -125,4 +119,46 @@ func (q *Queue) onState(e jetstream.KeyValueEntry) {
 		s.g = g
 	}
 	q.m.set(id, group, s)
+}
+
+// watchStream feeds the stream's webhook messages from sequence from (0: the first) into the
+// mirror, with their bodies unless headersOnly, and tells seen each sequence (nil: nobody).
+func (q *Queue) watchStream(ctx context.Context, from uint64, headersOnly bool, seen func(uint64)) (jetstream.ConsumeContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{FilterSubjects: []string{q.prefix + ".wh.>"}, HeadersOnly: headersOnly}
+	if from > 0 {
+		cfg.DeliverPolicy, cfg.OptStartSeq = jetstream.DeliverByStartSequencePolicy, from
+	}
+	var cons jetstream.Consumer
+	err := retry(ctx, func(ctx context.Context) error {
+		var err error
+		cons, err = q.js.OrderedConsumer(ctx, q.stream.CachedInfo().Config.Name, cfg)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch stream: %w", err)
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		md, err := msg.Metadata()
+		if err != nil {
+			return
+		}
+		var mt meta
+		if err := json.Unmarshal([]byte(msg.Headers().Get(hdrMeta)), &mt); err != nil || mt.ID == "" {
+			q.log.Warn("jetstream queue: unreadable webhook message", "seq", md.Sequence.Stream, "err", err)
+			q.m.watched(md.Sequence.Stream, nil, nil)
+		} else {
+			var body []byte
+			if !headersOnly && mt.Parts == 0 {
+				body = append([]byte{}, msg.Data()...)
+			}
+			q.m.watched(md.Sequence.Stream, &mt, body)
+		}
+		if seen != nil {
+			seen(md.Sequence.Stream)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("watch stream: %w", err)
+	}
+	return cc, nil
 }
