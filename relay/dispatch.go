@@ -75,7 +75,7 @@ func (s *session) leaseAndQueue(free int) (int, error) {
 	queued := 0
 	for i := 0; i < len(s.unordered) && free > 0; i++ {
 		ep := s.unordered[(s.next+i)%len(s.unordered)]
-		recs, err := s.queue.Lease(s.ctx, s.group, ep, min(free, leaseBatch), s.leaseTTL)
+		recs, err := s.queue.Lease(s.ctx, s.group, ep, min(free, s.leaseBatch()), s.leaseTTL)
 		if err != nil {
 			return queued, err
 		}
@@ -218,4 +218,12 @@ func (s *session) webhookFrame(r *persist.Record) (*protocol.Webhook, error) {
 		Body:       r.Body,
 		BodyFrom:   from,
 	}, nil
+}
+
+// leaseBatch is how many webhooks one Lease takes at most.
+func (s *session) leaseBatch() int {
+	if b, ok := s.queue.(LeaseBatcher); ok {
+		return b.LeaseBatch()
+	}
+	return leaseBatch
 }

@@ -90,3 +90,9 @@ type Queue interface {
 	// Close closes the queue; calls then give ErrClosed. Idempotent.
 	Close() error
 }
+
+// LeaseBatcher is a Queue whose lease is a round trip to other machines (the JetStream
+// queue). A session leases up to LeaseBatch webhooks at once from it instead of leaseBatch:
+// its leases are taken one round after the other, and with a replicated commit per round the
+// rounds, not the window, would bound its rate.
+type LeaseBatcher interface{ LeaseBatch() int }

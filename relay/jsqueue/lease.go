@@ -96,6 +96,11 @@ func (q *Queue) take(ctx context.Context, group string, c snap, now time.Time, t
 	return &r, nil
 }
 
+// LeaseBatch is how many webhooks a relay session leases at once (relay.LeaseBatcher): each
+// is a replicated write, issued together, and a round of them takes a commit's time however
+// many it holds. The bodies of a round are in memory together, so this bounds them too.
+func (q *Queue) LeaseBatch() int { return 32 }
+
 // Lease leases up to max of endpoint's ready, due webhooks for group, in stream order.
 func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl time.Duration) ([]*persist.Record, error) {
 	if err := q.checkGroup(group, false); err != nil {
