@@ -29,7 +29,7 @@ func main() {
 func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("hookbench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	quick := fs.Bool("quick", false, "small sizes (under a minute): 3000 / 300 bursts, 3s paced, 200 idle agents, 5000 backlog")
+	quick := fs.Bool("quick", false, "small sizes (under a minute): 3000 / 300 bursts, 3s paced, 200 idle agents, 5000 backlog, 2000 cluster")
 	o := options{}
 	fs.IntVar(&o.n1k, "n1k", 20000, "webhooks in the 1 KiB burst")
 	fs.IntVar(&o.n64k, "n64k", 2000, "webhooks in the 64 KiB burst")
@@ -37,6 +37,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.large, "large", 3, "10 MiB webhooks, one after the other")
 	fs.IntVar(&o.idle, "idle", 1000, "idle WebSocket agent sessions (the goal is for 10000); 0 skips")
 	fs.IntVar(&o.backlog, "backlog", 50000, "1 KiB webhooks accepted while the agent is away (the goal is for 1000000); 0 skips")
+	fs.IntVar(&o.cluster, "cluster", 10000, "1 KiB webhooks in the cluster burst (3 nats-server, 3 relays on JetStream, 1 agent); 0 skips")
 	transports := fs.String("transports", "ws,wss,quic", "relayed transports, comma-separated")
 	out := fs.String("out", "docs", "directory for BENCHMARKS.md and benchmarks.png, relative to the module root; empty: write nothing")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, stores)")
@@ -56,6 +57,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		apply("paced", func() { o.paced = 3 * time.Second })
 		apply("idle", func() { o.idle = 200 })
 		apply("backlog", func() { o.backlog = 5000 })
+		apply("cluster", func() { o.cluster = 2000 })
 	}
 	for _, t := range strings.Split(*transports, ",") {
 		switch t = strings.TrimSpace(t); t {

@@ -18,6 +18,7 @@ type options struct {
 	idle, backlog    int
 	transports       []string // relayed: ws, wss, quic
 	keep             bool     // keep the work directory (logs, stores)
+	cluster          int      // 1 KiB webhooks in the cluster burst (cluster.go); 0 skips
 }
 
 // rss is a pair of peak RSS figures in MiB.
@@ -45,6 +46,7 @@ type results struct {
 	idle      map[string]idleResult
 	backlog   map[string]backlogResult
 	agentSize int64
+	cluster   *clusterResult // nil: not run
 	took      time.Duration
 }
 
@@ -99,6 +101,9 @@ func run(o options, log io.Writer) (*results, error) {
 		if err := relayed(r, b, tr, wdir, tg); err != nil {
 			return nil, fmt.Errorf("%s: %w (logs in %s)", tr, err, wdir)
 		}
+	}
+	if err := runCluster(r, b, root, dir, tg, log); err != nil {
+		return nil, err
 	}
 	r.took = time.Since(start)
 	return r, nil

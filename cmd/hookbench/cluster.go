@@ -1,0 +1,272 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The cluster shape: three nats-server processes (a JetStream cluster on loopback, fsyncing
+// every write), three relays on it with replicas: 3, and one agent given all three relays.
+// 16 senders post the 1 KiB burst across the three relays' ingress; its rate is compared with
+// the single Badger relay's 1 KiB burst of the same run (issue 15's goal: 0.3×). All seven
+// processes share the machine's cores with the bench.
+
+// goalCluster1k is issue 15's goal for the cluster's 1 KiB burst, × one Badger relay's.
+const goalCluster1k = 0.3
+
+// clusterResult is the cluster's 1 KiB burst.
+type clusterResult struct {
+	burstResult
+	n int
+}
+
+// runCluster measures the cluster shape into r.cluster, unless it is off.
+func runCluster(r *results, b bins, root, dir string, tg *target, log io.Writer) error {
+	if r.opts.cluster <= 0 {
+		return nil
+	}
+	fmt.Fprintln(log, "cluster (3 nats-server, 3 relays, 1 agent) …")
+	dir = filepath.Join(dir, "cluster")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("cluster work dir: %w", err)
+	}
+	res, err := clusterBurst(b, root, dir, tg, r.opts.cluster)
+	if err != nil {
+		return fmt.Errorf("cluster: %w (logs in %s)", err, dir)
+	}
+	r.cluster = &res
+	return nil
+}
+
+func clusterBurst(b bins, root, dir string, tg *target, n int) (clusterResult, error) {
+	var procs []*proc
+	defer func() {
+		for i := len(procs) - 1; i >= 0; i-- { // agent, relays, then the servers
+			procs[i].stop()
+		}
+	}()
+	natsURLs, servers, err := startNATS(root, dir)
+	procs = append(procs, servers...)
+	if err != nil {
+		return clusterResult{}, err
+	}
+	out, err := runOut(b.relay, "token")
+	if err != nil {
+		return clusterResult{}, err
+	}
+	tok, hash, ok := strings.Cut(out, "\n")
+	if !ok {
+		return clusterResult{}, fmt.Errorf("hookrelay token printed %q", out)
+	}
+	var ingress, tunnels []string
+	for i := range 3 {
+		port, err := freePort()
+		if err != nil {
+			return clusterResult{}, err
+		}
+		cfg := fmt.Sprintf(`addr: 127.0.0.1:%d
+data_dir: %s
+node_id: relay-%d
+store:
+  nats:
+    urls: [%s]
+    replicas: 3
+endpoints:
+  - name: bench
+    tokens: [%q]
+`, port, filepath.Join(dir, fmt.Sprintf("relay%d-data", i)), i, strings.Join(natsURLs, ", "), hash)
+		path := filepath.Join(dir, fmt.Sprintf("relay%d.yaml", i))
+		if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+			return clusterResult{}, fmt.Errorf("write relay config: %w", err)
+		}
+		p, err := startProc(filepath.Join(dir, fmt.Sprintf("relay%d.log", i)), b.relay, "serve", "--config", path)
+		if err != nil {
+			return clusterResult{}, err
+		}
+		procs = append(procs, p)
+		ingress = append(ingress, fmt.Sprintf("http://127.0.0.1:%d/h/bench", port))
+		tunnels = append(tunnels, fmt.Sprintf("ws://127.0.0.1:%d", port))
+	}
+	client := newClient()
+	for i, u := range ingress {
+		health := strings.TrimSuffix(u, "/h/bench") + "/healthz"
+		err := waitFor(60*time.Second, 100*time.Millisecond, func() error {
+			resp, err := client.Get(health)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("healthz answered %d", resp.StatusCode)
+			}
+			return nil
+		})
+		if err != nil {
+			return clusterResult{}, fmt.Errorf("relay %d not healthy: %w; its log ends:\n%s", i, err, tail(procs[3+i].log, 10))
+		}
+	}
+	cfg := fmt.Sprintf(`relay: [%s]
+token: %q
+agent_id: bench-cluster-agent
+data_dir: %s
+admin_addr: off
+routes:
+  - endpoint: bench
+    target: %s
+    concurrency: 16
+    backoff_min: 50ms
+    backoff_max: 500ms
+`, strings.Join(tunnels, ", "), tok, filepath.Join(dir, "agent-data"), tg.url)
+	path := filepath.Join(dir, "agent.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o600); err != nil {
+		return clusterResult{}, fmt.Errorf("write agent config: %w", err)
+	}
+	agent, err := startProc(filepath.Join(dir, "agent.log"), b.agent, "run", "--config", path)
+	if err != nil {
+		return clusterResult{}, err
+	}
+	procs = append(procs, agent)
+	tg.warmed.Store(0)
+	err = waitFor(60*time.Second, 100*time.Millisecond, func() error {
+		if tg.warmed.Load() > 0 {
+			return nil
+		}
+		if err := post(client, ingress[0]+"/warm", "warm", -1, kib1); err != nil {
+			return err
+		}
+		return fmt.Errorf("no warm-up webhook delivered yet")
+	})
+	if err != nil {
+		return clusterResult{}, err
+	}
+
+	const phase = "cluster1k"
+	tg.expect(phase, n)
+	start := time.Now()
+	if err := sendAcross(tg, ingress, phase, n, kib1); err != nil {
+		return clusterResult{}, err
+	}
+	last, err := tg.wait(5 * time.Minute)
+	if err != nil {
+		return clusterResult{}, err
+	}
+	lat := tg.latencies()
+	return clusterResult{n: n, burstResult: burstResult{rate: float64(n) / last.Sub(start).Seconds(),
+		p50: pct(lat, 50), p99: pct(lat, 99)}}, nil
+}
+
+// tail is the last n lines of a log file.
+func tail(path string, n int) string {
+	b, _ := os.ReadFile(path)
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// sendAcross posts n webhooks from 16 senders, webhook i to urls[i%len(urls)].
+func sendAcross(tg *target, urls []string, phase string, n int, body []byte) error {
+	client := newClient()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, 16)
+	for range 16 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				tg.sentAt(i, time.Now())
+				if err := post(client, urls[i%len(urls)]+"/"+phase, phase, i, body); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+// startNATS starts a three-node JetStream cluster, nats-server built from the module's tool
+// dependency (so nothing is downloaded), and returns its client URLs.
+func startNATS(root, dir string) ([]string, []*proc, error) {
+	cmd := exec.Command("go", "tool", "-n", "nats-server")
+	cmd.Dir = root
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, nil, fmt.Errorf("go tool -n nats-server: %w", err)
+	}
+	bin := strings.TrimSpace(string(out))
+	var ports, cports []int
+	for range 3 {
+		p, err := freePort()
+		if err != nil {
+			return nil, nil, err
+		}
+		c, err := freePort()
+		if err != nil {
+			return nil, nil, err
+		}
+		ports, cports = append(ports, p), append(cports, c)
+	}
+	var routes, urls []string
+	for i := range 3 {
+		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", cports[i]))
+		urls = append(urls, fmt.Sprintf("%q", fmt.Sprintf("nats://127.0.0.1:%d", ports[i])))
+	}
+	var procs []*proc
+	for i := range 3 {
+		nd := filepath.Join(dir, fmt.Sprintf("n%d", i))
+		if err := os.MkdirAll(nd, 0o700); err != nil {
+			return nil, procs, fmt.Errorf("nats dir: %w", err)
+		}
+		// sync_interval: always, as docs/OPERATIONS.md recommends: every write fsynced.
+		conf := fmt.Sprintf(`server_name: n%d
+listen: 127.0.0.1:%d
+jetstream {
+  store_dir: %q
+  sync_interval: always
+}
+cluster {
+  name: hookbench
+  listen: 127.0.0.1:%d
+  routes: [%s]
+}
+`, i, ports[i], filepath.Join(nd, "js"), cports[i], strings.Join(routes, ", "))
+		path := filepath.Join(nd, "nats.conf")
+		if err := os.WriteFile(path, []byte(conf), 0o600); err != nil {
+			return nil, procs, fmt.Errorf("write nats config: %w", err)
+		}
+		p, err := startProc(filepath.Join(nd, "nats.log"), bin, "-c", path)
+		if err != nil {
+			return nil, procs, err
+		}
+		procs = append(procs, p)
+	}
+	return urls, procs, nil
+}
+
+// clusterLine is the table's line for the cluster shape, "" when it did not run.
+func (r *results) clusterLine() string {
+	if r.cluster == nil {
+		return ""
+	}
+	single := "ws"
+	if _, ok := r.burst1k[single]; !ok && len(r.columns) > 1 {
+		single = r.columns[1]
+	}
+	base := r.burst1k[single].rate
+	x := ratio(r.cluster.rate, base)
+	return fmt.Sprintf("\nCluster (3 nats-server R3 fsync always, 3 relays, 1 agent over ws; 16 senders across the three "+
+		"relays): 1 KiB burst (%d) %s delivered/s, e2e p50 %s / p99 %s ms; %.2f× the single Badger relay's %s "+
+		"(hookrelay %s) %s (goal ≥ %.1f×).\n", r.cluster.n, rate(r.cluster.rate), ms(r.cluster.p50), ms(r.cluster.p99),
+		x, rate(base), single, mark(x >= goalCluster1k), goalCluster1k)
+}
