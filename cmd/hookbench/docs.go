@@ -66,8 +66,9 @@ Machine: %s.
   goal is for 1,000,000 (`+"`-backlog 1000000`"+`).
 - **cluster**: three nats-server processes (JetStream, `+"`sync_interval: always`"+`), three relays
   on them with `+"`replicas: 3`"+` and one agent given all three; the 16 senders post the 1 KiB burst
-  across the three relays' ingress. Its ratio is to the single Badger relay's 1 KiB burst (ws) of
-  the same run; issue 15's goal is 0.3× on this 2-core machine, where all seven processes share it.
+  across the three relays' ingress. Its ratio is to the same burst through one Badger relay (ws,
+  a fresh one) run just before it; issue 15's goal is 0.3× on this 2-core machine, where all
+  seven processes share the cores.
 - **wss**: the relay serves TLS on its addr with a self-signed certificate the agent pins by
   fingerprint; its ingress is https too, so the senders pay TLS as well.
 `, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), r.table(), machine())
