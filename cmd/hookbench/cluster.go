@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -269,6 +270,19 @@ cluster {
 			return nil, procs, err
 		}
 		procs = append(procs, p)
+	}
+	// A relay gives up when no server takes its connection; JetStream readiness it waits for.
+	for i, port := range ports {
+		err := waitFor(30*time.Second, 50*time.Millisecond, func() error {
+			c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+			if err == nil {
+				c.Close()
+			}
+			return err
+		})
+		if err != nil {
+			return nil, procs, fmt.Errorf("nats-server n%d not listening: %w", i, err)
+		}
 	}
 	return urls, procs, nil
 }
