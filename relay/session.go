@@ -93,17 +93,17 @@ type flight struct {
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
 // Its Conn takes t over, but nothing writes to t but the caller until run. A session granted
 // an ordered endpoint needs its claim set before run.
-func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uint16, agentID string,
+func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uint16, agentID, group string,
 	tokenSum [sha256.Size]byte, requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
 	if agentID == "" {
 		agentID = "session-" + id
 	}
-	log = log.With("session", id, "agent", agentID)
+	log = log.With("session", id, "agent", agentID, "group", group)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		queue:       q,
-		group:       DefaultGroup,
+		group:       group,
 		metrics:     m,
 		conn:        protocol.NewConn(t, protocol.ConnConfig{Queue: outQueue, Logger: log}),
 		id:          id,
@@ -128,7 +128,7 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 	if version >= 2 {
 		recorded = s.confirm
 	}
-	s.rec = newRecorder(q, DefaultGroup, agentID, recorded, log)
+	s.rec = newRecorder(q, group, agentID, recorded, log)
 	if len(s.ordered) > 0 {
 		// The next head goes out once the store has the last one's ack, nack or outcome,
 		// which no store wake-up announces (acked and finished records are not ready):
