@@ -27,6 +27,8 @@ type Copy struct {
 // AppendCopies is Append of r plus one record per copy, in one commit: all are stored or
 // none. Each copy is r in its own queue, under r's id + its suffix, with its own body;
 // r.ID is assigned as Append does. ErrQuota when any of their queues is over its quota.
+// r with an empty Queue is not stored itself, only its copies (its id is theirs but for
+// the suffix: a webhook none of whose copies is the plain id).
 func (s *Store) AppendCopies(ctx context.Context, r *Record, copies []Copy) error {
 	for _, c := range copies {
 		if c.Body != nil {
@@ -68,6 +70,9 @@ func (s *Store) AppendBodyCopies(ctx context.Context, r *Record, w *BodyWriter, 
 		}
 	}
 	err := s.appendBody(ctx, r, w, copies)
+	if err == nil && r.Queue == "" {
+		s.dropParts(w.ref, w.seg) // r is not stored: nothing names them
+	}
 	for _, c := range copies {
 		if err != nil {
 			c.Body.Abort()

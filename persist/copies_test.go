@@ -85,3 +85,18 @@ func TestAppendBodyCopies(t *testing.T) {
 		}
 	}
 }
+
+// A record without a queue gives its copies their id, and is not stored itself.
+func TestAppendCopiesOnly(t *testing.T) {
+	s := openT(t, "", nil)
+	r := &Record{Body: []byte("b")}
+	if err := s.AppendCopies(context.Background(), r, []Copy{{Queue: "ep\x00a", Suffix: "~a"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(r.ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("queueless record stored: %v", err)
+	}
+	if got, err := s.Get(r.ID + "~a"); err != nil || string(got.Body) != "b" {
+		t.Fatalf("copy: %+v, %v", got, err)
+	}
+}

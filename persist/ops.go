@@ -20,7 +20,7 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 
 // appendCopies is Append with copies (AppendCopies).
 func (s *Store) appendCopies(ctx context.Context, r *Record, copies []Copy) error {
-	if r.Queue == "" {
+	if r.Queue == "" && len(copies) == 0 {
 		return fmt.Errorf("append: %w: empty queue", ErrInvalid)
 	}
 	now := time.Now()

@@ -161,7 +161,8 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 // order (metadata does not hold the id: meta is already right).
 //
 // copies (AppendCopies) are staged with it, all or none: each holds its id's suffix in ID
-// until here, and its own metadata in metas.
+// until here, and its own metadata in metas. With copies, r without a queue is not stored
+// itself: it only gives them its id.
 func (b *batch) insert(r *Record, meta, cached []byte, copies []*Record, metas [][]byte) error {
 	given := r.ID != ""
 	if !given {
@@ -171,16 +172,20 @@ func (b *batch) insert(r *Record, meta, cached []byte, copies []*Record, metas [
 		c.ID = r.ID + c.ID
 	}
 	var free int64
-	if err := b.checkInsert(r, given, &free); err != nil {
-		return err
+	if r.Queue != "" {
+		if err := b.checkInsert(r, given, &free); err != nil {
+			return err
+		}
 	}
 	for _, c := range copies {
 		if err := b.checkInsert(c, given, &free); err != nil {
 			return fmt.Errorf("copy %s: %w", c.ID, err)
 		}
 	}
-	if err := b.writeInsert(r, meta, cached); err != nil {
-		return err
+	if r.Queue != "" {
+		if err := b.writeInsert(r, meta, cached); err != nil {
+			return err
+		}
 	}
 	for i, c := range copies {
 		if err := b.writeInsert(c, metas[i], cached); err != nil {

@@ -129,3 +129,16 @@ func (lv *live) undeclared(group string, endpoints []string) string {
 	}
 	return ""
 }
+
+// allGroups is every group some endpoint declares, default first.
+func (lv *live) allGroups() []string {
+	gs := []string{DefaultGroup}
+	for _, e := range lv.order {
+		for _, g := range groupsOf(&e.cfg) {
+			if !slices.Contains(gs, g) {
+				gs = append(gs, g)
+			}
+		}
+	}
+	return gs
+}

@@ -23,7 +23,12 @@ type slot struct {
 	rev uint64
 }
 
+// slot is group's state of the webhook; a group it was not accepted for has none (a
+// removed one), so that every walk over the groups passes it by.
 func (e *entry) slot(group string) slot {
+	if len(e.meta.Groups) > 0 && !slices.Contains(e.meta.Groups, group) {
+		return slot{g: gstate{Deleted: true}}
+	}
 	if s, ok := e.slots[group]; ok {
 		return s
 	}
@@ -64,7 +69,7 @@ func (m *mirror) add(seq uint64, mt meta) {
 	if e.slots == nil {
 		e.slots = map[string]slot{}
 	}
-	if e.gone(m.groups) {
+	if e.gone(m.groupsLocked(e)) {
 		return
 	}
 	m.byID[mt.ID] = e
@@ -72,6 +77,14 @@ func (m *mirror) add(seq uint64, mt meta) {
 	i, _ := slices.BinarySearchFunc(list, seq, func(e *entry, s uint64) int { return cmp.Compare(e.seq, s) })
 	m.byEp[mt.Queue] = slices.Insert(list, i, e)
 	m.notify(mt.Queue)
+}
+
+// groupsLocked is the groups e was accepted for.
+func (m *mirror) groupsLocked(e *entry) []string {
+	if len(e.meta.Groups) > 0 {
+		return e.meta.Groups
+	}
+	return m.groups
 }
 
 // gone says whether every group removed the webhook.
@@ -105,7 +118,7 @@ func (m *mirror) set(id, group string, s slot) {
 		return
 	}
 	e.slots[group] = s
-	if e.gone(m.groups) {
+	if e.gone(m.groupsLocked(e)) {
 		m.removeLocked(e)
 	}
 	m.notify(e.meta.Queue)
@@ -232,7 +245,7 @@ func (m *mirror) pendingBytesLocked(endpoint string) int64 {
 }
 
 func (m *mirror) unfinishedLocked(e *entry) bool {
-	for _, g := range m.groups {
+	for _, g := range m.groupsLocked(e) {
 		if s := e.slot(g); s.g.unfinished() {
 			return true
 		}
