@@ -221,7 +221,7 @@ func (s *session) release() {
 	leases := make(map[string]uint64, len(s.inflight))
 	for id, f := range s.inflight {
 		leases[id] = f.lease
-		s.metrics.released.WithLabelValues(f.endpoint).Inc()
+		s.metrics.released.WithLabelValues(f.endpoint, s.group).Inc()
 	}
 	clear(s.inflight)
 	clear(s.heads)
@@ -311,7 +311,7 @@ func (s *session) takeInflight(c *prometheus.CounterVec, ids ...string) []string
 			}
 			out = append(out, id)
 			if c != nil {
-				c.WithLabelValues(f.endpoint).Inc()
+				c.WithLabelValues(f.endpoint, s.group).Inc()
 			}
 		}
 	}
@@ -379,10 +379,10 @@ func (s *session) handleReport(r *protocol.Report) {
 	st, reason := persist.StateDelivered, ""
 	switch r.Outcome {
 	case protocol.OutcomeDelivered:
-		s.metrics.reports.WithLabelValues("delivered").Inc()
+		s.metrics.reports.WithLabelValues("delivered", s.group).Inc()
 		s.metrics.delivered(r.ID)
 	case protocol.OutcomeDead:
-		s.metrics.reports.WithLabelValues("dead").Inc()
+		s.metrics.reports.WithLabelValues("dead", s.group).Inc()
 	}
 	if r.Outcome == protocol.OutcomeDead {
 		st, reason = persist.StateDead, r.Error

@@ -105,7 +105,7 @@ func (h *Handler) diff(seen map[string]seenRecord) (changed []summary, removed [
 	for i := len(recs) - 1; i >= 0; i-- {
 		s := seenRecord{h.summarize(recs[i]), recs[i].ReceivedAt}
 		cur[s.ID] = s
-		if prev, ok := seen[s.ID]; !ok || prev.summary != s.summary {
+		if prev, ok := seen[s.ID]; !ok || !sameSummary(prev.summary, s.summary) {
 			changed = append(changed, s.summary)
 		}
 	}
