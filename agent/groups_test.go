@@ -162,6 +162,19 @@ func TestConsumerGroupsAdmin(t *testing.T) {
 	groupAgent(t, s, "main-1", "", main, nil)
 	groupAgent(t, s, "audit-1", "audit", audit, func(c *Config) { c.Routes[0].MaxAttempts = 1 })
 
+	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
+		var agents struct {
+			Agents []struct {
+				AgentID string `json:"agent_id"`
+				Group   string `json:"group"`
+			} `json:"agents"`
+		}
+		relayAdmin(t, s, "GET", "/admin/api/agents", &agents)
+		if fmt.Sprint(agents.Agents) != "[{audit-1 audit} {main-1 default}]" && fmt.Sprint(agents.Agents) != "[{main-1 default} {audit-1 audit}]" {
+			return fmt.Errorf("agents %v", agents.Agents)
+		}
+		return nil
+	})
 	ok := postWebhook(t, s, "fine")
 	waitDelivered(t, audit, ok)
 	waitGroups(t, s, ok, "delivered", map[string]string{"audit": "delivered", "default": "delivered"})

@@ -168,8 +168,8 @@ func anyDead(groups map[string]persist.State) bool {
 	return slices.Contains(slices.Collect(maps.Values(groups)), persist.StateDead)
 }
 
-// Stats describes each endpoint, over its groups' copies: Pending and Dead count the most
-// any group has, Bytes every copy's (what the disk holds), Oldest the oldest of them.
+// Stats describes each endpoint, over its groups' copies: Pending, Dead and Bytes are the
+// most any group has (each group's copies count against the quota apart), Oldest the oldest.
 func (q badgerQueue) Stats(context.Context) ([]persist.QueueStats, error) {
 	byEp := map[string]*persist.QueueStats{}
 	var order []string
@@ -183,7 +183,7 @@ func (q badgerQueue) Stats(context.Context) ([]persist.QueueStats, error) {
 		}
 		m.Pending = max(m.Pending, st.Pending)
 		m.Dead = max(m.Dead, st.Dead)
-		m.Bytes += st.Bytes
+		m.Bytes = max(m.Bytes, st.Bytes)
 		if !st.Oldest.IsZero() && (m.Oldest.IsZero() || st.Oldest.Before(m.Oldest)) {
 			m.Oldest = st.Oldest
 		}

@@ -266,6 +266,7 @@ func (s *session) info() admin.AgentInfo {
 		Remote:      t.RemoteAddr(),
 		ConnectedAt: s.connectedAt,
 		InFlight:    len(s.inflight),
+		Group:       s.group,
 	}
 }
 

@@ -327,7 +327,8 @@
   function renderAgents(list) {
     $('agents').replaceChildren(...list.map((a) => el('tr', { 'data-agent': a.agent_id },
       el('td', { class: 'id', text: a.agent_id }),
-      el('td', { text: (a.endpoints || []).join(', ') }),
+      el('td', { text: (a.endpoints || []).join(', ') +
+        (a.group && a.group !== 'default' ? ' (group ' + a.group + ')' : '') }),
       el('td', { text: a.transport }),
       el('td', { text: fmtTime(a.connected_at), title: a.connected_at }),
       el('td', { class: 'num', text: String(a.in_flight) }))));
