@@ -117,7 +117,9 @@ func TestConsumerGroupsDeliverToEachGroup(t *testing.T) {
 		}
 		more = append(more, postWebhook(t, s, fmt.Sprintf("second %d", i)))
 	}
-	waitDelivered(t, audit, append(ids, more...)...) // audit: each exactly once
+	// Audit: each exactly once. (Requests are counted by id: a target's port may be one that
+	// a process elsewhere on the machine still retries toward.)
+	waitDelivered(t, audit, append(ids, more...)...)
 	testutil.CheckFor(t, 20*time.Second, 20*time.Millisecond, func() error {
 		for _, id := range more {
 			if len(main.requests(id)) == 0 {
@@ -126,9 +128,6 @@ func TestConsumerGroupsDeliverToEachGroup(t *testing.T) {
 		}
 		return nil
 	})
-	if n := len(audit.all()); n != 60 {
-		t.Fatalf("audit target got %d requests, want 60", n)
-	}
 }
 
 // An agent whose group the endpoint does not declare is refused at hello, with a reason
