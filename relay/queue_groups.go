@@ -118,6 +118,10 @@ func (q badgerQueue) List(_ context.Context, f persist.Filter) ([]*persist.Recor
 	} else {
 		groups = q.knownGroups(eps)
 	}
+	if f.Group == "" && len(groups) == 1 {
+		groups = []string{groups[0]} // one group: its copies are the webhooks, as they are
+		f.Group = groups[0]
+	}
 	var copies []*persist.Record
 	for _, ep := range eps {
 		for _, g := range groups {
