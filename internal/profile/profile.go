@@ -9,11 +9,13 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 )
 
 // Start starts a CPU profile into $<prefix>_CPUPROFILE, and arranges a heap profile (allocations
 // since start, and what is in use) into $<prefix>_MEMPROFILE; the returned stop writes and
-// closes both. Either variable may be unset. Errors go to stderr: profiling never stops the
+// closes both, and an execution trace into $<prefix>_TRACE (go tool trace -pprof=sched or
+// syscall shows where wall time waits). Any variable may be unset. Errors go to stderr: profiling never stops the
 // program.
 func Start(prefix string) (stop func()) {
 	var cpu *os.File
@@ -28,8 +30,25 @@ func Start(prefix string) (stop func()) {
 			cpu = f
 		}
 	}
+	var tr *os.File
+	if path := os.Getenv(prefix + "_TRACE"); path != "" {
+		f, err := os.Create(path)
+		if err == nil {
+			err = trace.Start(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "trace:", err)
+		} else {
+			tr = f
+		}
+	}
 	mem := os.Getenv(prefix + "_MEMPROFILE")
 	return func() {
+		if tr != nil {
+			trace.Stop()
+			tr.Close()
+			tr = nil
+		}
 		if cpu != nil {
 			pprof.StopCPUProfile()
 			cpu.Close()
