@@ -37,9 +37,10 @@ const usage = `usage:
 
 // agentMemLimit is the agent's soft memory limit (GOMEMLIMIT overrides it): the agent must
 // run on 128 MiB boxes, and under load the GC otherwise let the heap reach twice what was live
-// (peak RSS 73–77 MiB over the 64 KiB burst; 60 with this). At 40 MiB the GC took a quarter
-// of the agent's CPU in a long 1 KiB burst.
-const agentMemLimit = 48 << 20
+// (peak RSS 73–77 MiB over the 64 KiB burst of hookbench -quick; 56–68 with 44–48 MiB here,
+// the rest of the RSS being the binary, stacks and mapped files). At 40 MiB with the older,
+// larger Badger profile the GC took a quarter of the agent's CPU in a long 1 KiB burst.
+const agentMemLimit = 44 << 20
 
 func main() {
 	stopProfile := profile.Start("HOOKAGENT")

@@ -34,9 +34,10 @@ const usage = `usage:
 `
 
 // relayMemLimit is the relay's soft memory limit (GOMEMLIMIT overrides it): under load the GC
-// otherwise let the heap reach twice what was live. At 56 MiB the relay's peak RSS over 3 × 10
-// MiB bodies and the 64 KiB burst was 55–57 MiB (77–80 MiB without); the GC runs more often
-// while Badger's memtables are full.
+// otherwise let the heap reach twice what was live (peak RSS 77–90 MiB over 3 × 10 MiB and
+// the 64 KiB burst of hookbench -quick; 55–70 with this). Badger's relay profile keeps what
+// the GC counts as live (memtable arenas, allocated whole, and caches) near 40 MiB, so that
+// the GC does not run back to back under the limit.
 const relayMemLimit = 56 << 20
 
 // errUsage marks a command-line mistake (exit status 2).
