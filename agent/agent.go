@@ -258,6 +258,7 @@ func (a *Agent) sessionEnv() sessionEnv {
 		token:      a.cfg.Token,
 		endpoints:  a.cfg.endpoints(),
 		expose:     a.cfg.exposed(),
+		group:      a.cfg.Group,
 		holds:      a.holds,
 		verdict:    a.verdict,
 		relayTo:    a.currentRelay(),

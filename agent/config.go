@@ -86,6 +86,10 @@ type Config struct {
 	QUICRetry time.Duration `yaml:"quic_retry"`
 	// Routes map relay endpoints to local targets. At least one.
 	Routes []Route `yaml:"routes"`
+	// Group is the relay consumer group this agent serves: the agents of one group share an
+	// endpoint's webhooks, each group gets them all. It must be declared (relay endpoint
+	// `groups:`) on every endpoint the agent routes. Default "default".
+	Group string `yaml:"group"`
 
 	// storeQuota (tests only) is the store's per-queue quota (persist.Options.Quota).
 	storeQuota func(queue string) int64
@@ -307,6 +311,9 @@ func (c *Config) validate() error {
 	if c.QUICRetry < 0 {
 		return fmt.Errorf("config quic_retry: %v is negative (a duration like 5m)", c.QUICRetry)
 	}
+	if !validGroup(c.Group) {
+		return fmt.Errorf("config group: %q is not allowed: use letters, digits, '-' and '_' (1 to 64 characters)", c.Group)
+	}
 	if len(c.Routes) == 0 {
 		return errors.New("config routes: none (at least one {endpoint, target})")
 	}
@@ -328,6 +335,20 @@ func (c *Config) validate() error {
 		r.queue = r.queueName()
 	}
 	return nil
+}
+
+// validGroup reports whether s may name a consumer group ("" is "default"), as the relay
+// allows them.
+func validGroup(s string) bool {
+	if len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
 }
 
 func (r *Route) validate() error {

@@ -105,7 +105,7 @@ func (a *Agent) connectionLoop(ctx context.Context) {
 			a.log.Info("relay speaks an older protocol version: using version 1", "relay", d.shown,
 				"reason", re.Reason)
 		case errors.As(err, &re) && re.Code == protocol.CodeUnauthorized:
-			a.log.Error("relay refused this agent: check the token and the endpoints it may receive",
+			a.log.Error("relay refused this agent: check the token, the endpoints it may receive and the group",
 				"relay", d.shown, "reason", re.Reason, "retry_in", wait)
 		case errors.Is(err, ErrQUICNotVerifiable), errors.Is(err, protocol.ErrFingerprintMismatch):
 			a.log.Error("cannot connect", "relay", d.shown, "err", err, "retry_in", wait)

@@ -37,6 +37,7 @@ type sessionEnv struct {
 	token      string
 	endpoints  []string // asked for in Hello
 	expose     []string // endpoints whose route exposes its target's answers (Hello)
+	group      string   // the consumer group the agent serves (Hello; "" = default)
 	holds      *syncHolds
 	verdict    func(*protocol.Verdict)
 	relayTo    string // as logged
@@ -137,6 +138,7 @@ func (s *session) handshake(ctx context.Context) error {
 		Endpoints:    s.env.endpoints,
 		Capabilities: capabilities,
 		Expose:       s.env.expose,
+		Group:        s.env.group,
 	}
 	if err := s.tun.WriteFrame(hello); err != nil {
 		return fmt.Errorf("send hello: %w", err)

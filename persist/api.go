@@ -64,6 +64,10 @@ type Record struct {
 	// otherwise. ReleaseLease and ExtendLease act only while that lease is the current one,
 	// so a holder whose lease expired cannot touch a later holder's.
 	Lease uint64
+	// Groups (relay) is each consumer group's state of the webhook, as the relay's queue
+	// reports it (Get, List); State is then the least advanced of them. The store never
+	// sets it. Nil elsewhere.
+	Groups map[string]State
 
 	parts string // the staging name its body's segments have, when not its id (parts.go)
 }
@@ -128,6 +132,9 @@ type Filter struct {
 	State State     // StateLeased selects leased records, StateReady the ready ones not leased
 	Since time.Time // received at or after
 	Limit int       // default 100
+	// Group (relay) selects one consumer group's copies, with that group's state; "" the
+	// webhooks across their groups. The store ignores it.
+	Group string
 }
 
 // QueueStats describes one queue.

@@ -28,29 +28,36 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 		bo = bo.WithValueDir(o.valueDir)
 	}
 	if o.Small {
-		// About 30 MiB of memory: 2×8 MiB memtables, 8+4 MiB caches. Values (bodies, and
+		// About 20 MiB of memory: 2×4 MiB memtables, 4+2 MiB caches. The agent runs under a
+		// soft memory limit (cmd/hookagent, 48 MiB) so that its RSS stays within 64 MiB; with
+		// 2×8 MiB memtables and 8+4 MiB caches (about 30 MiB that the GC counts as live: the
+		// arenas are allocated whole) the heap sat near the limit in a long 1 KiB burst and
+		// the GC took a quarter of the agent's CPU; with this, 7%. Values (bodies, and
 		// metadata with large headers) from 1 KiB go to the value log: kept in the LSM tree,
 		// 1 KiB bodies made every flush and compaction build tables of them, and the table
 		// builders held 60–70 MiB at once under load (agent peak RSS 210 MiB in the e2e
 		// benchmark at 30k webhooks, 153 MiB with this; CPU the same). Value-log GC gives
 		// their space back (gc.go; TestDiskStaysBounded).
-		return bo.WithMemTableSize(8 << 20).
+		return bo.WithMemTableSize(4 << 20).
 			WithNumMemtables(2).
 			WithValueLogFileSize(16 << 20).
-			WithBlockCacheSize(8 << 20).
-			WithIndexCacheSize(4 << 20).
+			WithBlockCacheSize(4 << 20).
+			WithIndexCacheSize(2 << 20).
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(8).
 			WithBaseTableSize(2 << 20).
 			WithValueThreshold(1 << 10)
 	}
-	// Relay: ~48 MiB of memtables and caches, and the small profile's value threshold. With
+	// Relay: ~37 MiB of memtables and caches, and the small profile's value threshold. The
+	// relay runs under a soft memory limit (cmd/hookrelay, 56 MiB) and the GC counts the
+	// memtable arenas whole: with 2×16 MiB memtables the heap sat at the limit and the GC took
+	// 12% of the relay's CPU in a 12k × 1 KiB burst, 2% with 2×8 MiB. With
 	// 64 MiB memtables ×3 and bodies up to 4 KiB in the LSM tree, the memtable arenas and the
 	// compaction's table builders (which build tables of bodies) held 650 MiB of heap after
 	// 200k webhooks of 1 KiB (RSS 845 MiB); with 16 MiB ×2 and bodies still in the tree,
 	// 380 MiB; with bodies of 1 KiB and more in the value log, 65–110 MiB. The price is a
 	// second synced log per commit (value log and WAL), as the agent has always paid.
-	return bo.WithMemTableSize(16 << 20).
+	return bo.WithMemTableSize(8 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
 		WithBlockCacheSize(8 << 20).

@@ -29,6 +29,9 @@
 //	"a" + uvarint len(queue) + queue + id
 //	                        the same while it is Acked
 //
+// The relay's consumer groups keep a copy per group (copies.go): records of their own, written
+// in one commit by AppendCopies, whose ids add a suffix to the webhook's.
+//
 // Ids are ULIDs (or the id the agent got from the relay): unique, sortable by arrival, and
 // limited to URL-safe characters, so "/" never occurs in one.
 //

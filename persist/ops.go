@@ -15,7 +15,12 @@ import (
 // A ctx that ends before the committer took r abandons it; r.Body must not change until
 // Append returns.
 func (s *Store) Append(ctx context.Context, r *Record) error {
-	if r.Queue == "" {
+	return s.appendCopies(ctx, r, nil)
+}
+
+// appendCopies is Append with copies (AppendCopies).
+func (s *Store) appendCopies(ctx context.Context, r *Record, copies []Copy) error {
+	if r.Queue == "" && len(copies) == 0 {
 		return fmt.Errorf("append: %w: empty queue", ErrInvalid)
 	}
 	now := time.Now()
@@ -36,9 +41,13 @@ func (s *Store) Append(ctx context.Context, r *Record) error {
 	if len(r.Body) <= recentBodyMax {
 		cached = slices.Clone(r.Body)
 	}
-	_, err := s.submit(ctx, &request{
-		bytes: len(r.Body),
-		stage: func(b *batch) (int, error) { return 0, b.insert(r, meta, cached) },
+	recs, metas, err := copyRecords(r, bodyLen, copies)
+	if err != nil {
+		return fmt.Errorf("append to %s: %w", r.Queue, err)
+	}
+	_, err = s.submit(ctx, &request{
+		bytes: len(r.Body) * (1 + len(copies)),
+		stage: func(b *batch) (int, error) { return 0, b.insert(r, meta, cached, recs, metas) },
 	})
 	if err != nil {
 		if r.ID == "" { // never staged

@@ -167,6 +167,12 @@ func (s *Store) dropParts(ref string, n int) {
 // once the record is durable. The writer ends here, appended or not: on error its parts are
 // dropped. A body that never filled one flush is stored inline, as Append stores it.
 func (s *Store) AppendBody(ctx context.Context, r *Record, w *BodyWriter) error {
+	return s.appendBody(ctx, r, w, nil)
+}
+
+// appendBody is AppendBody with copies (AppendBodyCopies: they carry their own writers,
+// flushed already, or none when w is small).
+func (s *Store) appendBody(ctx context.Context, r *Record, w *BodyWriter, copies []Copy) error {
 	if w.end {
 		return errors.New("append: body already used")
 	}
@@ -180,7 +186,7 @@ func (s *Store) AppendBody(ctx context.Context, r *Record, w *BodyWriter) error 
 		if r.Body == nil {
 			r.Body = []byte{}
 		}
-		return s.Append(ctx, r)
+		return s.appendCopies(ctx, r, copies)
 	}
 	if err := w.flush(); err != nil {
 		w.Abort()
@@ -189,7 +195,7 @@ func (s *Store) AppendBody(ctx context.Context, r *Record, w *BodyWriter) error 
 	r.Body = nil
 	r.parts = w.ref
 	r.BodyLen = w.n
-	err := s.Append(ctx, r)
+	err := s.appendCopies(ctx, r, copies)
 	if err != nil {
 		w.Abort()
 	} else {

@@ -120,7 +120,7 @@ func TestOrphanBodiesRemovedAtOpen(t *testing.T) {
 
 func TestBigBodySmallProfile(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, nil) // Small: 16 MiB value-log files, 1.2 MiB transactions
+	s := openT(t, dir, nil) // Small: 16 MiB value-log files, 0.6 MiB transactions
 	body := make([]byte, 25<<20+12345)
 	rng := rand.NewChaCha8([32]byte{1})
 	rng.Read(body)

@@ -159,12 +159,46 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 // cached is a copy of the body for the recent cache (nil when too big to keep). A record
 // without an id gets one here, so that ids follow the order of staging, which is commit
 // order (metadata does not hold the id: meta is already right).
-func (b *batch) insert(r *Record, meta, cached []byte) error {
-	s := b.s
+//
+// copies (AppendCopies) are staged with it, all or none: each holds its id's suffix in ID
+// until here, and its own metadata in metas. With copies, r without a queue is not stored
+// itself: it only gives them its id.
+func (b *batch) insert(r *Record, meta, cached []byte, copies []*Record, metas [][]byte) error {
 	given := r.ID != ""
 	if !given {
-		r.ID = s.ids.Next(b.now)
+		r.ID = b.s.ids.Next(b.now)
 	}
+	for _, c := range copies {
+		c.ID = r.ID + c.ID
+	}
+	var free int64
+	if r.Queue != "" {
+		if err := b.checkInsert(r, given, &free); err != nil {
+			return err
+		}
+	}
+	for _, c := range copies {
+		if err := b.checkInsert(c, given, &free); err != nil {
+			return fmt.Errorf("copy %s: %w", c.ID, err)
+		}
+	}
+	if r.Queue != "" {
+		if err := b.writeInsert(r, meta, cached); err != nil {
+			return err
+		}
+	}
+	for i, c := range copies {
+		if err := b.writeInsert(c, metas[i], cached); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkInsert refuses r when its id is taken, its queue over quota or the disk too full
+// (free counts the bytes of the records checked before it in the same insert).
+func (b *batch) checkInsert(r *Record, given bool, free *int64) error {
+	s := b.s
 	st, inBatch := b.ov[r.ID]
 	if inBatch {
 		b.dependOn(st)
@@ -195,9 +229,15 @@ func (b *batch) insert(r *Record, meta, cached []byte) error {
 			return fmt.Errorf("%w: queue %s holds %d of %d bytes", ErrQuota, r.Queue, held, limit)
 		}
 	}
-	if b.freeOK && b.free-int64(len(r.Body)) < s.minFree {
+	*free += int64(len(r.Body))
+	if b.freeOK && b.free-*free < s.minFree {
 		return fmt.Errorf("%w: %d bytes free, keeping %d", ErrDiskFull, b.free, s.minFree)
 	}
+	return nil
+}
+
+// writeInsert stages the keys of r, checked by checkInsert.
+func (b *batch) writeInsert(r *Record, meta, cached []byte) error {
 	for i := range segments(len(r.Body)) {
 		seg := r.Body[i*segSize : min((i+1)*segSize, len(r.Body))]
 		if err := b.set(bodyKey(r.ID, i), seg); err != nil {

@@ -48,7 +48,7 @@ func sampleFrames() []struct {
 		{"hello zero", &Hello{}},
 		{"hello", &Hello{Version: Version, AgentID: "edge-1", Token: "tok\x00en",
 			Endpoints: []string{"github", "stripe", ""}, Capabilities: []string{"sync"},
-			Expose: []string{"stripe"}}},
+			Expose: []string{"stripe"}, Group: "audit"}},
 		{"welcome zero", &Welcome{}},
 		{"recorded", &Recorded{IDs: []string{"01A", "01B"}}},
 		{"recorded empty", &Recorded{}},
@@ -224,20 +224,21 @@ func TestReaderTruncatedStream(t *testing.T) {
 func TestDecodeMalformed(t *testing.T) {
 	// Every strict prefix of every sample lacks a field, except a frame cut right before the
 	// fields appended in version 2: a Welcome's version (a version-1 Welcome:
-	// TestWelcomeOfVersion1), a Hello's expose list, a Report's response.
+	// TestWelcomeOfVersion1), a Hello's expose list and group, a Report's response.
 	for _, tc := range sampleFrames() {
 		b := AppendFrame(nil, tc.f)[4:]
-		legacy := -1
+		legacy, legacy2 := -1, -1
 		switch f := tc.f.(type) {
 		case *Welcome:
 			legacy = len(b) - 2
 		case *Hello:
-			legacy = len(b) - len(appendStrs(nil, f.Expose))
+			legacy2 = len(b) - len(appendStr(nil, f.Group))
+			legacy = legacy2 - len(appendStrs(nil, f.Expose))
 		case *Report:
 			legacy = len(b) - len(appendBytes(appendHeaders(nil, f.Headers), f.Body))
 		}
 		for cut := 0; cut < len(b); cut++ {
-			if cut == legacy {
+			if cut == legacy || cut == legacy2 {
 				if _, err := DecodeFrame(b[:cut]); err != nil {
 					t.Fatalf("%s without its appended fields: %v", tc.name, err)
 				}

@@ -31,6 +31,9 @@ func decodeFrame(b []byte, alias bool) (Frame, error) {
 		if d.more() { // appended in version 2
 			h.Expose = d.strsMax(MaxHelloList, "hello expose")
 		}
+		if d.more() { // appended later in version 2 (consumer groups)
+			h.Group = d.str()
+		}
 		f = h
 	case FrameWelcome:
 		d.useArena()

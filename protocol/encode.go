@@ -29,6 +29,7 @@ func appendFrame(dst []byte, f Frame, split int) (head, tail []byte) {
 		dst = appendStrs(dst, f.Endpoints)
 		dst = appendStrs(dst, f.Capabilities)
 		dst = appendStrs(dst, f.Expose)
+		dst = appendStr(dst, f.Group)
 	case *Welcome:
 		dst = appendStr(dst, f.SessionID)
 		dst = appendStrs(dst, f.Endpoints)

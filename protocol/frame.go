@@ -60,6 +60,8 @@
 //	    (did the answer reach the sender: then the agent stops retrying that webhook); Report
 //	    appends the target's last response headers and first MaxReportBody bytes of its body
 //	    (sent for exposing routes only). A version-1 agent exposes nothing: sync falls back.
+//	    Later, still 2 (consumer groups): Hello appends the agent's group (absent: "default");
+//	    a relay refuses (Error, CodeUnauthorized) a group not declared on every endpoint granted.
 package protocol
 
 import (
@@ -115,7 +117,8 @@ type FrameType uint8
 
 const (
 	// FrameHello: u16 version, str agent id, str token, list<str> endpoints, list<str> caps,
-	// list<str> expose (appended: endpoints whose route exposes its target's answers).
+	// list<str> expose (appended: endpoints whose route exposes its target's answers), str group
+	// (appended: the agent's consumer group; absent or "" = "default").
 	FrameHello FrameType = 1
 	// FrameWelcome: str session id, list<str> endpoints, u32 window, u32 max frame, time server time.
 	FrameWelcome FrameType = 2
@@ -172,6 +175,7 @@ type Hello struct {
 	Endpoints    []string
 	Capabilities []string
 	Expose       []string // endpoints whose route exposes its target's answers (appended in 2)
+	Group        string   // the agent's consumer group (appended later in 2; "" = "default")
 }
 
 // Welcome is the relay's answer to a good Hello.

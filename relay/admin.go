@@ -72,6 +72,18 @@ func (a adminStore) ReplayDead(queue string) (int, error) {
 
 func (a adminStore) Delete(id string) error { return a.q.Delete(context.Background(), "", id) }
 
+func (a adminStore) ReplayGroup(group, id string) error {
+	return a.q.Replay(context.Background(), group, id)
+}
+
+func (a adminStore) ReplayDeadGroup(group, queue string) (int, error) {
+	return a.q.ReplayDead(context.Background(), group, queue)
+}
+
+func (a adminStore) DeleteGroup(group, id string) error {
+	return a.q.Delete(context.Background(), group, id)
+}
+
 func (a adminStore) Stats() []persist.QueueStats {
 	st, _ := a.q.Stats(context.Background()) // none on error: the status shows no queues
 	return st

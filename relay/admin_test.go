@@ -128,7 +128,7 @@ func TestAdminReplayReachesAgent(t *testing.T) {
 	if code != http.StatusAccepted {
 		t.Fatalf("replay: %d %s", code, body)
 	}
-	if counterValue(t, s.metrics.acked.WithLabelValues("ep")) != 1 || counterValue(t, s.metrics.reports.WithLabelValues("delivered")) != 1 {
+	if counterValue(t, s.metrics.acked.WithLabelValues("ep", DefaultGroup)) != 1 || counterValue(t, s.metrics.reports.WithLabelValues("delivered", DefaultGroup)) != 1 {
 		t.Error("ack and report not counted")
 	}
 	w := a.webhook()

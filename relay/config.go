@@ -149,6 +149,9 @@ type Endpoint struct {
 	// Ordered serves each group of the endpoint through one agent session at a time, one
 	// webhook at a time, in id order (the order of the 202s). Default false: windowed, any order.
 	Ordered bool `yaml:"ordered"`
+	// Groups are the endpoint's consumer groups: each gets every webhook accepted after it was
+	// declared; within one, agents share the work. Default [default].
+	Groups []string `yaml:"groups"`
 	// Verify, when set, is checked before storing (relay/verify).
 	Verify *verify.Config `yaml:"verify"`
 	// Handshake, when set, answers providers' URL handshakes at the relay (config_handshake.go).
@@ -319,6 +322,9 @@ func (c *Config) applyDefaults() {
 		e := &c.Endpoints[i]
 		setDur(&e.Retention, DefaultRetention)
 		setDur(&e.OutcomeTimeout, DefaultOutcomeTimeout)
+		if len(e.Groups) == 0 {
+			e.Groups = []string{DefaultGroup}
+		}
 		if e.MaxBody == 0 {
 			e.MaxBody = DefaultMaxBody
 		}

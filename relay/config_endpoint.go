@@ -48,6 +48,16 @@ func (e *Endpoint) validate(key string, seen map[string]int, i int) []error {
 	if e.MaxBody < 0 {
 		bad("max_body", "%d is negative: use a size like 25MiB", e.MaxBody)
 	}
+	groups := map[string]bool{}
+	for j, g := range e.Groups {
+		switch {
+		case !ValidGroup(g):
+			bad(fmt.Sprintf("groups[%d]", j), "%q is not allowed: use letters, digits, '-' and '_' (1 to 64 characters)", g)
+		case groups[g]:
+			bad(fmt.Sprintf("groups[%d]", j), "%q is listed twice", g)
+		}
+		groups[g] = true
+	}
 	errs = append(errs, e.validateHandshake(key)...)
 	errs = append(errs, e.Sync.validate(key)...)
 	if _, err := verify.New(e.Verify); err != nil {
@@ -69,6 +79,28 @@ func validName(s string) bool {
 		}
 	}
 	return s != ""
+}
+
+// ValidGroup reports whether s may name a consumer group: letters, digits, '-' and '_', 1 to
+// 64 of them (the Badger store keeps a group's copy of a webhook under its id + "~" + group).
+func ValidGroup(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// groupsOf is e's consumer groups, default [default] (an endpoint built without defaults).
+func groupsOf(e *Endpoint) []string {
+	if len(e.Groups) == 0 {
+		return []string{DefaultGroup}
+	}
+	return e.Groups
 }
 
 // validHash reports whether s is "sha256:" + 64 lowercase hex digits.

@@ -117,7 +117,7 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 		if _, dup := s.inflight[r.ID]; !dup {
 			s.inflight[r.ID] = flight{endpoint: r.Queue, lease: r.Lease}
 			fresh = append(fresh, r)
-			s.metrics.dispatched.WithLabelValues(r.Queue).Inc()
+			s.metrics.dispatched.WithLabelValues(r.Queue, s.group).Inc()
 		}
 	}
 	return fresh, true

@@ -113,3 +113,32 @@ func (lv *live) authorize(sum [sha256.Size]byte, requested []string) (granted []
 	}
 	return granted, ""
 }
+
+// undeclared names the first of endpoints that does not declare group (its reason for the
+// agent), or "" when all do.
+func (lv *live) undeclared(group string, endpoints []string) string {
+	for _, name := range endpoints {
+		e := lv.eps[name]
+		if e == nil {
+			continue
+		}
+		if gs := groupsOf(&e.cfg); !slices.Contains(gs, group) {
+			return fmt.Sprintf("group %q is not declared on endpoint %q (its groups: %s): add it to the endpoint's groups, or set the agent's group to one of them",
+				group, name, strings.Join(gs, ", "))
+		}
+	}
+	return ""
+}
+
+// allGroups is every group some endpoint declares, default first.
+func (lv *live) allGroups() []string {
+	gs := []string{DefaultGroup}
+	for _, e := range lv.order {
+		for _, g := range groupsOf(&e.cfg) {
+			if !slices.Contains(gs, g) {
+				gs = append(gs, g)
+			}
+		}
+	}
+	return gs
+}

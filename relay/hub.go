@@ -203,12 +203,19 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	lv := h.live.Load()
 	var he *handshakeError
 	granted, reason := lv.authorize(sum, hello.Endpoints)
+	group := hello.Group
+	if group == "" {
+		group = DefaultGroup // a version-1 agent, or one that names none
+	}
+	undeclared := lv.undeclared(group, granted)
 	switch {
 	case h.closing:
 		t.WriteFrame(goAway())
 		return nil, refuse("shutdown", 0, "", errors.New("relay shutting down"))
 	case len(granted) == 0:
 		he = refuse("unauthorized", protocol.CodeUnauthorized, clip(reason, 200), errors.New(clip(reason, 200)))
+	case undeclared != "":
+		he = refuse("group", protocol.CodeUnauthorized, clip(undeclared, 400), errors.New(clip(undeclared, 400)))
 	case h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
 		msg := fmt.Sprintf("this token already has %d agents connected (max_agents_per_token)", lv.cfg.MaxAgentsPerToken)
 		he = refuse("agents_per_token", protocol.CodeLimit, msg, errors.New(msg))
@@ -222,7 +229,7 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 		t.WriteFrame(he.frame)
 		return nil, he
 	}
-	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.Version, hello.AgentID, sum, hello.Endpoints, granted, log)
+	s := newSession(h.queue, h.metrics, lv.cfg, t, hello.Version, hello.AgentID, group, sum, hello.Endpoints, granted, log)
 	if len(s.ordered) > 0 {
 		s.claim = h.owners.claimer(s)
 	}

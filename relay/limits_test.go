@@ -250,7 +250,7 @@ func TestTunnelFrameTooLarge(t *testing.T) {
 	if w := a.webhook(); w.ID != id {
 		t.Fatalf("next agent got %s, want %s", w.ID, id)
 	}
-	if counterValue(t, s.metrics.released.WithLabelValues("ep")) != 1 || counterValue(t, s.metrics.dispatched.WithLabelValues("ep")) != 2 {
+	if counterValue(t, s.metrics.released.WithLabelValues("ep", DefaultGroup)) != 1 || counterValue(t, s.metrics.dispatched.WithLabelValues("ep", DefaultGroup)) != 2 {
 		t.Error("release and redelivery not counted")
 	}
 }

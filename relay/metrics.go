@@ -50,12 +50,12 @@ type metrics struct {
 	handshakes    *prometheus.CounterVec // endpoint, provider, result
 	duplicates    *prometheus.CounterVec // endpoint
 	syncAnswers   *prometheus.CounterVec // endpoint, result: returned, fallback
-	dispatched    *prometheus.CounterVec // endpoint
-	acked         *prometheus.CounterVec // endpoint
-	nacked        *prometheus.CounterVec // endpoint
-	released      *prometheus.CounterVec // endpoint
-	reoffered     *prometheus.CounterVec // endpoint
-	reports       *prometheus.CounterVec // outcome
+	dispatched    *prometheus.CounterVec // endpoint, group
+	acked         *prometheus.CounterVec // endpoint, group
+	nacked        *prometheus.CounterVec // endpoint, group
+	released      *prometheus.CounterVec // endpoint, group
+	reoffered     *prometheus.CounterVec // endpoint, group
+	reports       *prometheus.CounterVec // outcome, group
 	handshakeFail *prometheus.CounterVec // reason
 	sessionsEnded *prometheus.CounterVec // reason
 	reloads       *prometheus.CounterVec // result
@@ -84,17 +84,17 @@ func newMetrics() *metrics {
 		syncAnswers: counter("hookrelay_sync_answers_total",
 			"Answers of sync endpoints, by result: returned (the target's answer), fallback (202).", "endpoint", "result"),
 		dispatched: counter("hookrelay_webhooks_dispatched_total",
-			"Webhooks sent to an agent session (first sends and redeliveries).", "endpoint"),
+			"Webhooks sent to an agent session (first sends and redeliveries).", "endpoint", "group"),
 		acked: counter("hookrelay_webhooks_acked_total",
-			"Webhooks an agent acknowledged as stored.", "endpoint"),
+			"Webhooks an agent acknowledged as stored.", "endpoint", "group"),
 		nacked: counter("hookrelay_webhooks_nacked_total",
-			"Webhooks an agent could not store now (offered again later).", "endpoint"),
+			"Webhooks an agent could not store now (offered again later).", "endpoint", "group"),
 		released: counter("hookrelay_webhooks_released_total",
-			"Unacked webhooks made ready again when their session ended (to be redelivered).", "endpoint"),
+			"Unacked webhooks made ready again when their session ended (to be redelivered).", "endpoint", "group"),
 		reoffered: counter("hookrelay_webhooks_reoffered_total",
-			"Acked webhooks offered again: their agent had no session for the endpoint's outcome_timeout.", "endpoint"),
+			"Acked webhooks offered again: their agent had no session for the endpoint's outcome_timeout.", "endpoint", "group"),
 		reports: counter("hookrelay_reports_total",
-			"Final delivery outcomes reported by agents: delivered, dead.", "outcome"),
+			"Final delivery outcomes reported by agents: delivered, dead; by the agent's consumer group.", "outcome", "group"),
 		handshakeFail: counter("hookrelay_tunnel_handshake_failures_total",
 			"Tunnels refused before a session started, by reason.", "reason"),
 		sessionsEnded: counter("hookrelay_tunnel_sessions_ended_total",

@@ -149,7 +149,7 @@ func (s *session) releaseHeads() {
 			leases[id] = f.lease
 		}
 		delete(s.inflight, id)
-		s.metrics.released.WithLabelValues(ep).Inc()
+		s.metrics.released.WithLabelValues(ep, s.group).Inc()
 	}
 	clear(s.heads)
 	s.mu.Unlock()

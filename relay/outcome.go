@@ -16,7 +16,17 @@ import (
 // The webhook then goes to whichever agent of its group takes it, under the same id (a target
 // de-duplicates by it if the first agent did deliver it after all).
 func (s *Server) reoffer(ctx context.Context, endpoint string, timeout time.Duration) error {
-	acked, err := s.queue.List(ctx, persist.Filter{Queue: endpoint, State: persist.StateAcked, Limit: reofferScan})
+	for _, g := range s.groupsOf(endpoint) {
+		if err := s.reofferGroup(ctx, g, endpoint, timeout); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// reofferGroup is reoffer for the copies of one group: each has its own holder.
+func (s *Server) reofferGroup(ctx context.Context, group, endpoint string, timeout time.Duration) error {
+	acked, err := s.queue.List(ctx, persist.Filter{Queue: endpoint, Group: group, State: persist.StateAcked, Limit: reofferScan})
 	if err != nil {
 		return fmt.Errorf("list acked: %w", err)
 	}
@@ -34,16 +44,16 @@ func (s *Server) reoffer(ctx context.Context, endpoint string, timeout time.Dura
 		return nil
 	}
 	n := 0
-	for i, err := range s.queue.Apply(ctx, DefaultGroup, changes) {
+	for i, err := range s.queue.Apply(ctx, group, changes) {
 		if err == nil {
 			n++
 			continue
 		}
 		s.log.Debug("acked webhook not offered again", "id", changes[i].ID, "err", err)
 	}
-	s.metrics.reoffered.WithLabelValues(endpoint).Add(float64(n))
+	s.metrics.reoffered.WithLabelValues(endpoint, group).Add(float64(n))
 	s.log.Warn("acked webhooks offered again: their agent had no session for outcome_timeout",
-		"endpoint", endpoint, "count", n, "outcome_timeout", timeout)
+		"endpoint", endpoint, "group", group, "count", n, "outcome_timeout", timeout)
 	s.hub.wakeAll()
 	return nil
 }

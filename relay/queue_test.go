@@ -11,7 +11,7 @@ import (
 // The embedded Badger queue passes the Queue conformance suite.
 func TestBadgerQueueConformance(t *testing.T) {
 	queuetest.Run(t, func(t *testing.T, dir string, cfg queuetest.Config) relay.Queue {
-		q, err := relay.OpenBadgerQueue(persist.Options{Dir: dir, Small: true, Quota: cfg.Quota})
+		q, err := relay.OpenBadgerQueueGroups(persist.Options{Dir: dir, Small: true, Quota: cfg.Quota}, cfg.Groups)
 		if err != nil {
 			t.Fatalf("open badger queue: %v", err)
 		}

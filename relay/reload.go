@@ -138,6 +138,11 @@ func (h *hub) swapLive(lv *live) (revoked, regranted int) {
 			revoked++
 			s.log.Warn("token revoked by a config reload: session closed")
 			s.stop(protocol.ReasonRevoked, &protocol.Error{Code: protocol.CodeUnauthorized, Reason: "token revoked"})
+		case lv.undeclared(s.group, granted) != "":
+			revoked++
+			reason := lv.undeclared(s.group, granted)
+			s.log.Warn("group no longer declared after a config reload: session closed", "reason", reason)
+			s.stop(protocol.ReasonRevoked, &protocol.Error{Code: protocol.CodeUnauthorized, Reason: clip(reason, 400)})
 		case !sameSet(granted, s.endpoints):
 			regranted++
 			s.log.Info("endpoints granted changed by a config reload: agent asked to reconnect",

@@ -93,17 +93,17 @@ type flight struct {
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
 // Its Conn takes t over, but nothing writes to t but the caller until run. A session granted
 // an ordered endpoint needs its claim set before run.
-func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uint16, agentID string,
+func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uint16, agentID, group string,
 	tokenSum [sha256.Size]byte, requested, endpoints []string, log *slog.Logger) *session {
 	id := newSessionID()
 	if agentID == "" {
 		agentID = "session-" + id
 	}
-	log = log.With("session", id, "agent", agentID)
+	log = log.With("session", id, "agent", agentID, "group", group)
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &session{
 		queue:       q,
-		group:       DefaultGroup,
+		group:       group,
 		metrics:     m,
 		conn:        protocol.NewConn(t, protocol.ConnConfig{Queue: outQueue, Logger: log}),
 		id:          id,
@@ -128,7 +128,7 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 	if version >= 2 {
 		recorded = s.confirm
 	}
-	s.rec = newRecorder(q, DefaultGroup, agentID, recorded, log)
+	s.rec = newRecorder(q, group, agentID, recorded, log)
 	if len(s.ordered) > 0 {
 		// The next head goes out once the store has the last one's ack, nack or outcome,
 		// which no store wake-up announces (acked and finished records are not ready):
@@ -221,7 +221,7 @@ func (s *session) release() {
 	leases := make(map[string]uint64, len(s.inflight))
 	for id, f := range s.inflight {
 		leases[id] = f.lease
-		s.metrics.released.WithLabelValues(f.endpoint).Inc()
+		s.metrics.released.WithLabelValues(f.endpoint, s.group).Inc()
 	}
 	clear(s.inflight)
 	clear(s.heads)
@@ -266,6 +266,7 @@ func (s *session) info() admin.AgentInfo {
 		Remote:      t.RemoteAddr(),
 		ConnectedAt: s.connectedAt,
 		InFlight:    len(s.inflight),
+		Group:       s.group,
 	}
 }
 
@@ -311,7 +312,7 @@ func (s *session) takeInflight(c *prometheus.CounterVec, ids ...string) []string
 			}
 			out = append(out, id)
 			if c != nil {
-				c.WithLabelValues(f.endpoint).Inc()
+				c.WithLabelValues(f.endpoint, s.group).Inc()
 			}
 		}
 	}
@@ -379,10 +380,10 @@ func (s *session) handleReport(r *protocol.Report) {
 	st, reason := persist.StateDelivered, ""
 	switch r.Outcome {
 	case protocol.OutcomeDelivered:
-		s.metrics.reports.WithLabelValues("delivered").Inc()
+		s.metrics.reports.WithLabelValues("delivered", s.group).Inc()
 		s.metrics.delivered(r.ID)
 	case protocol.OutcomeDead:
-		s.metrics.reports.WithLabelValues("dead").Inc()
+		s.metrics.reports.WithLabelValues("dead", s.group).Inc()
 	}
 	if r.Outcome == protocol.OutcomeDead {
 		st, reason = persist.StateDead, r.Error

@@ -69,7 +69,7 @@ func (s *Server) openQueue() (Queue, error) {
 	}
 	if n := cfg.Store.NATS; n != nil {
 		o := jsqueue.Options{URLs: n.URLs, Replicas: n.Replicas, Creds: n.Creds, NodeID: cfg.NodeID,
-			Groups: []string{DefaultGroup}, Logger: s.log.With("component", "store"), Quota: quota,
+			Groups: s.live.Load().allGroups(), GroupsOf: s.groupsOf, Logger: s.log.With("component", "store"), Quota: quota,
 			KeepDone: cfg.KeepDone, KeepDead: cfg.KeepDead, GCInterval: cfg.RetentionInterval}
 		if n.TLS != nil {
 			o.TLSCA, o.TLSCert, o.TLSKey = n.TLS.CA, n.TLS.Cert, n.TLS.Key
@@ -82,7 +82,7 @@ func (s *Server) openQueue() (Queue, error) {
 		}
 		return q, nil
 	}
-	q, err := OpenBadgerQueue(persist.Options{
+	q, err := OpenBadgerQueueGroups(persist.Options{
 		Dir:         cfg.DataDir,
 		Logger:      s.log.With("component", "store"),
 		KeepDone:    cfg.KeepDone,
@@ -91,11 +91,23 @@ func (s *Server) openQueue() (Queue, error) {
 		KeepDeadMax: cfg.KeepDeadMax,
 		Quota:       quota,
 		OnCommit:    s.metrics.onCommit,
-	})
+	}, s.groupsOf)
 	if err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
 	return q, nil
+}
+
+// groupsOf is the GroupsFunc of the config in force: an endpoint's groups, or ("") all.
+func (s *Server) groupsOf(endpoint string) []string {
+	lv := s.live.Load()
+	if endpoint == "" {
+		return lv.allGroups()
+	}
+	if e := lv.eps[endpoint]; e != nil {
+		return groupsOf(&e.cfg)
+	}
+	return []string{DefaultGroup} // a smee channel's
 }
 
 // natsOpenTimeout bounds connecting to NATS and catching up with the cluster's queue at start.

@@ -238,9 +238,11 @@ func (st *smeeStream) write(b []byte) error {
 // streams get it.
 func (s *Server) afterAppend(ctx context.Context, ep *endpoint, rec *persist.Record) {
 	if ep.streamOnly() {
-		errs := s.queue.Apply(ctx, DefaultGroup, []persist.Change{{ID: rec.ID, State: persist.StateDelivered}})
-		if errs[0] != nil {
-			s.log.Warn("stream-only webhook left pending (the next sweep finishes it)", "endpoint", ep.name, "id", rec.ID, "err", errs[0])
+		for _, g := range groupsOf(&ep.cfg) { // finished for every group: no agent takes it
+			errs := s.queue.Apply(ctx, g, []persist.Change{{ID: rec.ID, State: persist.StateDelivered}})
+			if errs[0] != nil {
+				s.log.Warn("stream-only webhook left pending (the next sweep finishes it)", "endpoint", ep.name, "id", rec.ID, "group", g, "err", errs[0])
+			}
 		}
 	}
 	s.channels.touch(ep.name)
@@ -254,14 +256,16 @@ func (s *Server) finishStreamOnly(ctx context.Context, eps []*endpoint) {
 		if !ep.streamOnly() {
 			continue
 		}
-		recs, err := s.queue.List(ctx, persist.Filter{Queue: ep.name, State: persist.StateReady, Limit: 1000})
-		if err != nil || len(recs) == 0 {
-			continue
+		for _, g := range groupsOf(&ep.cfg) {
+			recs, err := s.queue.List(ctx, persist.Filter{Queue: ep.name, Group: g, State: persist.StateReady, Limit: 1000})
+			if err != nil || len(recs) == 0 {
+				continue
+			}
+			changes := make([]persist.Change, len(recs))
+			for i, rec := range recs {
+				changes[i] = persist.Change{ID: rec.ID, State: persist.StateDelivered}
+			}
+			s.queue.Apply(ctx, g, changes)
 		}
-		changes := make([]persist.Change, len(recs))
-		for i, rec := range recs {
-			changes[i] = persist.Change{ID: rec.ID, State: persist.StateDelivered}
-		}
-		s.queue.Apply(ctx, DefaultGroup, changes)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hookrelay/hookrelay/agent"
+	"github.com/hookrelay/hookrelay/internal/memlimit"
 )
 
 // Developer-mode delivery policy: retry soon and often, so a target the developer restarts
@@ -116,6 +117,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
+	memlimit.Default(agentMemLimit)
 	p := newPrinter(stdout, f.printBody)
 	cfg := &agent.Config{
 		Relay:            f.relay,

@@ -46,6 +46,8 @@ type AgentInfo struct {
 	InFlight    int       `json:"in_flight"`
 	// Node is the relay holding the session (node_id), in cluster mode; "" otherwise.
 	Node string `json:"node_id,omitempty"`
+	// Group is the consumer group the agent serves (relay).
+	Group string `json:"group,omitempty"`
 }
 
 // Store is what the API reads and changes. The agent's Badger store is one as it is; the relay

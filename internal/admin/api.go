@@ -25,6 +25,8 @@ type summary struct {
 	Attempts   int    `json:"attempts"`
 	// Routes (agent) is each route's copy, by route name (routes.go).
 	Routes map[string]routeCopy `json:"routes,omitempty"`
+	// Groups is each consumer group's state (relay); State is the least advanced of them.
+	Groups map[string]string `json:"groups,omitempty"`
 }
 
 // detail is one webhook with its request and delivery attempts.
@@ -135,6 +137,7 @@ func (h *Handler) summarize(r *persist.Record) summary {
 		ReceivedAt: formatTime(r.ReceivedAt),
 		Attempts:   r.Attempts,
 		Routes:     h.routesOf(r.ID),
+		Groups:     h.groupsJSON(r),
 	}
 }
 
@@ -250,11 +253,21 @@ func (h *Handler) replayWebhook(w http.ResponseWriter, r *http.Request) {
 		h.replayRoute(w, id, route)
 		return
 	}
-	if err := h.cfg.Store.Replay(id); err != nil {
+	gs, group, ok := h.groupParam(w, r)
+	if !ok {
+		return
+	}
+	var err error
+	if gs != nil {
+		err = gs.ReplayGroup(group, id)
+	} else {
+		err = h.cfg.Store.Replay(id)
+	}
+	if err != nil {
 		h.storeError(w, "replay webhook", err)
 		return
 	}
-	h.log.Info("webhook replayed", "id", id)
+	h.log.Info("webhook replayed", "id", id, "group", group)
 	if h.cfg.OnReplay != nil {
 		h.cfg.OnReplay(id)
 	}
@@ -278,7 +291,17 @@ func (h *Handler) listDead(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) replayDead(w http.ResponseWriter, r *http.Request) {
 	endpoint := r.URL.Query().Get("endpoint")
-	n, err := h.cfg.Store.ReplayDead(endpoint)
+	gs, group, ok := h.groupParam(w, r)
+	if !ok {
+		return
+	}
+	var n int
+	var err error
+	if gs != nil {
+		n, err = gs.ReplayDeadGroup(group, endpoint)
+	} else {
+		n, err = h.cfg.Store.ReplayDead(endpoint)
+	}
 	if err != nil {
 		h.storeError(w, "replay dead letters", err)
 		return
@@ -292,20 +315,47 @@ func (h *Handler) replayDead(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) deleteDead(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	gs, group, ok := h.groupParam(w, r)
+	if !ok {
+		return
+	}
 	rec, err := h.cfg.Store.Get(id)
 	if err != nil {
 		h.storeError(w, "get webhook", err)
 		return
 	}
-	if rec.State != persist.StateDead {
-		writeError(w, http.StatusConflict, "webhook "+id+" is "+h.stateName(rec)+", not dead")
+	if !isDead(rec, group) {
+		state := h.stateName(rec)
+		if group != "" {
+			state = h.groupsJSON(rec)[group]
+			if state == "" {
+				state = "not held"
+			}
+			state = state + " in group " + group
+		}
+		writeError(w, http.StatusConflict, "webhook "+id+" is "+state+", not dead")
 		return
 	}
-	if err := h.cfg.Store.Delete(id); err != nil {
+	switch {
+	case gs == nil:
+		err = h.cfg.Store.Delete(id)
+	case group != "":
+		err = gs.DeleteGroup(group, id)
+	default:
+		for _, g := range deadGroups(rec) { // every group where it is dead
+			if err = gs.DeleteGroup(g, id); err != nil {
+				break
+			}
+		}
+		if len(rec.Groups) == 0 {
+			err = h.cfg.Store.Delete(id)
+		}
+	}
+	if err != nil {
 		h.storeError(w, "delete dead letter", err)
 		return
 	}
-	h.log.Info("dead letter deleted", "id", id)
+	h.log.Info("dead letter deleted", "id", id, "groups", groupList(deadGroups(rec)))
 	w.WriteHeader(http.StatusNoContent)
 }
 
@@ -373,6 +423,8 @@ func (h *Handler) storeError(w http.ResponseWriter, what string, err error) {
 		writeError(w, http.StatusConflict, what+": the webhook is not in a state for that")
 	case errors.Is(err, persist.ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, "store closed")
+	case errors.Is(err, persist.ErrInvalid):
+		writeError(w, http.StatusBadRequest, what+": "+err.Error())
 	default:
 		h.log.Error(what, "err", err)
 		writeError(w, http.StatusInternalServerError, what+": internal error")

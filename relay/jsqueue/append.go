@@ -62,6 +62,7 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 		}
 	}
 	mt := metaOf(r, parts)
+	mt.Groups = q.groupsOf(r.Queue)
 	hdr, err := json.Marshal(mt)
 	if err != nil {
 		return fmt.Errorf("append: %w", err)

@@ -122,10 +122,10 @@ func addDelivery(g *gstate, d *persist.Delivery) {
 	g.Dls = ds[max(0, len(ds)-persist.MaxDeliveries):]
 }
 
-// groupsOf is group, or every declared group for "".
-func (q *Queue) groupsOf(group string) []string {
+// groupsIn is group, or every declared group for "".
+func (q *Queue) groupsIn(group string) []string {
 	if group == "" {
-		return q.opts.Groups
+		return q.groupsOf("")
 	}
 	return []string{group}
 }
@@ -163,7 +163,7 @@ func (q *Queue) Replay(ctx context.Context, group, id string) error {
 	if err := q.checkGroup(group, true); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
-	n, err := q.replayIn(ctx, q.groupsOf(group), id, 0)
+	n, err := q.replayIn(ctx, q.groupsIn(group), id, 0)
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -181,7 +181,7 @@ func (q *Queue) ReplayDead(ctx context.Context, group, endpoint string) (int, er
 	}
 	count := 0
 	for _, id := range q.m.ids(endpoint) {
-		n, err := q.replayIn(ctx, q.groupsOf(group), id, persist.StateDead)
+		n, err := q.replayIn(ctx, q.groupsIn(group), id, persist.StateDead)
 		if err != nil && !errors.Is(err, persist.ErrNotFound) {
 			return count, fmt.Errorf("replay dead: %w", err)
 		}
@@ -202,7 +202,7 @@ func (q *Queue) Expire(ctx context.Context, endpoint string, maxAge time.Duratio
 	count := 0
 	for _, id := range q.m.idsBefore(endpoint, cutoff) {
 		changed := false
-		for _, grp := range q.opts.Groups {
+		for _, grp := range q.groupsOf("") {
 			err := q.mutate(ctx, grp, id, func(g *gstate, now time.Time) (bool, error) {
 				if g.effective(now) != persist.StateReady {
 					return false, nil
@@ -234,7 +234,7 @@ func (q *Queue) Delete(ctx context.Context, group, id string) error {
 	}
 	// Markers first: every relay's mirror drops the webhook on them, so none leases it while
 	// its messages go.
-	for _, grp := range q.groupsOf(group) {
+	for _, grp := range q.groupsIn(group) {
 		if err := q.kv.Delete(ctx, stateKey(grp, id)); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}

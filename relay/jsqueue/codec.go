@@ -26,6 +26,9 @@ type meta struct {
 	BodyLen int64       `json:"n"`
 	Parts   int         `json:"parts,omitempty"` // >0: the body is in that many part messages
 	Size    int64       `json:"size"`
+	// Groups are the consumer groups the webhook was accepted for (its endpoint's, then);
+	// absent (stored before groups) = every declared group.
+	Groups []string `json:"g,omitempty"`
 }
 
 func metaOf(r *persist.Record, parts int) meta {

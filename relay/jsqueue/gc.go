@@ -49,7 +49,7 @@ func (m *mirror) expired(now time.Time, keepDone, keepDead time.Duration) []stri
 			}
 			var fin int64
 			keep := keepDone
-			for _, g := range m.groups {
+			for _, g := range m.groupsLocked(e) {
 				s := e.slot(g)
 				if s.g.Deleted {
 					continue

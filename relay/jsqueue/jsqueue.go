@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync"
 	"time"
 
@@ -47,7 +48,11 @@ type Options struct {
 	TLSKey   string
 	Name     string   // stream and bucket prefix, [A-Za-z0-9_-]; default DefaultName
 	Groups   []string // the declared consumer groups; default ["default"]
-	NodeID   string   // this relay's name, as its NATS connection name
+	// GroupsOf, when set, names the groups an endpoint declares (a webhook is kept for those
+	// it was accepted for), and with "" every group declared (it then stands for Groups,
+	// which a config reload may grow). Nil: every endpoint has Groups.
+	GroupsOf func(endpoint string) []string
+	NodeID   string // this relay's name, as its NATS connection name
 	Logger   *slog.Logger
 	// Quota returns an endpoint's limit of bytes held by unfinished webhooks (0 = none);
 	// nil = no quotas. Checked against this relay's view of the cluster.
@@ -301,7 +306,7 @@ func (q *Queue) checkGroup(group string, anyOK bool) error {
 	if anyOK && group == "" {
 		return nil
 	}
-	for _, g := range q.opts.Groups {
+	for _, g := range q.groupsOf("") {
 		if g == group {
 			return nil
 		}
@@ -309,4 +314,25 @@ func (q *Queue) checkGroup(group string, anyOK bool) error {
 	return fmt.Errorf("%w: group %q not declared", persist.ErrInvalid, group)
 }
 
+// checkGroupOf refuses a group endpoint does not declare.
+func (q *Queue) checkGroupOf(group, endpoint string) error {
+	if err := q.check(); err != nil {
+		return err
+	}
+	if slices.Contains(q.groupsOf(endpoint), group) {
+		return nil
+	}
+	return fmt.Errorf("%w: group %q not declared on endpoint %q", persist.ErrInvalid, group, endpoint)
+}
+
 var errConflict = errors.New("jsqueue: state changed meanwhile")
+
+// groupsOf is endpoint's declared groups, or ("") every declared group.
+func (q *Queue) groupsOf(endpoint string) []string {
+	if q.opts.GroupsOf != nil {
+		if gs := q.opts.GroupsOf(endpoint); len(gs) > 0 {
+			return gs
+		}
+	}
+	return q.opts.Groups
+}

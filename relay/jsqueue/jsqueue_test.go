@@ -25,8 +25,12 @@ func nameFor(dir string) string {
 func TestConformance(t *testing.T) {
 	c := natstest.Start(t, 1)
 	queuetest.Run(t, func(t *testing.T, dir string, cfg queuetest.Config) relay.Queue {
-		q, err := jsqueue.Open(t.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 1, Name: nameFor(dir),
-			Quota: cfg.Quota, GCInterval: time.Hour})
+		o := jsqueue.Options{URLs: c.URLs(), Replicas: 1, Name: nameFor(dir),
+			Quota: cfg.Quota, GCInterval: time.Hour, GroupsOf: cfg.Groups}
+		if cfg.Groups != nil {
+			o.Groups = cfg.Groups("")
+		}
+		q, err := jsqueue.Open(t.Context(), o)
 		if err != nil {
 			t.Fatalf("open jetstream queue: %v", err)
 		}

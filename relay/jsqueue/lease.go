@@ -103,7 +103,7 @@ func (q *Queue) LeaseBatch() int { return 32 }
 
 // Lease leases up to max of endpoint's ready, due webhooks for group, in stream order.
 func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl time.Duration) ([]*persist.Record, error) {
-	if err := q.checkGroup(group, false); err != nil {
+	if err := q.checkGroupOf(group, endpoint); err != nil {
 		return nil, fmt.Errorf("lease: %w", err)
 	}
 	now := time.Now()
@@ -147,7 +147,7 @@ func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl 
 
 // LeaseHead leases endpoint's head for group: its oldest webhook neither acked nor finished.
 func (q *Queue) LeaseHead(ctx context.Context, group, endpoint string, ttl time.Duration) (*persist.Record, time.Time, error) {
-	if err := q.checkGroup(group, false); err != nil {
+	if err := q.checkGroupOf(group, endpoint); err != nil {
 		return nil, time.Time{}, fmt.Errorf("lease head: %w", err)
 	}
 	for try := 0; try < 10; try++ {
@@ -271,7 +271,7 @@ func (q *Queue) Extend(ctx context.Context, group string, leases map[string]uint
 // Ready returns a channel closed on the endpoint's next change, and when its earliest retry
 // or lease end is due.
 func (q *Queue) Ready(group, endpoint string) (<-chan struct{}, time.Time) {
-	if err := q.checkGroup(group, false); err != nil {
+	if err := q.checkGroupOf(group, endpoint); err != nil {
 		if errors.Is(err, persist.ErrClosed) {
 			return q.m.waiter(endpoint), time.Time{}
 		}

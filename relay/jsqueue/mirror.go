@@ -25,7 +25,12 @@ type slot struct {
 	rev uint64
 }
 
+// slot is group's state of the webhook; a group it was not accepted for has none (a
+// removed one), so that every walk over the groups passes it by.
 func (e *entry) slot(group string) slot {
+	if len(e.meta.Groups) > 0 && !slices.Contains(e.meta.Groups, group) {
+		return slot{g: gstate{Deleted: true}}
+	}
 	if s, ok := e.slots[group]; ok {
 		return s
 	}
@@ -80,7 +85,7 @@ func (m *mirror) addLocked(seq uint64, mt meta, body []byte) {
 	if e.slots == nil {
 		e.slots = map[string]slot{}
 	}
-	if e.gone(m.groups) {
+	if e.gone(m.groupsLocked(e)) {
 		return
 	}
 	m.byID[mt.ID] = e
@@ -116,6 +121,14 @@ func (m *mirror) watched(seq uint64, mt *meta, body []byte) {
 	m.addLocked(seq, *mt, body)
 }
 
+// groupsLocked is the groups e was accepted for.
+func (m *mirror) groupsLocked(e *entry) []string {
+	if len(e.meta.Groups) > 0 {
+		return e.meta.Groups
+	}
+	return m.groups
+}
+
 // gone says whether every group removed the webhook.
 func (e *entry) gone(groups []string) bool {
 	for _, g := range groups {
@@ -147,7 +160,7 @@ func (m *mirror) set(id, group string, s slot) {
 		return
 	}
 	e.slots[group] = s
-	if e.gone(m.groups) {
+	if e.gone(m.groupsLocked(e)) {
 		m.removeLocked(e)
 	} else {
 		m.reindexLocked(e)
@@ -310,7 +323,7 @@ func (m *mirror) pendingBytesLocked(endpoint string) int64 {
 }
 
 func (m *mirror) unfinishedLocked(e *entry) bool {
-	for _, g := range m.groups {
+	for _, g := range m.groupsLocked(e) {
 		if s := e.slot(g); s.g.unfinished() {
 			return true
 		}

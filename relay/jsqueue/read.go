@@ -23,13 +23,15 @@ func (m *mirror) record(id string, now time.Time) (r *persist.Record, seq uint64
 
 func (m *mirror) recordLocked(e *entry, now time.Time) *persist.Record {
 	r := e.meta.record()
+	r.Groups = map[string]persist.State{}
 	best := -1
-	for _, g := range m.groups {
+	for _, g := range m.groupsLocked(e) {
 		s := e.slot(g)
 		if s.g.Deleted {
 			continue
 		}
 		st := s.g.effective(now)
+		r.Groups[g] = st
 		if rk := rank(st); best < 0 || rk < best {
 			best = rk
 			fill(&r, &s.g, st)
@@ -90,7 +92,16 @@ func (q *Queue) List(_ context.Context, f persist.Filter) ([]*persist.Record, er
 			continue
 		}
 		r := m.recordLocked(e, now)
-		if f.State != 0 && r.State != f.State {
+		if f.Group != "" { // that group's copy, as the Badger queue lists it
+			st, ok := r.Groups[f.Group]
+			if !ok {
+				continue
+			}
+			s := e.slot(f.Group)
+			fill(r, &s.g, st)
+			r.Groups = map[string]persist.State{f.Group: st}
+		}
+		if f.State != 0 && r.State != f.State && !(f.State == persist.StateDead && f.Group == "" && anyDead(r.Groups)) {
 			continue
 		}
 		out = append(out, r)
@@ -126,4 +137,14 @@ func (q *Queue) Stats(context.Context) ([]persist.QueueStats, error) {
 	}
 	slices.SortFunc(out, func(a, b persist.QueueStats) int { return cmp.Compare(a.Queue, b.Queue) })
 	return out, nil
+}
+
+// anyDead says whether a group has the webhook dead: the dead letters list it.
+func anyDead(groups map[string]persist.State) bool {
+	for _, st := range groups {
+		if st == persist.StateDead {
+			return true
+		}
+	}
+	return false
 }

@@ -16,6 +16,8 @@ import (
 type Config struct {
 	// Quota returns an endpoint's stored-bytes limit (0 = none); nil = no quotas.
 	Quota func(endpoint string) int64
+	// Groups names an endpoint's consumer groups ("" : every group); nil = [default].
+	Groups relay.GroupsFunc
 }
 
 // Open opens the queue kept at dir: an empty one for a new dir, the same one again (what was
@@ -57,6 +59,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("LeaseTokens", func(t *testing.T) { testLeaseTokens(t, fresh(t, Config{})) })
 	t.Run("UnknownGroup", func(t *testing.T) { testUnknownGroup(t, fresh(t, Config{})) })
 	t.Run("Durable", func(t *testing.T) { testDurable(t, open) })
+	t.Run("Groups", func(t *testing.T) { testGroups(t, fresh(t, groupsConfig())) })
 }
 
 // rec is a webhook for endpoint with body.

@@ -76,11 +76,20 @@
     return (!f.endpoint || s.endpoint === f.endpoint) && (!f.state || s.state === f.state);
   }
 
+  // groupBadges shows each consumer group's state (relay), when the webhook has more than
+  // one group or a group other than default.
+  function groupBadges(groups) {
+    const names = Object.keys(groups || {}).sort();
+    if (names.length === 0 || (names.length === 1 && names[0] === 'default')) return [];
+    return names.map((g) => el('span', { class: 'group', title: 'consumer group ' + g },
+      ' ' + g + ': ', stateBadge(groups[g])));
+  }
+
   function rowFor(s) {
     const tr = el('tr', { 'data-id': s.id, onclick: () => select(s.id) },
       el('td', { class: 'id', text: s.id }),
       el('td', { text: s.endpoint }),
-      el('td', null, stateBadge(s.state), routeBadges(s.routes)),
+      el('td', null, stateBadge(s.state), routeBadges(s.routes), ...groupBadges(s.groups)),
       el('td', { text: fmtTime(s.received_at), title: s.received_at }),
       el('td', { class: 'num', text: String(s.attempts) }));
     tr.dataset.t = String(timeMs(s.received_at));
@@ -153,9 +162,9 @@
     $('detail').hidden = false;
     $('d-id').textContent = d.id;
     $('d-endpoint').textContent = d.endpoint;
-    $('d-state').replaceChildren(stateBadge(d.state), d.replay ? ' (replay)' : '');
-    // only a finished or acked webhook can be replayed; a waiting one goes out anyway
-    $('replay').disabled = WAITING.includes(d.state);
+    $('d-state').replaceChildren(stateBadge(d.state), d.replay ? ' (replay)' : '', ...groupBadges(d.groups));
+    // only a finished or acked webhook can be replayed (in some group); a waiting one goes out anyway
+    $('replay').disabled = Object.values(d.groups || { _: d.state }).every((st) => WAITING.includes(st));
     $('replay').title = $('replay').disabled ? 'already waiting to be delivered' : 'deliver it again';
     $('d-request').textContent = d.method + ' ' + (d.path || '/') + (d.query ? '?' + d.query : '');
     $('d-received').textContent = fmtTime(d.received_at);
@@ -348,7 +357,8 @@
   function renderAgents(list) {
     $('agents').replaceChildren(...list.map((a) => el('tr', { 'data-agent': a.agent_id },
       el('td', { class: 'id', text: a.agent_id }),
-      el('td', { text: (a.endpoints || []).join(', ') }),
+      el('td', { text: (a.endpoints || []).join(', ') +
+        (a.group && a.group !== 'default' ? ' (group ' + a.group + ')' : '') }),
       el('td', { text: a.transport }),
       el('td', { text: fmtTime(a.connected_at), title: a.connected_at }),
       el('td', { class: 'num', text: String(a.in_flight) }))));
