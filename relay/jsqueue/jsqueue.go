@@ -157,9 +157,23 @@ func (q *Queue) connect(ctx context.Context) error {
 		}
 		o = append(o, nats.Secure(tc))
 	}
+	// A relay started together with its NATS servers waits for one (up to ctx) instead of
+	// giving up at once with "no servers available".
+	connected := make(chan struct{})
+	var once sync.Once
+	o = append(o, nats.RetryOnFailedConnect(true),
+		nats.ConnectHandler(func(*nats.Conn) { once.Do(func() { close(connected) }) }))
 	nc, err := nats.Connect(joinURLs(q.opts.URLs), o...)
 	if err != nil {
 		return fmt.Errorf("connect: %w", err)
+	}
+	if !nc.IsConnected() {
+		select {
+		case <-connected:
+		case <-ctx.Done():
+			nc.Close()
+			return fmt.Errorf("connect: no NATS server answered at %s: %w", joinURLs(q.opts.URLs), ctx.Err())
+		}
 	}
 	q.nc = nc
 	q.js, err = jetstream.New(nc)
