@@ -74,11 +74,33 @@ func (q *Queue) RememberMessageID(ctx context.Context, endpoint, msgID, id strin
 		}
 		return id, nil
 	}
-	e, err := q.msgIDs.Get(ctx, key)
+	// The key exists; a read served by a replica that is behind may not show it yet: ask
+	// again for a while rather than store the message twice.
+	var e jetstream.KeyValueEntry
+	err = retryNotFound(ctx, func() error {
+		e, err = q.msgIDs.Get(ctx, key)
+		return err
+	})
 	if err != nil {
 		return "", fmt.Errorf("remember message id: read the first: %w", err)
 	}
 	return string(e.Value()), nil
+}
+
+// retryNotFound calls get until it finds the key, for up to two seconds (bounded by ctx).
+func retryNotFound(ctx context.Context, get func() error) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		err := get()
+		if !errors.Is(err, jetstream.ErrKeyNotFound) || time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // ForgetMessageID drops endpoint's msgID when it still names id: that webhook's answer went
