@@ -216,10 +216,16 @@ func (q badgerQueue) Replay(_ context.Context, group, id string) error {
 	if err := q.checkAnyGroup(group, true); err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
+	return q.eachCopy(group, id, q.st.Replay) // every group where it was acked or finished
+}
+
+// eachCopy applies op to id's copy in group ("": in every group it has one): nil when op
+// succeeded for any copy, else the first error.
+func (q badgerQueue) eachCopy(group, id string, op func(id string) error) error {
 	var first error
 	n := 0
 	for _, g := range q.groupsFor(group, id) {
-		err := q.st.Replay(copyID(g, id))
+		err := op(copyID(g, id))
 		switch {
 		case err == nil:
 			n++
@@ -228,7 +234,7 @@ func (q badgerQueue) Replay(_ context.Context, group, id string) error {
 		}
 	}
 	if n > 0 {
-		return nil // every group where it was acked or finished
+		return nil
 	}
 	return first
 }
@@ -268,19 +274,5 @@ func (q badgerQueue) Delete(_ context.Context, group, id string) error {
 	if err := q.checkAnyGroup(group, true); err != nil {
 		return fmt.Errorf("delete: %w", err)
 	}
-	var first error
-	n := 0
-	for _, g := range q.groupsFor(group, id) {
-		err := q.st.Delete(copyID(g, id))
-		switch {
-		case err == nil:
-			n++
-		case first == nil:
-			first = err
-		}
-	}
-	if n > 0 {
-		return nil
-	}
-	return first
+	return q.eachCopy(group, id, q.st.Delete)
 }
