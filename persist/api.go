@@ -147,6 +147,22 @@ type QueueStats struct {
 }
 
 // String names the state: ready, leased, acked, delivered, dead.
+// StateRank orders states from least to most advanced, as a webhook's state across its
+// consumer groups is shown: accepted (ready) < sent (leased) < acked < dead < delivered.
+func StateRank(s State) int {
+	switch s {
+	case StateReady:
+		return 0
+	case StateLeased:
+		return 1
+	case StateAcked:
+		return 2
+	case StateDead:
+		return 3
+	}
+	return 4
+}
+
 func (s State) String() string {
 	switch s {
 	case StateReady:

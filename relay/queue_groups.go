@@ -52,22 +52,6 @@ func (q badgerQueue) copyIDs(id string) []string {
 	return ids
 }
 
-// rank orders states from least to most advanced, as a webhook's state across its groups
-// is shown: accepted < sent < acked < dead < delivered.
-func rank(s persist.State) int {
-	switch s {
-	case persist.StateReady:
-		return 0
-	case persist.StateLeased:
-		return 1
-	case persist.StateAcked:
-		return 2
-	case persist.StateDead:
-		return 3
-	}
-	return 4
-}
-
 // merged reads every copy of id into one record: the least advanced copy's, with Groups.
 func (q badgerQueue) merged(id string) (*persist.Record, error) {
 	var out *persist.Record
@@ -82,7 +66,7 @@ func (q badgerQueue) merged(id string) (*persist.Record, error) {
 		}
 		_, g := splitID(cid)
 		groups[g] = r.State
-		if out == nil || rank(r.State) < rank(out.State) {
+		if out == nil || persist.StateRank(r.State) < persist.StateRank(out.State) {
 			if out != nil && r.Body == nil {
 				r.Body = out.Body
 			}

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"os"
@@ -12,8 +11,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/hookrelay/hookrelay/relay/jsqueue"
 )
 
 // The cluster shape: three nats-server processes (a JetStream cluster on loopback, fsyncing
@@ -278,7 +276,7 @@ cluster {
 	// for a minute: start them once every server answers for JetStream (a meta leader exists).
 	for i, port := range ports {
 		err := waitFor(60*time.Second, 100*time.Millisecond, func() error {
-			return jsReady(fmt.Sprintf("nats://127.0.0.1:%d", port))
+			return jsqueue.ServerReady(fmt.Sprintf("nats://127.0.0.1:%d", port))
 		})
 		if err != nil {
 			return nil, procs, fmt.Errorf("nats-server n%d not ready: %w; its log ends:\n%s", i, err,
@@ -299,21 +297,4 @@ func (r *results) clusterLine() string {
 		"three relays): 1 KiB burst (%d) %s delivered/s, e2e p50 %s / p99 %s ms; one Badger relay (ws) just before: "+
 		"%s delivered/s, p50 %s ms; %.2f× %s (goal ≥ %.1f×).\n", c.n, rate(c.rate), ms(c.p50), ms(c.p99),
 		rate(c.single.rate), ms(c.single.p50), x, mark(x >= goalCluster1k), goalCluster1k)
-}
-
-// jsReady says whether the server at url answers a JetStream request.
-func jsReady(url string) error {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err = js.AccountInfo(ctx)
-	return err
 }

@@ -6,7 +6,6 @@ package natstest
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"os"
@@ -17,8 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
+	"github.com/hookrelay/hookrelay/relay/jsqueue"
 )
 
 var (
@@ -178,7 +176,7 @@ func (c *Cluster) WaitReady() {
 			continue
 		}
 		for {
-			err := jsReady(nd.URL())
+			err := jsqueue.ServerReady(nd.URL())
 			if err == nil {
 				break
 			}
@@ -188,22 +186,6 @@ func (c *Cluster) WaitReady() {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-}
-
-func jsReady(url string) error {
-	nc, err := nats.Connect(url, nats.Timeout(time.Second), nats.NoReconnect())
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-	defer cancel()
-	_, err = js.AccountInfo(ctx)
-	return err
 }
 
 func freePort(t testing.TB) int {

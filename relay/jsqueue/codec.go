@@ -92,22 +92,6 @@ func decodeState(b []byte) (gstate, error) {
 	return g, err
 }
 
-// rank orders states from least to most advanced, as the admin API shows a webhook's state
-// across groups: accepted < sent < acked < dead < delivered.
-func rank(s persist.State) int {
-	switch s {
-	case persist.StateReady:
-		return 0
-	case persist.StateLeased:
-		return 1
-	case persist.StateAcked:
-		return 2
-	case persist.StateDead:
-		return 3
-	}
-	return 4
-}
-
 // Subjects and keys. Endpoint and group names become base64url tokens: they may hold
 // characters a subject or key may not ('.', '*', '>', spaces).
 var tok = base64.RawURLEncoding

@@ -32,7 +32,7 @@ func (m *mirror) recordLocked(e *entry, now time.Time) *persist.Record {
 		}
 		st := s.g.effective(now)
 		r.Groups[g] = st
-		if rk := rank(st); best < 0 || rk < best {
+		if rk := persist.StateRank(st); best < 0 || rk < best {
 			best = rk
 			fill(&r, &s.g, st)
 		}
