@@ -3,6 +3,7 @@ package verify
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"net/http"
 	"strings"
 	"time"
@@ -55,6 +56,9 @@ func (s *v0) check(r *http.Request, body []byte, now time.Time) *Failure {
 	}
 	hexSig, ok := strings.CutPrefix(sigHeader, "v0=")
 	sig, err := hex.DecodeString(hexSig)
+	if err == nil && hexSig != strings.ToLower(hexSig) {
+		err = errUpperHex // the providers send lowercase: one spelling per signature
+	}
 	if !ok || err != nil || len(sig) != sha256.Size {
 		return unauthorized(s.f.scheme, "malformed "+s.f.signature+" header: want v0=<64 hex digits>")
 	}
@@ -66,3 +70,5 @@ func (s *v0) check(r *http.Request, body []byte, now time.Time) *Failure {
 	}
 	return nil
 }
+
+var errUpperHex = errors.New("uppercase hex")
