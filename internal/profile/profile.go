@@ -8,15 +8,18 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"time"
 )
 
 // Start starts a CPU profile into $<prefix>_CPUPROFILE, and arranges a heap profile (allocations
 // since start, and what is in use) into $<prefix>_MEMPROFILE; the returned stop writes and
 // closes both, and an execution trace into $<prefix>_TRACE (go tool trace -pprof=sched or
 // syscall shows where wall time waits). Any variable may be unset. Errors go to stderr: profiling never stops the
-// program.
+// program. $<prefix>_PEAKHEAP names a file that holds the in-use heap profile taken when the
+// live heap was at its highest (checked four times a second): what filled memory at the peak.
 func Start(prefix string) (stop func()) {
 	var cpu *os.File
 	if path := os.Getenv(prefix + "_CPUPROFILE"); path != "" {
@@ -43,7 +46,9 @@ func Start(prefix string) (stop func()) {
 		}
 	}
 	mem := os.Getenv(prefix + "_MEMPROFILE")
+	stopPeak := peakHeap(os.Getenv(prefix + "_PEAKHEAP"))
 	return func() {
+		stopPeak()
 		if tr != nil {
 			trace.Stop()
 			tr.Close()
@@ -67,4 +72,52 @@ func Start(prefix string) (stop func()) {
 			mem = ""
 		}
 	}
+}
+
+// peakHeap writes the in-use heap profile into path each time the live heap (as of the last
+// GC) exceeds the highest seen so far; the returned stop ends it. An empty path does nothing.
+func peakHeap(path string) (stop func()) {
+	if path == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+		var highest uint64
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			metrics.Read(sample)
+			if live := sample[0].Value.Uint64(); live > highest {
+				highest = live
+				if err := writeProfile(path, "heap"); err != nil {
+					fmt.Fprintln(os.Stderr, "peak heap profile:", err)
+					return
+				}
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		<-finished
+	}
+}
+
+func writeProfile(path, name string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	err = pprof.Lookup(name).WriteTo(f, 0)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
