@@ -9,6 +9,7 @@ import (
 	"syscall"
 
 	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
 )
 
 // badgerOptions returns the Badger profile: small (agent, edge boxes) or the relay's.
@@ -17,18 +18,30 @@ import (
 // makes one commit serve a whole batch (see doc.go for why not SyncWrites=false plus db.Sync).
 // Conflict detection is off: the committer is the only writer.
 // errored, when set, is raised by every error Badger logs (see vlogcheck.go).
+//
+// Tables are not compressed: what the LSM tree holds is keys, small metadata and value
+// pointers, a few MiB at most, and Snappy's block buffers were 8 of the agent's 48 MiB of live
+// heap at its peak, its CPU a cost on every flush and compaction. The table builders are what
+// sized the memtables below: a flush builds one table of a whole memtable in an allocator that
+// starts at twice the base table size and doubles, so an 8 MiB memtable with 2 MiB base tables
+// held 4+8+16 = 28 MiB while it flushed (the relay's peak profile in a 1 KiB burst: live heap
+// 67 MiB against its 56 MiB soft limit, the GC then took most of its CPU: 206 µs of relay CPU
+// per webhook). With 4 MiB memtables, 1 MiB base tables and no compression: 114 µs
+// (hookbench's "CPU per webhook" row, same machine, minutes apart).
 func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Options {
 	bo := badger.DefaultOptions(o.Dir).
 		WithLogger(badgerLogger{l: log.With("component", "badger"), errored: errored}).
 		WithSyncWrites(true).
 		WithDetectConflicts(false).
 		WithMetricsEnabled(false).
-		WithNumCompactors(2)
+		WithNumCompactors(2).
+		WithCompression(options.None)
 	if o.valueDir != "" {
 		bo = bo.WithValueDir(o.valueDir)
 	}
 	if o.Small {
-		// About 20 MiB of memory: 2×4 MiB memtables, 4+2 MiB caches. The agent runs under a
+		// About 12 MiB of memory: 2×2 MiB memtables, 4+2 MiB caches (the memtables were
+		// 2×4 MiB, see above for why smaller). The agent runs under a
 		// soft memory limit (cmd/hookagent, 48 MiB) so that its RSS stays within 64 MiB; with
 		// 2×8 MiB memtables and 8+4 MiB caches (about 30 MiB that the GC counts as live: the
 		// arenas are allocated whole) the heap sat near the limit in a long 1 KiB burst and
@@ -38,17 +51,18 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 		// builders held 60–70 MiB at once under load (agent peak RSS 210 MiB in the e2e
 		// benchmark at 30k webhooks, 153 MiB with this; CPU the same). Value-log GC gives
 		// their space back (gc.go; TestDiskStaysBounded).
-		return bo.WithMemTableSize(4 << 20).
+		return bo.WithMemTableSize(2 << 20).
 			WithNumMemtables(2).
 			WithValueLogFileSize(16 << 20).
 			WithBlockCacheSize(4 << 20).
 			WithIndexCacheSize(2 << 20).
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(8).
-			WithBaseTableSize(2 << 20).
+			WithBaseTableSize(1 << 20).
 			WithValueThreshold(1 << 10)
 	}
-	// Relay: ~37 MiB of memtables and caches, and the small profile's value threshold. The
+	// Relay: ~25 MiB of memtables and caches (2×4 MiB memtables: were 2×8, see above), and
+	// the small profile's value threshold. The
 	// relay runs under a soft memory limit (cmd/hookrelay, 56 MiB) and the GC counts the
 	// memtable arenas whole: with 2×16 MiB memtables the heap sat at the limit and the GC took
 	// 12% of the relay's CPU in a 12k × 1 KiB burst, 2% with 2×8 MiB. With
@@ -57,7 +71,8 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 	// 200k webhooks of 1 KiB (RSS 845 MiB); with 16 MiB ×2 and bodies still in the tree,
 	// 380 MiB; with bodies of 1 KiB and more in the value log, 65–110 MiB. The price is a
 	// second synced log per commit (value log and WAL), as the agent has always paid.
-	return bo.WithMemTableSize(8 << 20).
+	return bo.WithMemTableSize(4 << 20).
+		WithBaseTableSize(1 << 20).
 		WithNumMemtables(2).
 		WithValueLogFileSize(64 << 20).
 		WithBlockCacheSize(8 << 20).

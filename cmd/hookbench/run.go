@@ -31,6 +31,9 @@ type backlogResult struct {
 	drainRate    float64 // delivered/s once the agent connected
 }
 
+// cpuUse is CPU time of relay and agent.
+type cpuUse struct{ relay, agent time.Duration }
+
 // results are every figure of one run, by transport ("direct" first).
 type results struct {
 	opts      options
@@ -43,6 +46,7 @@ type results struct {
 	peakLarge map[string]rss
 	agentIdle map[string]float64 // agent VmRSS MiB after connecting, before any load
 	agentPeak map[string]float64 // agent VmHWM MiB, highest over every shape
+	cpu1k     map[string]cpuUse  // CPU per webhook over the 1 KiB burst
 	idle      map[string]idleResult
 	backlog   map[string]backlogResult
 	agentSize int64
@@ -54,7 +58,7 @@ func newResults(o options) *results {
 	return &results{opts: o, columns: append([]string{"direct"}, o.transports...),
 		burst1k: map[string]burstResult{}, burst64k: map[string]burstResult{}, paced: map[string]burstResult{},
 		large: map[string]float64{}, peak64k: map[string]rss{}, peakLarge: map[string]rss{},
-		agentIdle: map[string]float64{}, agentPeak: map[string]float64{}, idle: map[string]idleResult{},
+		agentIdle: map[string]float64{}, agentPeak: map[string]float64{}, cpu1k: map[string]cpuUse{}, idle: map[string]idleResult{},
 		backlog: map[string]backlogResult{}}
 }
 
@@ -183,11 +187,19 @@ func shapes(r *results, col string, tg *target, url string, w *world) error {
 		r.agentPeak[col] = max(r.agentPeak[col], p.agent)
 		return p, nil
 	}
+	var before cpuUse
+	if w != nil {
+		before = cpuUse{w.relay.cpu(), w.agent.cpu()}
+	}
 	if _, err = measure(func() (err error) {
 		r.burst1k[col], err = burstOf(w == nil, tg, url, "burst1k", r.opts.n1k, kib1)
 		return err
 	}); err != nil {
 		return err
+	}
+	if w != nil {
+		n := time.Duration(r.opts.n1k)
+		r.cpu1k[col] = cpuUse{(w.relay.cpu() - before.relay) / n, (w.agent.cpu() - before.agent) / n}
 	}
 	if r.peak64k[col], err = measure(func() (err error) {
 		r.burst64k[col], err = burstOf(w == nil, tg, url, "burst64k", r.opts.n64k, kib64)

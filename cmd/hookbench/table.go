@@ -82,6 +82,13 @@ func (r *results) table() string {
 		x := ratio(v.rate, d1k.rate)
 		return fmt.Sprintf("%s (%.2f×) %s", rate(v.rate), x, mark(x >= goalBurst1k))
 	})
+	row("CPU per webhook over the 1 KiB burst, relay / agent µs", func(c string) string {
+		if c == "direct" {
+			return ""
+		}
+		u := r.cpu1k[c]
+		return fmt.Sprintf("%d / %d", u.relay.Microseconds(), u.agent.Microseconds())
+	})
 	row(fmt.Sprintf("64 KiB burst (%d), delivered/s; e2e p50 ms", r.opts.n64k), func(c string) string {
 		v := r.burst64k[c]
 		if c == "direct" {
