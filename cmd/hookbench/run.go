@@ -51,6 +51,7 @@ type results struct {
 	backlog   map[string]backlogResult
 	agentSize int64
 	cluster   *clusterResult // nil: not run
+	disk      diskResult
 	took      time.Duration
 }
 
@@ -91,6 +92,10 @@ func run(o options, log io.Writer) (*results, error) {
 	defer tg.close()
 	r := newResults(o)
 	r.agentSize = b.agentSize
+	fmt.Fprintln(log, "disk …")
+	if r.disk, err = measureDisk(dir); err != nil {
+		return nil, err
+	}
 
 	fmt.Fprintln(log, "direct …")
 	if err := shapes(r, "direct", tg, tg.url, nil); err != nil {

@@ -146,6 +146,7 @@ func (r *results) table() string {
 			mark(v.relayPeakMiB <= goalBacklogMiB), rate(v.drainRate), x, mark(x >= goalDrainX))
 	})
 	sb.WriteString(r.clusterLine())
+	sb.WriteString(r.disk.line())
 	mb := float64(r.agentSize) / 1e6
 	fmt.Fprintf(&sb, "\nStripped hookagent binary: %.1f MB %s (goal ≤ %.0f MB). Run took %s.\n", mb,
 		mark(mb <= goalBinaryMB), goalBinaryMB, r.took.Round(1e9))
