@@ -62,7 +62,10 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 			WithValueThreshold(1 << 10)
 	}
 	// Relay: ~25 MiB of memtables and caches (2×4 MiB memtables: were 2×8, see above), and
-	// the small profile's value threshold. The
+	// the small profile's value threshold. Value-log files of 16 MiB, as the agent's: the
+	// file being written is mapped and its written pages count in the relay's RSS (up to
+	// 45 MiB of file pages with 64 MiB files over a 60k backlog, 21–25 MiB with 16: relay peak
+	// 91 → 76 MiB). The
 	// relay runs under a soft memory limit (cmd/hookrelay, 56 MiB) and the GC counts the
 	// memtable arenas whole: with 2×16 MiB memtables the heap sat at the limit and the GC took
 	// 12% of the relay's CPU in a 12k × 1 KiB burst, 2% with 2×8 MiB. With
@@ -74,7 +77,7 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 	return bo.WithMemTableSize(4 << 20).
 		WithBaseTableSize(1 << 20).
 		WithNumMemtables(2).
-		WithValueLogFileSize(64 << 20).
+		WithValueLogFileSize(16 << 20).
 		WithBlockCacheSize(8 << 20).
 		WithIndexCacheSize(8 << 20).
 		WithNumLevelZeroTables(4).
