@@ -53,6 +53,10 @@ Machine: %s.
 - **1 KiB / 64 KiB burst**: 16 senders post as fast as the answers come; delivered/s is from the
   first send to the last arrival at the target. e2e latency is send → arrival at the target.
   Direct bursts, over in a fraction of a second, run three times; the median (by rate) counts.
+- **CPU per webhook**: user + system CPU time of the relay and of the agent process over the
+  1 KiB burst (from /proc/PID/stat), divided by the webhooks: steadier than rates on a shared
+  machine, and what bounds the bursts once the disk does not (on 2 cores, relay + agent + the
+  senders and target share 2 s of CPU per second).
 - **paced**: one 1 KiB webhook every 10 ms, each on its own goroutine.
 - **10 MiB**: one after the other, each once the previous arrived; peak RSS is VmHWM of each
   process over this shape only (reset through /proc/PID/clear_refs before each shape, to the RSS
@@ -69,6 +73,12 @@ Machine: %s.
   across the three relays' ingress. Its ratio is to the same burst through one Badger relay (ws,
   a fresh one) run just before it; issue 15's goal is 0.3× on this 2-core machine, where all
   seven processes share the cores.
+- **disk**: measured in the work directory before the shapes (4 KiB appends each followed by
+  fdatasync; 64 KiB writes each synced; 64 MiB then one sync). A relayed webhook is written and
+  synced on both sides, so the synced write rate caps the 64 KiB burst and the 10 MiB shape,
+  and the four syncs on its way (Badger syncs its value log and its WAL on each commit) put a
+  floor under the paced latency: goals below these floors cannot be met on that disk by any
+  design that keeps "accepted means durable" and "acked means durable".
 - **wss**: the relay serves TLS on its addr with a self-signed certificate the agent pins by
   fingerprint; its ingress is https too, so the senders pay TLS as well.
 `, command, time.Now().UTC().Format("2006-01-02 15:04 MST"), r.table(), machine())
