@@ -167,13 +167,33 @@ func freePort() (int, error) {
 	return 0, errors.New("free port: none free for both TCP and UDP")
 }
 
-// waitFor polls fn every step until it returns nil or total passes.
+// stopTrying, returned by waitFor's fn, ends the wait at once with its error.
+type stopTrying struct{ err error }
+
+func (s stopTrying) Error() string { return s.err.Error() }
+
+// exited is an error naming the log when the process has ended, nil while it runs.
+func (p *proc) exited() error {
+	select {
+	case <-p.done:
+		return fmt.Errorf("%s exited: %s (log %s)", filepath.Base(p.cmd.Path), p.cmd.ProcessState, p.log)
+	default:
+		return nil
+	}
+}
+
+// waitFor polls fn every step until it returns nil or total passes, or fn returns a
+// stopTrying.
 func waitFor(total, step time.Duration, fn func() error) error {
 	end := time.Now().Add(total)
 	for {
 		err := fn()
 		if err == nil {
 			return nil
+		}
+		var stop stopTrying
+		if errors.As(err, &stop) {
+			return stop.err
 		}
 		if time.Now().After(end) {
 			return fmt.Errorf("after %v: %w", total, err)

@@ -142,6 +142,9 @@ func (w *world) warm() error {
 		if w.target.warmed.Load() > 0 {
 			return nil
 		}
+		if err := w.agent.exited(); err != nil {
+			return stopTrying{err}
+		}
 		if err := post(client, w.ingress()+"/warm", "warm", -1, kib1); err != nil {
 			return err
 		}
