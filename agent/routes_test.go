@@ -254,13 +254,17 @@ func TestRoutesReadOldStore(t *testing.T) {
 	if got := first.requests("old1")[0].Body; string(got) != "old1" {
 		t.Fatalf("old1 arrived as %q", got)
 	}
-	var w routeAnswer
-	if code := adminCall(t, a, "GET", "/admin/api/webhooks/old1", &w); code != http.StatusOK {
-		t.Fatalf("get old1: %d", code)
-	}
-	if len(w.Routes) != 1 || w.Routes["0"].State != "delivered" || w.State != "delivered" {
-		t.Fatalf("old1: %+v, want route 0 delivered", w)
-	}
+	// The target answers before the agent records the outcome: poll for it.
+	testutil.CheckFor(t, 10*time.Second, 10*time.Millisecond, func() error {
+		var w routeAnswer
+		if code := adminCall(t, a, "GET", "/admin/api/webhooks/old1", &w); code != http.StatusOK {
+			return fmt.Errorf("get old1: %d", code)
+		}
+		if len(w.Routes) != 1 || w.Routes["0"].State != "delivered" || w.State != "delivered" {
+			return fmt.Errorf("old1: %+v, want route 0 delivered", w)
+		}
+		return nil
+	})
 	if n := len(second.requests("old1")); n != 0 {
 		t.Fatalf("a route added later delivered an old webhook")
 	}
