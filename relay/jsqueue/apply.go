@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-// Apply makes each change to group's state, one revision-checked write each: the changes of
-// one webhook in order, those of different webhooks at once.
+// Apply makes each change to group's state: the first change of each webhook all in one
+// batch (mutateAll), then the further changes of a webhook, in order, one by one.
 func (q *Queue) Apply(ctx context.Context, group string, changes []persist.Change) []error {
 	errs := make([]error, len(changes))
 	if err := q.checkGroup(group, false); err != nil {
@@ -22,7 +22,27 @@ func (q *Queue) Apply(ctx context.Context, group string, changes []persist.Chang
 		}
 		return errs
 	}
-	forEachID(changes, func(i int) {
+	seen := make(map[string]bool, len(changes))
+	var ids []string
+	var first, rest []int // indexes of each webhook's first change, and of the others
+	for i, c := range changes {
+		if seen[c.ID] {
+			rest = append(rest, i)
+			continue
+		}
+		seen[c.ID] = true
+		ids = append(ids, c.ID)
+		first = append(first, i)
+	}
+	for k, err := range q.mutateAll(ctx, group, ids, func(k int, g *gstate, now time.Time) (bool, error) {
+		return change(g, changes[first[k]], now)
+	}) {
+		errs[first[k]] = err
+		if err == nil {
+			q.unhold(group, ids[k])
+		}
+	}
+	forEachID(changes, rest, func(i int) {
 		c := changes[i]
 		errs[i] = q.mutate(ctx, group, c.ID, func(g *gstate, now time.Time) (bool, error) { return change(g, c, now) })
 		if errs[i] == nil {
@@ -35,14 +55,13 @@ func (q *Queue) Apply(ctx context.Context, group string, changes []persist.Chang
 // maxInFlight bounds the state writes one call has outstanding at once.
 const maxInFlight = 32
 
-// forEachID calls f for each change's index: the changes of one id one after the other, in
-// order, different ids at once (at most maxInFlight). Each change is a write of its own, a
-// replicated (and, as recommended, fsynced) commit: one after the other, their round trips
-// add up to a few hundred webhooks a second.
-func forEachID(changes []persist.Change, f func(i int)) {
+// forEachID calls f for each index in idx (ascending): the changes of one id one after the
+// other, in order, different ids at once (at most maxInFlight).
+func forEachID(changes []persist.Change, idx []int, f func(i int)) {
 	byID := map[string][]int{}
 	var ids []string
-	for i, c := range changes {
+	for _, i := range idx {
+		c := changes[i]
 		if _, ok := byID[c.ID]; !ok {
 			ids = append(ids, c.ID)
 		}

@@ -74,7 +74,8 @@ type Queue struct {
 	msgIDs  jetstream.KeyValue // Standard Webhooks message ids (msgid.go)
 	m       *mirror
 	ids     *persist.IDGen
-	maxPart int // largest body chunk one message carries
+	maxPart int  // largest body chunk one message carries
+	batches bool // the state bucket takes atomic batches (batch.go)
 
 	mu     sync.Mutex
 	held   map[heldKey]uint64 // leases this queue handed out and still holds, for Close
@@ -190,6 +191,9 @@ func (q *Queue) connect(ctx context.Context) error {
 	}
 	if err := retry(ctx, q.openMsgIDs); err != nil {
 		return fmt.Errorf("message id bucket: %w", err)
+	}
+	if err := retry(ctx, q.enableBatches); err != nil {
+		return fmt.Errorf("state bucket: %w", err)
 	}
 	return nil
 }

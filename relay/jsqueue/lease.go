@@ -72,23 +72,34 @@ func (q *Queue) unhold(group, id string) {
 
 // take leases c for group until now+ttl; errConflict when another holder came first.
 func (q *Queue) take(ctx context.Context, group string, c snap, now time.Time, ttl time.Duration) (*persist.Record, error) {
+	w := leaseOf(group, c, now, ttl)
+	if err := q.write(ctx, group, w.id, w.g, w.rev); err != nil {
+		return nil, err
+	}
+	return q.leased(ctx, c, w)
+}
+
+// leaseOf is the write that leases c for group until now+ttl, with a token of its own.
+func leaseOf(group string, c snap, now time.Time, ttl time.Duration) stateWrite {
 	g := c.slot.g
 	g.State = persist.StateLeased
 	g.Token = rand.Uint64() | 1
 	g.Until = now.Add(ttl).UnixNano()
-	if err := q.write(ctx, group, c.meta.ID, g, c.slot.rev); err != nil {
-		return nil, err
-	}
-	q.hold(group, c.meta.ID, g.Token)
+	return stateWrite{group: group, id: c.meta.ID, g: g, rev: c.slot.rev}
+}
+
+// leased is c as a record once lease w is written: held (for Close), with its body.
+func (q *Queue) leased(ctx context.Context, c snap, w stateWrite) (*persist.Record, error) {
+	q.hold(w.group, w.id, w.g.Token)
 	r := c.meta.record()
-	fill(&r, &g, persist.StateLeased)
+	fill(&r, &w.g, persist.StateLeased)
 	switch {
 	case c.body != nil:
 		r.Body = bytes.Clone(c.body)
 	case c.meta.Parts == 0:
 		body, err := q.inlineBody(ctx, c.seq)
 		if err != nil {
-			q.release(ctx, group, c.meta.ID, g.Token)
+			q.release(ctx, w.group, w.id, w.g.Token)
 			return nil, err
 		}
 		r.Body = body
@@ -112,17 +123,23 @@ func (q *Queue) Lease(ctx context.Context, group, endpoint string, max int, ttl 
 	cands := q.m.pick(endpoint, group, func(g *gstate) bool {
 		return g.effective(now) == persist.StateReady && g.Next <= now.UnixNano()
 	}, 4*max)
-	// The candidates still wanted are taken at once (each a write of its own); of those
+	// The candidates still wanted are taken at once, in one batch of writes; of those
 	// another relay took first, as many more are tried next.
 	var out []*persist.Record
 	for len(out) < max && len(cands) > 0 {
 		chunk := cands[:min(max-len(out), len(cands))]
 		cands = cands[len(chunk):]
+		ws := make([]stateWrite, len(chunk))
+		for i, c := range chunk {
+			ws[i] = leaseOf(group, c, now, ttl)
+		}
+		errs := q.writeAll(ctx, ws) // one commit for the round (batch.go)
 		recs := make([]*persist.Record, len(chunk))
-		errs := make([]error, len(chunk))
 		inParallel(len(chunk), func(i int) {
-			recs[i], errs[i] = q.take(ctx, group, chunk[i], now, ttl)
-			if errors.Is(errs[i], errConflict) {
+			switch {
+			case errs[i] == nil:
+				recs[i], errs[i] = q.leased(ctx, chunk[i], ws[i])
+			case errors.Is(errs[i], errConflict):
 				q.refresh(ctx, group, chunk[i].meta.ID) // another relay has it
 			}
 		})
@@ -237,17 +254,13 @@ func (q *Queue) Extend(ctx context.Context, group string, leases map[string]uint
 		ids = append(ids, id)
 	}
 	gone := make([]bool, len(ids))
-	errs := make([]error, len(ids))
-	inParallel(len(ids), func(i int) {
-		tok := leases[ids[i]]
-		errs[i] = q.mutate(ctx, group, ids[i], func(g *gstate, now time.Time) (bool, error) {
-			if g.State != persist.StateLeased || g.Token != tok {
-				gone[i] = true
-				return false, nil
-			}
-			g.Until = now.Add(ttl).UnixNano()
-			return true, nil
-		})
+	errs := q.mutateAll(ctx, group, ids, func(i int, g *gstate, now time.Time) (bool, error) {
+		if g.State != persist.StateLeased || g.Token != leases[ids[i]] {
+			gone[i] = true
+			return false, nil
+		}
+		g.Until = now.Add(ttl).UnixNano()
+		return true, nil
 	})
 	var lost []string
 	var failed error

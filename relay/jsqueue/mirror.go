@@ -267,6 +267,18 @@ func (m *mirror) get(id, group string) (snap, bool) {
 	return snap{e.seq, e.meta, e.slot(group), e.body}, true
 }
 
+// has says whether the mirror holds group's state of id at rev or newer.
+func (m *mirror) has(id, group string, rev uint64) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	e, ok := m.byID[id]
+	if !ok {
+		return false
+	}
+	s, ok := e.slots[group]
+	return ok && s.rev >= rev
+}
+
 // pick returns, in stream order, the first limit of the endpoint's entries whose state for
 // group matches.
 func (m *mirror) pick(endpoint, group string, match func(g *gstate) bool, limit int) []snap {

@@ -107,6 +107,9 @@ func (q *Queue) onState(e jetstream.KeyValueEntry) {
 	if !ok {
 		return
 	}
+	if q.m.has(id, group, e.Revision()) {
+		return // this relay's own write, in the mirror since its answer came: no need to decode it
+	}
 	s := slot{rev: e.Revision()}
 	if e.Operation() != jetstream.KeyValuePut {
 		s.g.Deleted = true
