@@ -84,14 +84,18 @@ func (c *recent) removeLocked(el *list.Element) {
 }
 
 // record returns a copy of the cached record for a caller, with its body when withBody
-// (false when the body is not kept).
-func (r *recentRec) record(withBody bool) (*Record, bool) {
+// (false when the body is not kept): a copy, or the cached body itself when share
+// (Options.SharedBodies).
+func (r *recentRec) record(withBody, share bool) (*Record, bool) {
 	if withBody && r.body == nil && r.bodyLen > 0 {
 		return nil, false
 	}
 	rec := *r.meta
 	if withBody {
-		rec.Body = slices.Clone(r.body)
+		rec.Body = r.body
+		if !share {
+			rec.Body = slices.Clone(r.body)
+		}
 		if rec.Body == nil {
 			rec.Body = []byte{}
 		}

@@ -59,7 +59,7 @@ func (b *batch) get(id string) (*staged, error) {
 	}
 	var st *staged
 	if cached != nil {
-		rec, _ := cached.record(false) // a copy: the batch edits it
+		rec, _ := cached.record(false, false) // a copy: the batch edits it
 		st = &staged{rec: rec, bodyLen: cached.bodyLen, leased: leased, txn: -1}
 	} else {
 		rec, bodyLen, err := readMeta(b.rtxn, id)
