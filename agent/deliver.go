@@ -38,8 +38,9 @@ type deliverer struct {
 	r       *Route
 	log     *slog.Logger
 	client  *http.Client
-	limiter *rate.Limiter // nil = unlimited
-	slots   int           // attempts in flight at most
+	limiter *rate.Limiter    // nil = unlimited
+	slots   int              // attempts in flight at most
+	headers []persist.Header // the route's headers, as targetHeaders adds them
 
 	// replayBase maps a replayed record's id to its Attempts when this process first leased it
 	// after the replay, so a replay gets a fresh max_attempts budget (persist keeps counting
@@ -58,11 +59,12 @@ func newDeliverer(a *Agent, r *Route) (*deliverer, error) {
 		return nil, err
 	}
 	d := &deliverer{
-		a:      a,
-		r:      r,
-		log:    a.log.With("endpoint", r.Endpoint, "route", r.Name),
-		client: client,
-		slots:  r.Concurrency,
+		a:       a,
+		r:       r,
+		log:     a.log.With("endpoint", r.Endpoint, "route", r.Name),
+		client:  client,
+		slots:   r.Concurrency,
+		headers: routeHeaderList(r),
 
 		replayBase: map[string]int{},
 		wake:       make(chan struct{}, 1),

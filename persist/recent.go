@@ -116,17 +116,17 @@ func metaSize(r *Record) int64 {
 }
 
 // canonical returns a copy of r's metadata as decodeMeta returns it once stored: times
-// without monotonic reading or location, empty lists nil, no body. Its slices are its own; the
-// strings are shared (they never change).
+// without monotonic reading or location, empty lists nil, no body. Its Deliveries are its
+// own; its Headers are r's, a staged record's, which are the store's own (writeInsert copies
+// a caller's) and never changed; the strings are shared (they never change).
 func canonical(r *Record) *Record {
 	c := *r
 	c.Body = nil
 	c.ReceivedAt = canonTime(r.ReceivedAt)
 	c.NextAttempt = canonTime(r.NextAttempt)
 	c.FinishedAt = canonTime(r.FinishedAt)
-	c.Headers = nil
-	if len(r.Headers) > 0 {
-		c.Headers = slices.Clone(r.Headers)
+	if len(r.Headers) == 0 {
+		c.Headers = nil
 	}
 	c.Deliveries = nil
 	if len(r.Deliveries) > 0 {

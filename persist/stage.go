@@ -3,6 +3,7 @@ package persist
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
@@ -254,6 +255,10 @@ func (b *batch) writeInsert(r *Record, meta, cached []byte) error {
 	b.qbytes[r.Queue] += r.Size
 	rec := *r
 	rec.Body = nil
+	if len(r.Headers) > 0 {
+		// The store's own from here: the caller may change r's; the cache shares these.
+		rec.Headers = slices.Clone(r.Headers)
+	}
 	b.ov[r.ID] = &staged{rec: &rec, bodyLen: bodyLenOf(r), txn: b.cur.last}
 	b.record(r.ID, nil, &rec, bodyLenOf(r), cached)
 	return nil
