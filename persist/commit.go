@@ -50,7 +50,10 @@ type change struct {
 
 // staged is a record's metadata as this batch has left it so far.
 type staged struct {
-	rec     *Record // no body
+	rec *Record // no body
+	// shared: rec is (or will be, once applied) the recent cache's, which never changes: a
+	// change copies it first (modify). It saves a copy of the metadata per change.
+	shared  bool
 	bodyLen int
 	leased  bool     // when the batch first read it
 	gone    bool     // deleted in this batch

@@ -115,27 +115,30 @@ func metaSize(r *Record) int64 {
 	return int64(n)
 }
 
-// canonical returns a copy of r's metadata as decodeMeta returns it once stored: times
-// without monotonic reading or location, empty lists nil, no body. Its Deliveries are its
-// own; its Headers are r's, a staged record's, which are the store's own (writeInsert copies
-// a caller's) and never changed; the strings are shared (they never change).
-func canonical(r *Record) *Record {
-	c := *r
-	c.Body = nil
-	c.ReceivedAt = canonTime(r.ReceivedAt)
-	c.NextAttempt = canonTime(r.NextAttempt)
-	c.FinishedAt = canonTime(r.FinishedAt)
+// canonicalize makes r's metadata what decodeMeta returns once stored, in place: times
+// without monotonic reading or location, empty lists nil, no body. Its Deliveries are copied
+// when an entry changes (they may be a cached record's); its Headers are a staged record's,
+// the store's own (writeInsert copies a caller's), and never changed.
+func canonicalize(r *Record) {
+	r.Body = nil
+	r.ReceivedAt = canonTime(r.ReceivedAt)
+	r.NextAttempt = canonTime(r.NextAttempt)
+	r.FinishedAt = canonTime(r.FinishedAt)
 	if len(r.Headers) == 0 {
-		c.Headers = nil
+		r.Headers = nil
 	}
-	c.Deliveries = nil
-	if len(r.Deliveries) > 0 {
-		c.Deliveries = slices.Clone(r.Deliveries)
-		for i := range c.Deliveries {
-			c.Deliveries[i].At = canonTime(c.Deliveries[i].At)
+	if len(r.Deliveries) == 0 {
+		r.Deliveries = nil
+	}
+	for i := range r.Deliveries {
+		if canonTime(r.Deliveries[i].At) != r.Deliveries[i].At { // the same representation
+			r.Deliveries = slices.Clone(r.Deliveries)
+			for j := i; j < len(r.Deliveries); j++ {
+				r.Deliveries[j].At = canonTime(r.Deliveries[j].At)
+			}
+			break
 		}
 	}
-	return &c
 }
 
 func canonTime(t time.Time) time.Time {
