@@ -104,6 +104,9 @@ func New(cfg *Config, log *slog.Logger) (*Agent, error) {
 		HoldUnreported: true,
 		// Large bodies are streamed to the target from the store (request.go).
 		LeaseBodyMax: sinkOver,
+		// Bodies are never changed once decoded (a frame's body is its own, see
+		// protocol.Webhook) nor once leased (requests and signatures only read them).
+		SharedBodies: true,
 		OnCommit:     a.metrics.onCommit,
 		Quota:        cfg.storeQuota,
 	})

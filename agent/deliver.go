@@ -38,8 +38,9 @@ type deliverer struct {
 	r       *Route
 	log     *slog.Logger
 	client  *http.Client
-	limiter *rate.Limiter // nil = unlimited
-	slots   int           // attempts in flight at most
+	limiter *rate.Limiter    // nil = unlimited
+	slots   int              // attempts in flight at most
+	headers []persist.Header // the route's headers, as targetHeaders adds them
 
 	// replayBase maps a replayed record's id to its Attempts when this process first leased it
 	// after the replay, so a replay gets a fresh max_attempts budget (persist keeps counting
@@ -58,11 +59,12 @@ func newDeliverer(a *Agent, r *Route) (*deliverer, error) {
 		return nil, err
 	}
 	d := &deliverer{
-		a:      a,
-		r:      r,
-		log:    a.log.With("endpoint", r.Endpoint, "route", r.Name),
-		client: client,
-		slots:  r.Concurrency,
+		a:       a,
+		r:       r,
+		log:     a.log.With("endpoint", r.Endpoint, "route", r.Name),
+		client:  client,
+		slots:   r.Concurrency,
+		headers: routeHeaderList(r),
 
 		replayBase: map[string]int{},
 		wake:       make(chan struct{}, 1),
@@ -112,6 +114,30 @@ func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) 
 	q := d.r.queue
 	slots := make(chan struct{}, d.slots)
 	held := make(chan struct{}, d.slots*holdPerSlot)
+	// Attempts run on workers, one per held token at most, kept until feed returns: a goroutine
+	// per attempt grew a fresh stack through the HTTP client each time. A worker finishes its
+	// attempt after that, and inflight joins it.
+	work := make(chan func())
+	defer close(work)
+	workers := 0
+	dispatch := func(attempt func()) { // with a held token: fewer attempts than workers run
+		select {
+		case work <- attempt:
+			return
+		default:
+		}
+		if workers < cap(held) {
+			workers++
+			inflight.Go(func() {
+				attempt()
+				for attempt := range work {
+					attempt()
+				}
+			})
+			return
+		}
+		work <- attempt // a worker is between attempts
+	}
 	take := func(block bool) bool { // one held token, then one slot
 		if block {
 			select {
@@ -176,7 +202,7 @@ func (d *deliverer) feed(ctx, reqCtx context.Context, inflight *sync.WaitGroup) 
 			<-held
 		}
 		for _, rec := range recs {
-			inflight.Go(func() {
+			dispatch(func() {
 				var once sync.Once
 				free := func() { once.Do(func() { <-slots }) }
 				defer func() { free(); <-held }()

@@ -8,10 +8,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -55,7 +57,7 @@ func (d *deliverer) buildRequest(ctx context.Context, rec *persist.Record, n int
 		// may make one) reads it again from the start.
 		req.GetBody = func() (io.ReadCloser, error) { return d.a.store.Body(rec.ID) }
 	}
-	req.Header = targetHeaders(rec, n, d.r.Headers, d.r.replace)
+	req.Header = targetHeaders(rec, n, d.headers, d.r.replace)
 	if d.r.Sign != nil {
 		if err := d.sign(req.Header, rec); err != nil {
 			return nil, err
@@ -117,45 +119,78 @@ func targetURL(base *url.URL, suffix, query string) (*url.URL, error) {
 }
 
 // targetHeaders is the sender's headers in order (values of a repeated name kept in order;
-// hop-by-hop ones dropped), the route's headers where the sender sent none of that name, and
-// hookrelay's own. Names in replace (canonical) are the route's alone: its value if it has
-// one, else none. The map is filled directly so no values are merged or reordered.
-func targetHeaders(rec *persist.Record, n int, routeHeaders map[string]string, replace map[string]bool) http.Header {
-	h := make(http.Header, len(rec.Headers)+6)
+// hop-by-hop ones dropped), the route's headers (routeHeaderList) where the sender sent none of
+// that name, and hookrelay's own. Names in replace (canonical) are the route's alone: its value
+// if it has one, else none. The map is filled directly so no values are merged or reordered;
+// single values share one backing array (built per attempt: the client owns the request).
+func targetHeaders(rec *persist.Record, n int, route []persist.Header, replace map[string]bool) http.Header {
+	size := len(rec.Headers) + len(route) + 4
+	h := make(http.Header, size)
+	vals := make([]string, 0, size)
+	one := func(v string) []string { // capacity 1: a second value of the name reallocates
+		vals = append(vals, v)
+		return vals[len(vals)-1 : len(vals) : len(vals)]
+	}
 	var conn []string
 	for _, hd := range rec.Headers {
 		if http.CanonicalHeaderKey(hd.Name) == "Connection" {
 			conn = append(conn, hd.Value)
 		}
 	}
-	hop, hopRoute := protocol.HopByHop(conn), protocol.HopByHop(nil)
+	hop := hopOnly
+	if len(conn) > 0 {
+		hop = protocol.HopByHop(conn)
+	}
 	for _, hd := range rec.Headers {
 		k := http.CanonicalHeaderKey(hd.Name)
 		if hop(k) || ownHeaders[k] || strings.HasPrefix(k, "Hookrelay-") || replace[k] || !validHeader(k, hd.Value) {
 			continue // hookrelay-* are ours, replace the route's: a sender cannot forge them
 		}
-		h[k] = append(h[k], hd.Value)
+		if vs, ok := h[k]; ok {
+			h[k] = append(vs, hd.Value)
+		} else {
+			h[k] = one(hd.Value)
+		}
 	}
-	for name, v := range routeHeaders {
-		k := http.CanonicalHeaderKey(name)
-		if _, sent := h[k]; !sent && !hopRoute(k) && !ownHeaders[k] {
-			h[k] = []string{v}
+	for _, hd := range route {
+		if _, sent := h[hd.Name]; !sent {
+			h[hd.Name] = one(hd.Value)
 		}
 	}
 	if _, sent := h["User-Agent"]; !sent {
-		h["User-Agent"] = []string{""} // no Go default User-Agent
+		h["User-Agent"] = one("") // no Go default User-Agent
 	}
-	h[headerID] = []string{webhookID(rec.ID)}
-	h[headerAttempt] = []string{strconv.Itoa(n)}
+	wid := webhookID(rec.ID)
+	h[headerID] = one(wid)
+	h[headerAttempt] = one(strconv.Itoa(n))
 	if rec.Replay {
-		h[headerReplay] = []string{"1"}
+		h[headerReplay] = one("1")
 	} else {
 		delete(h, headerReplay)
 	}
 	if _, sent := h[headerWebhook]; !sent {
-		h[headerWebhook] = []string{webhookID(rec.ID)}
+		h[headerWebhook] = one(wid)
 	}
 	return h
+}
+
+// hopOnly is protocol.HopByHop of a message without a Connection header.
+var hopOnly = protocol.HopByHop(nil)
+
+// routeHeaderList is a route's headers as targetHeaders adds them: canonical names, sorted,
+// without those the route may not set (hop-by-hop, Host, Content-Length, Expect). Built once
+// per route.
+func routeHeaderList(r *Route) []persist.Header {
+	names := slices.Sorted(maps.Keys(r.Headers))
+	var out []persist.Header
+	for _, name := range names {
+		k := http.CanonicalHeaderKey(name)
+		if hopOnly(k) || ownHeaders[k] || slices.ContainsFunc(out, func(h persist.Header) bool { return h.Name == k }) {
+			continue
+		}
+		out = append(out, persist.Header{Name: k, Value: r.Headers[name]})
+	}
+	return out
 }
 
 // validHeader refuses what no HTTP/1.1 request can carry: a name that is not a token, a

@@ -66,10 +66,14 @@ type session struct {
 	version    uint16 // the session's protocol version: 1, or 2 when the relay confirms reports
 
 	// set by run before the session's goroutines start; ctx ends with the session
-	conn  *protocol.Conn
-	ctx   context.Context
-	asm   *protocol.Assembler // owned by the reader
-	slots chan struct{}       // store worker tokens
+	conn *protocol.Conn
+	ctx  context.Context
+	asm  *protocol.Assembler // owned by the reader
+	// storeQ hands webhooks to idle store workers (startStore); workers counts those started,
+	// up to storeWorkers (reader only). A worker serves until the session ends: a goroutine
+	// per webhook grew a fresh stack for each.
+	storeQ  chan *protocol.Webhook
+	workers int
 	// ordered holds the store of each ordered endpoint seen (session_order.go); reader only.
 	ordered map[string]*orderedStore
 	wg      sync.WaitGroup
@@ -85,7 +89,7 @@ func newSession(a *Agent, tun protocol.Tunnel) *session {
 		tun:      tun,
 		log:      env.log.With("transport", tun.Transport()),
 		asm:      &protocol.Assembler{MaxBody: maxBody, SinkOver: sinkOver},
-		slots:    make(chan struct{}, storeWorkers),
+		storeQ:   make(chan *protocol.Webhook),
 		recorded: make(chan []string, 64),
 	}
 	s.asm.Sink = s.sinkFor
@@ -217,8 +221,9 @@ func (s *session) handle(f protocol.Frame) error {
 	return nil
 }
 
-// startStore hands w to a store worker, waiting for a free one; a webhook of an endpoint with
-// an ordered route to its endpoint's ordered store. False when the session ended.
+// startStore hands w to a store worker: an idle one, a new one while fewer than storeWorkers
+// run, else the first to be free. A webhook of an endpoint with an ordered route goes to its
+// endpoint's ordered store. False when the session ended.
 func (s *session) startStore(w *protocol.Webhook) bool {
 	for _, d := range s.env.routes.byEndpoint[w.Endpoint] {
 		if d.r.Ordered {
@@ -226,17 +231,35 @@ func (s *session) startStore(w *protocol.Webhook) bool {
 		}
 	}
 	select {
-	case s.slots <- struct{}{}:
+	case s.storeQ <- w:
+		return true
+	default:
+	}
+	if s.workers < storeWorkers {
+		s.workers++
+		s.wg.Go(func() { s.storeWorker(w) })
+		return true
+	}
+	select {
+	case s.storeQ <- w:
+		return true
 	case <-s.conn.Done():
 		return false
 	case <-s.ctx.Done():
 		return false
 	}
-	s.wg.Go(func() {
-		defer func() { <-s.slots }()
+}
+
+// storeWorker stores w, then each webhook startStore hands it, until the session ends.
+func (s *session) storeWorker(w *protocol.Webhook) {
+	for {
 		s.storeWebhook(w)
-	})
-	return true
+		select {
+		case w = <-s.storeQ:
+		case <-s.ctx.Done():
+			return
+		}
+	}
 }
 
 // storeWebhook appends w durably, one copy per route of its endpoint (store_copies.go), then

@@ -20,29 +20,20 @@ import (
 // be shared: each copy's retention deletes its own).
 func (s *session) storeCopies(w *protocol.Webhook, ds []*deliverer) (stored, existed int, err error) {
 	st := s.env.store
-	recs := make([]*persist.Record, len(ds))
 	headers := make([]persist.Header, len(w.Headers))
 	for i, h := range w.Headers {
-		headers[i] = persist.Header{Name: h.Name, Value: h.Value}
+		headers[i] = persist.Header(h)
 	}
+	b := s.takeBody(w)
+	if b == nil && len(ds) == 1 { // the common case, without the slices below
+		return tally(st.Append(context.Background(), copyRecord(w, ds[0], headers)))
+	}
+	recs := make([]*persist.Record, len(ds))
 	for i, d := range ds {
-		recs[i] = &persist.Record{
-			ID:         d.r.copyID(w.ID),
-			Queue:      d.r.queue,
-			ReceivedAt: w.ReceivedAt,
-			Method:     w.Method,
-			Path:       w.Path,
-			Query:      w.Query,
-			Headers:    headers,
-			Body:       w.Body,
-			Replay:     w.Replay,
-		}
+		recs[i] = copyRecord(w, d, headers)
 	}
 	errs := make([]error, len(recs))
-	b := s.takeBody(w)
 	switch {
-	case b == nil && len(recs) == 1:
-		errs[0] = st.Append(context.Background(), recs[0])
 	case b == nil:
 		var wg sync.WaitGroup
 		for i, r := range recs {
@@ -60,6 +51,27 @@ func (s *session) storeCopies(w *protocol.Webhook, ds []*deliverer) (stored, exi
 			errs[i] = s.copyBody(recs[0].ID, recs[i])
 		}
 	}
+	return tally(errs...)
+}
+
+// copyRecord is the record of w's copy for the route of d.
+func copyRecord(w *protocol.Webhook, d *deliverer, headers []persist.Header) *persist.Record {
+	return &persist.Record{
+		ID:         d.r.copyID(w.ID),
+		Queue:      d.r.queue,
+		ReceivedAt: w.ReceivedAt,
+		Method:     w.Method,
+		Path:       w.Path,
+		Query:      w.Query,
+		Headers:    headers,
+		Body:       w.Body,
+		Replay:     w.Replay,
+	}
+}
+
+// tally counts the copies stored and those stored before (persist.ErrExists) from their
+// appends' errors; err is the first other failure.
+func tally(errs ...error) (stored, existed int, err error) {
 	for _, e := range errs {
 		switch {
 		case e == nil:

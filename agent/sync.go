@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"io"
-	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -96,12 +95,20 @@ func (a *Agent) verdict(v *protocol.Verdict) {
 
 // responseHeaders is a response's header as a list, up to protocol.MaxResponseHeaders bytes.
 func responseHeaders(h http.Header) []protocol.Header {
+	names := make([]string, 0, len(h))
+	for name := range h {
+		names = append(names, name)
+	}
+	slices.Sort(names)
 	var out []protocol.Header
 	n := 0
-	for _, name := range slices.Sorted(maps.Keys(h)) {
+	for _, name := range names {
 		for _, v := range h[name] {
 			if n += len(name) + len(v) + 4; n > protocol.MaxResponseHeaders {
 				return out
+			}
+			if out == nil {
+				out = make([]protocol.Header, 0, len(h)) // most names have one value
 			}
 			out = append(out, protocol.Header{Name: name, Value: v})
 		}
@@ -112,10 +119,19 @@ func responseHeaders(h http.Header) []protocol.Header {
 // readResponse reads up to limit bytes of a response body (and drops up to discardBody more,
 // for the connection's reuse); complete is false when the body was longer than limit.
 func readResponse(resp *http.Response, limit int) (body []byte, complete bool) {
-	body, _ = io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
-	complete = len(body) <= limit
-	if !complete {
-		body = body[:limit]
+	switch n := resp.ContentLength; {
+	case n == 0: // most targets answer nothing: no buffer
+		complete = true
+	case n > 0 && n <= int64(limit): // a buffer of the size announced, not ReadAll's growth
+		body = make([]byte, n)
+		k, _ := io.ReadFull(resp.Body, body)
+		body, complete = body[:k], true
+	default:
+		body, _ = io.ReadAll(io.LimitReader(resp.Body, int64(limit)+1))
+		complete = len(body) <= limit
+		if !complete {
+			body = body[:limit]
+		}
 	}
 	io.Copy(io.Discard, io.LimitReader(resp.Body, discardBody))
 	return body, complete
@@ -124,8 +140,11 @@ func readResponse(resp *http.Response, limit int) (body []byte, complete bool) {
 // recordResponse keeps the target's answer with its delivery: its headers and the first
 // recordedBody bytes of its body.
 func recordResponse(del *persist.Delivery, header http.Header, body []byte) {
-	for _, h := range responseHeaders(header) {
-		del.ResponseHeaders = append(del.ResponseHeaders, persist.Header{Name: h.Name, Value: h.Value})
+	if hs := responseHeaders(header); len(hs) > 0 {
+		del.ResponseHeaders = make([]persist.Header, len(hs))
+		for i, h := range hs {
+			del.ResponseHeaders[i] = persist.Header(h)
+		}
 	}
 	if len(body) > 0 {
 		del.ResponseBody = body[:min(len(body), recordedBody):min(len(body), recordedBody)]

@@ -105,6 +105,11 @@ type Options struct {
 	// LeaseBodyMax: Lease and LeaseHead leave out bodies over this many bytes (Record.Body
 	// nil, BodyLen set), for the caller to stream with Body. 0 = never leave one out.
 	LeaseBodyMax int64
+	// SharedBodies makes the store keep an appended record's Body as given and hand out the
+	// bodies it holds in memory without a copy (Lease, LeaseHead): the caller must never change
+	// a body once appended or leased. It saves two copies of each small body (agent). Default
+	// false: bodies are copied both ways.
+	SharedBodies bool
 	// dropEvery is how often the committer drops the pages of Badger's mapped files (see
 	// dropMapped); 0 = every second, negative = never, not even the value logs' pages every
 	// 100 ms (tests only).

@@ -51,7 +51,7 @@ func (s *Store) LeaseHead(queue string, ttl time.Duration) (*Record, time.Time, 
 	token := head.lease
 	var r *Record
 	if c := s.recent.getLocked(head.id); c != nil {
-		r, _ = c.record(true)
+		r, _ = c.record(true, s.opts.SharedBodies)
 	}
 	id := head.id
 	s.mu.Unlock()

@@ -38,7 +38,11 @@ func (s *Store) appendCopies(ctx context.Context, r *Record, copies []Copy) erro
 	r.Deliveries = lastDeliveries(r.Deliveries)
 	meta := encodeMeta(r, bodyLen)
 	var cached []byte // the recent cache's own copy: the caller may reuse r.Body afterwards
-	if len(r.Body) <= recentBodyMax {
+	switch {
+	case len(r.Body) > recentBodyMax:
+	case s.opts.SharedBodies:
+		cached = r.Body
+	default:
 		cached = slices.Clone(r.Body)
 	}
 	recs, metas, err := copyRecords(r, bodyLen, copies)

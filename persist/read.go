@@ -53,7 +53,7 @@ func (s *Store) Lease(queue string, max int, ttl time.Duration) ([]*Record, erro
 	missing := 0
 	for i, e := range picked {
 		if c := s.recent.getLocked(e.id); c != nil {
-			found[i], _ = c.record(true)
+			found[i], _ = c.record(true, s.opts.SharedBodies)
 		}
 		if found[i] == nil {
 			missing++
@@ -362,7 +362,7 @@ func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
 	s.mu.Lock()
 	for i := range cached {
 		if c := s.recent.getLocked(sel[i].id); c != nil {
-			cached[i], _ = c.record(false)
+			cached[i], _ = c.record(false, false)
 		}
 	}
 	s.mu.Unlock()

@@ -84,14 +84,18 @@ func (c *recent) removeLocked(el *list.Element) {
 }
 
 // record returns a copy of the cached record for a caller, with its body when withBody
-// (false when the body is not kept).
-func (r *recentRec) record(withBody bool) (*Record, bool) {
+// (false when the body is not kept): a copy, or the cached body itself when share
+// (Options.SharedBodies).
+func (r *recentRec) record(withBody, share bool) (*Record, bool) {
 	if withBody && r.body == nil && r.bodyLen > 0 {
 		return nil, false
 	}
 	rec := *r.meta
 	if withBody {
-		rec.Body = slices.Clone(r.body)
+		rec.Body = r.body
+		if !share {
+			rec.Body = slices.Clone(r.body)
+		}
 		if rec.Body == nil {
 			rec.Body = []byte{}
 		}
@@ -111,27 +115,30 @@ func metaSize(r *Record) int64 {
 	return int64(n)
 }
 
-// canonical returns a copy of r's metadata as decodeMeta returns it once stored: times
-// without monotonic reading or location, empty lists nil, no body. Its slices are its own; the
-// strings are shared (they never change).
-func canonical(r *Record) *Record {
-	c := *r
-	c.Body = nil
-	c.ReceivedAt = canonTime(r.ReceivedAt)
-	c.NextAttempt = canonTime(r.NextAttempt)
-	c.FinishedAt = canonTime(r.FinishedAt)
-	c.Headers = nil
-	if len(r.Headers) > 0 {
-		c.Headers = slices.Clone(r.Headers)
+// canonicalize makes r's metadata what decodeMeta returns once stored, in place: times
+// without monotonic reading or location, empty lists nil, no body. Its Deliveries are copied
+// when an entry changes (they may be a cached record's); its Headers are a staged record's,
+// the store's own (writeInsert copies a caller's), and never changed.
+func canonicalize(r *Record) {
+	r.Body = nil
+	r.ReceivedAt = canonTime(r.ReceivedAt)
+	r.NextAttempt = canonTime(r.NextAttempt)
+	r.FinishedAt = canonTime(r.FinishedAt)
+	if len(r.Headers) == 0 {
+		r.Headers = nil
 	}
-	c.Deliveries = nil
-	if len(r.Deliveries) > 0 {
-		c.Deliveries = slices.Clone(r.Deliveries)
-		for i := range c.Deliveries {
-			c.Deliveries[i].At = canonTime(c.Deliveries[i].At)
+	if len(r.Deliveries) == 0 {
+		r.Deliveries = nil
+	}
+	for i := range r.Deliveries {
+		if canonTime(r.Deliveries[i].At) != r.Deliveries[i].At { // the same representation
+			r.Deliveries = slices.Clone(r.Deliveries)
+			for j := i; j < len(r.Deliveries); j++ {
+				r.Deliveries[j].At = canonTime(r.Deliveries[j].At)
+			}
+			break
 		}
 	}
-	return &c
 }
 
 func canonTime(t time.Time) time.Time {

@@ -90,3 +90,30 @@ func TestRecentCacheAgreesWithDisk(t *testing.T) {
 		t.Fatalf("cache holds %d bytes in %d records, bound %d", s.recent.bytes, len(s.recent.m), recentMax)
 	}
 }
+
+// Without SharedBodies a caller may reuse the body it appended and change the one it leased:
+// neither reaches the store. With it, Lease hands out the appended bytes themselves.
+func TestRecentBodiesCopiedUnlessShared(t *testing.T) {
+	for _, shared := range []bool{false, true} {
+		s := openT(t, "", func(o *Options) { o.SharedBodies = shared })
+		r := appendT(t, s, rec("q", "original"))
+		appended := r.Body
+		leased, err := s.Lease("q", 1, time.Minute)
+		if err != nil || len(leased) != 1 || string(leased[0].Body) != "original" {
+			t.Fatalf("shared %v: lease %+v %v", shared, leased, err)
+		}
+		if same := &leased[0].Body[0] == &appended[0]; same != shared {
+			t.Fatalf("shared %v: leased body is the appended one: %v", shared, same)
+		}
+		if shared {
+			continue
+		}
+		copy(appended, "APPENDED")
+		copy(leased[0].Body, "LEASED!!")
+		s.Release(r.ID)
+		again, err := s.Lease("q", 1, time.Minute)
+		if err != nil || len(again) != 1 || string(again[0].Body) != "original" {
+			t.Fatalf("after the caller changed its bodies, leased %+v %v", again, err)
+		}
+	}
+}

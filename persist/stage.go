@@ -3,12 +3,14 @@ package persist
 import (
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 )
 
 // record notes a staged change of a record for apply: its new summary and metadata (for
-// the recent cache, with the body when new), or its removal.
+// the recent cache, with the body when new), or its removal. meta is st.rec, made canonical
+// and shared with the cache from here (staged.shared).
 // st, when set, is the record's staged state: its first change carries what it was when cold.
 func (b *batch) record(id string, st *staged, meta *Record, bodyLen int, body []byte) {
 	c := change{id: id, txn: b.ntxn, del: meta == nil}
@@ -16,7 +18,10 @@ func (b *batch) record(id string, st *staged, meta *Record, bodyLen int, body []
 		c.cold, st.cold = st.cold, nil
 	}
 	if meta != nil {
-		c.sum, c.meta, c.bodyLen, c.body = summaryOf(meta), canonical(meta), bodyLen, body
+		c.sum = summaryOf(meta) // before canonicalize: as the index always had it
+		canonicalize(meta)
+		c.meta, c.bodyLen, c.body = meta, bodyLen, body
+		st.shared = true
 	}
 	b.changes = append(b.changes, c)
 }
@@ -58,9 +63,8 @@ func (b *batch) get(id string) (*staged, error) {
 		return nil, ErrNotFound
 	}
 	var st *staged
-	if cached != nil {
-		rec, _ := cached.record(false) // a copy: the batch edits it
-		st = &staged{rec: rec, bodyLen: cached.bodyLen, leased: leased, txn: -1}
+	if cached != nil { // modify copies it before a change
+		st = &staged{rec: cached.meta, shared: true, bodyLen: cached.bodyLen, leased: leased, txn: -1}
 	} else {
 		rec, bodyLen, err := readMeta(b.rtxn, id)
 		if err != nil {
@@ -93,6 +97,10 @@ func (b *batch) modify(id string, fn func(st *staged) error) error {
 	st, err := b.get(id)
 	if err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
+	}
+	if st.shared {
+		cp := *st.rec
+		st.rec, st.shared = &cp, false
 	}
 	was := st.rec.State
 	if err := fn(st); err != nil {
@@ -254,8 +262,13 @@ func (b *batch) writeInsert(r *Record, meta, cached []byte) error {
 	b.qbytes[r.Queue] += r.Size
 	rec := *r
 	rec.Body = nil
-	b.ov[r.ID] = &staged{rec: &rec, bodyLen: bodyLenOf(r), txn: b.cur.last}
-	b.record(r.ID, nil, &rec, bodyLenOf(r), cached)
+	if len(r.Headers) > 0 {
+		// The store's own from here: the caller may change r's; the cache shares these.
+		rec.Headers = slices.Clone(r.Headers)
+	}
+	st := &staged{rec: &rec, bodyLen: bodyLenOf(r), txn: b.cur.last}
+	b.ov[r.ID] = st
+	b.record(r.ID, st, &rec, bodyLenOf(r), cached)
 	return nil
 }
 

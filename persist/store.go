@@ -35,6 +35,7 @@ type Store struct {
 	expect    int           // requests the next batch may expect (see collect)
 	lastTook  time.Duration // how long the last commit took
 	lingerT   *time.Timer   // collect's, reused
+	spare     *batch        // the last batch, emptied, for the next to reuse its slices and maps
 	sweptAt   time.Time     // when the committer last asked for an early sweep
 	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
 	droppedAt time.Time     // when the mapped files' pages were last dropped (see adviseLogs)

@@ -11,7 +11,9 @@ import (
 const (
 	// reuseLimit is the largest frame read into a reused buffer (its fields copied out); a
 	// larger frame gets a buffer of its own that its body aliases, so big buffers are not kept.
-	reuseLimit = 64 << 10
+	// It holds a webhook of a 64 KiB body with its headers: such a frame read into a buffer of
+	// its own, grown from readStep as its bytes came, allocated three times its size.
+	reuseLimit = 80 << 10
 	// readBufSize is the buffering in front of a Reader's byte stream.
 	readBufSize = 32 << 10
 	// splitBulk is the body size from which a transport writes a body straight from the frame
