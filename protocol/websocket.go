@@ -58,9 +58,10 @@ func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunn
 	}
 	up := websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		// The accepting side (the relay) receives little; 4 KiB lets the upgrade keep the
-		// HTTP server's read buffer instead of allocating one per tunnel.
-		ReadBufferSize:  4 << 10,
+		// Zero: the upgrade keeps the HTTP server's read buffer (4 KiB, enough for the
+		// little the accepting side, the relay, receives) instead of allocating another
+		// per tunnel.
+		ReadBufferSize:  0,
 		WriteBufferSize: wsBufferSize,
 		WriteBufferPool: &wsWriteBuffers,
 		Subprotocols:    []string{Subprotocol},
@@ -135,13 +136,11 @@ type wsTunnel struct {
 	// Lifecycle.
 	closed    atomic.Bool
 	closeOnce sync.Once
-	done      chan struct{} // closed by Close; stops the ping loop
-	wg        sync.WaitGroup
+	pinger    *pulse // WebSocket pings; stopped by Close
 }
 
 func newWSTunnel(conn *websocket.Conn, cfg WSConfig, cork *corkConn) *wsTunnel {
-	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), cork: cork,
-		done: make(chan struct{})}
+	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), cork: cork}
 	conn.SetReadLimit(int64(cfg.MaxFrame) + 4)
 	conn.SetPongHandler(func(string) error { return t.extendRead() })
 	conn.SetPingHandler(func(data string) error {
@@ -154,8 +153,7 @@ func newWSTunnel(conn *websocket.Conn, cfg WSConfig, cork *corkConn) *wsTunnel {
 		}
 		return t.extendRead()
 	})
-	t.wg.Add(1)
-	go t.pingLoop()
+	t.pinger = startPulse(jitter(cfg.PingInterval), t.ping)
 	return t
 }
 
@@ -167,25 +165,16 @@ func (t *wsTunnel) extendRead() error {
 	return t.conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
 }
 
-// pingLoop sends a ping every PingInterval ±20%. A ping that cannot be written within
-// WriteTimeout means the peer stopped reading: the connection is closed so ReadFrame fails.
-func (t *wsTunnel) pingLoop() {
-	defer t.wg.Done()
-	timer := time.NewTimer(jitter(t.cfg.PingInterval))
-	defer timer.Stop()
-	for {
-		select {
-		case <-t.done:
-			return
-		case <-timer.C:
-		}
-		err := t.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(t.cfg.WriteTimeout))
-		if err != nil {
-			t.conn.NetConn().Close()
-			return
-		}
-		timer.Reset(jitter(t.cfg.PingInterval))
+// ping sends a ping; the next goes PingInterval ±20% later. A ping that cannot be written
+// within WriteTimeout means the peer stopped reading: the connection is closed so ReadFrame
+// fails, and no more pings go.
+func (t *wsTunnel) ping() time.Duration {
+	err := t.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(t.cfg.WriteTimeout))
+	if err != nil {
+		t.conn.NetConn().Close()
+		return 0
 	}
+	return jitter(t.cfg.PingInterval)
 }
 
 // jitter returns d ±20%.
@@ -302,16 +291,16 @@ func (t *wsTunnel) writeErr(err error) error {
 	return fmt.Errorf("websocket write: %w", err)
 }
 
-// Close sends a close message (best effort), closes the connection and waits for the ping
-// loop. It is idempotent and unblocks ReadFrame and WriteFrame.
+// Close sends a close message (best effort), closes the connection and waits for a ping
+// being sent. It is idempotent and unblocks ReadFrame and WriteFrame.
 func (t *wsTunnel) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
-		close(t.done)
+		t.pinger.stop()
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 		_ = t.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(wsCloseTimeout))
-		t.conn.Close()
-		t.wg.Wait()
+		t.conn.Close() // unblocks a ping being written
+		t.pinger.wait()
 	})
 	return nil
 }
