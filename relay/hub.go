@@ -66,18 +66,45 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 // serve runs one tunnel from handshake to end; it closes t. slot (nil for QUIC, whose tunnel
 // gives its own back once its Hello is read) is left once the handshake is over.
 func (h *hub) serve(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
-	defer slot.leave()
+	if h.enter(t, slot) {
+		defer h.wg.Done()
+		h.run(ctx, t, slot)
+	}
+}
+
+// serveAsync is serve in a goroutine of the hub's (shutdown joins it), for a WebSocket
+// tunnel: the HTTP handler that hijacked its connection returns at once, and the HTTP
+// server's state for that connection (its buffers, the request) is freed while the session
+// runs, which an idle agent would otherwise hold for hours.
+func (h *hub) serveAsync(t protocol.Tunnel, slot *preauthSlot) {
+	if h.enter(t, slot) {
+		go func() {
+			defer h.wg.Done()
+			h.run(context.Background(), t, slot) // shutdown ends it
+		}()
+	}
+}
+
+// enter counts a tunnel in (h.wg, pending) unless the hub is closing, when it sends GoAway,
+// closes t and leaves slot.
+func (h *hub) enter(t protocol.Tunnel, slot *preauthSlot) bool {
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		t.WriteFrame(goAway())
 		t.Close()
-		return
+		slot.leave()
+		return false
 	}
 	h.wg.Add(1)
 	h.pending[t] = struct{}{}
 	h.mu.Unlock()
-	defer h.wg.Done()
+	return true
+}
+
+// run is serve once entered.
+func (h *hub) run(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
+	defer slot.leave()
 	defer t.Close()
 
 	log := h.log.With("transport", t.Transport(), "remote", t.RemoteAddr())
