@@ -20,6 +20,12 @@ import (
 // tunnel that never gets a Hello through costs no write buffer.
 var wsWriteBuffers sync.Pool
 
+// wsFrameBuffers lend the tunnels the buffer a frame is read into or encoded in, for the time
+// of one frame: an idle tunnel holds none, and one that once carried a large frame does not
+// keep its buffer. Frames up to reuseLimit are decoded with their fields copied out, so the
+// buffer is free again once ReadFrame returns.
+var wsFrameBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
 const (
 	wsBufferSize   = 16 << 10
 	wsCloseTimeout = time.Second // for the best-effort close frame
@@ -126,12 +132,8 @@ type wsTunnel struct {
 	remote string
 	cork   *corkConn // under conn; nil when the connection could not be wrapped
 
-	// Owned by the ReadFrame goroutine.
-	rbuf []byte
-
-	// Guarded by wmu: one frame write at a time.
-	wmu  sync.Mutex
-	wbuf []byte
+	// One frame write at a time.
+	wmu sync.Mutex
 
 	// Lifecycle.
 	closed    atomic.Bool
@@ -196,8 +198,10 @@ func (t *wsTunnel) ReadFrame() (Frame, error) {
 		if typ != websocket.BinaryMessage {
 			return nil, fmt.Errorf("%w: websocket message of type %d, want binary", ErrMalformed, typ)
 		}
+		buf := wsFrameBuffers.Get().(*[]byte)
 		var f Frame
-		f, t.rbuf, err = readFrame(r, t.cfg.MaxFrame, t.rbuf)
+		f, *buf, err = readFrame(r, t.cfg.MaxFrame, *buf)
+		wsFrameBuffers.Put(buf)
 		if err != nil {
 			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
 				return nil, err
@@ -234,11 +238,15 @@ func (t *wsTunnel) WriteFrame(f Frame) error {
 	if t.closed.Load() {
 		return ErrClosed
 	}
-	head, tail := appendFrame(t.wbuf[:0], f, splitBulk)
-	t.wbuf = head
-	if cap(t.wbuf) > reuseLimit {
-		t.wbuf = nil
-	}
+	buf := wsFrameBuffers.Get().(*[]byte)
+	head, tail := appendFrame((*buf)[:0], f, splitBulk)
+	defer func() { // the WebSocket writer copied head
+		*buf = nil
+		if cap(head) <= reuseLimit {
+			*buf = head[:0]
+		}
+		wsFrameBuffers.Put(buf)
+	}()
 	if len(head) == 0 {
 		return fmt.Errorf("websocket write: unknown frame %T", f)
 	}
