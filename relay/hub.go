@@ -41,6 +41,7 @@ type hub struct {
 	closing  bool
 	pending  map[protocol.Tunnel]struct{} // tunnels still in their handshake
 	sessions map[*session]struct{}
+	byToken  map[[sha256.Size]byte]int // token sum → its sessions in sessions, stopping ones too
 	byAgent  map[string]*session
 	started  time.Time            // when the hub began: an agent not seen since is away since then
 	lastSeen map[string]time.Time // agent id → when its last session ended
@@ -56,6 +57,7 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 		preauth:  newPreauth(m),
 		pending:  map[protocol.Tunnel]struct{}{},
 		sessions: map[*session]struct{}{},
+		byToken:  map[[sha256.Size]byte]int{},
 		byAgent:  map[string]*session{},
 		started:  time.Now(),
 		lastSeen: map[string]time.Time{},
@@ -243,7 +245,8 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 		he = refuse("unauthorized", protocol.CodeUnauthorized, clip(reason, 200), errors.New(clip(reason, 200)))
 	case undeclared != "":
 		he = refuse("group", protocol.CodeUnauthorized, clip(undeclared, 400), errors.New(clip(undeclared, 400)))
-	case h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
+	case h.byToken[sum] >= lv.cfg.MaxAgentsPerToken && // else the exact count is below too
+		h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
 		msg := fmt.Sprintf("this token already has %d agents connected (max_agents_per_token)", lv.cfg.MaxAgentsPerToken)
 		he = refuse("agents_per_token", protocol.CodeLimit, msg, errors.New(msg))
 	case h.byAgent[hello.AgentID] != nil && h.byAgent[hello.AgentID].tokenSum != sum:
@@ -270,11 +273,14 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	}
 	h.byAgent[s.agentID] = s
 	h.sessions[s] = struct{}{}
+	h.byToken[sum]++
 	return s, nil
 }
 
 // tokenSessionsLocked counts the live sessions of the token sum, except one of agentID,
-// which a new session of that id replaces.
+// which a new session of that id replaces. It walks every session: admit asks only when
+// byToken says the limit may be reached (thousands of agents connecting would otherwise
+// cost a walk each).
 func (h *hub) tokenSessionsLocked(sum [sha256.Size]byte, agentID string) int {
 	n := 0
 	for s := range h.sessions {
@@ -288,7 +294,12 @@ func (h *hub) tokenSessionsLocked(sum [sha256.Size]byte, agentID string) int {
 func (h *hub) unregister(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.sessions, s)
+	if _, ok := h.sessions[s]; ok {
+		delete(h.sessions, s)
+		if h.byToken[s.tokenSum]--; h.byToken[s.tokenSum] == 0 {
+			delete(h.byToken, s.tokenSum)
+		}
+	}
 	if h.byAgent[s.agentID] == s {
 		delete(h.byAgent, s.agentID)
 	}
