@@ -79,12 +79,24 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
 // server's state for that connection (its buffers, the request) is freed while the session
 // runs, which an idle agent would otherwise hold for hours.
 func (h *hub) serveAsync(t protocol.Tunnel, slot *preauthSlot) {
-	if h.enter(t, slot) {
+	if !h.enter(t, slot) {
+		return
+	}
+	go func() {
+		s := h.welcome(t, slot)
+		if s == nil {
+			t.Close()
+			h.wg.Done()
+			return
+		}
+		// The session runs on a fresh goroutine, which hands its wg count on: the
+		// handshake grew this one's stack, which an idle session would keep for hours.
 		go func() {
 			defer h.wg.Done()
-			h.run(context.Background(), t, slot) // shutdown ends it
+			defer t.Close()
+			h.runSession(context.Background(), s) // shutdown ends it
 		}()
-	}
+	}()
 }
 
 // enter counts a tunnel in (h.wg, pending) unless the hub is closing, when it sends GoAway,
@@ -106,9 +118,16 @@ func (h *hub) enter(t protocol.Tunnel, slot *preauthSlot) bool {
 
 // run is serve once entered.
 func (h *hub) run(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
-	defer slot.leave()
 	defer t.Close()
+	if s := h.welcome(t, slot); s != nil {
+		h.runSession(ctx, s)
+	}
+}
 
+// welcome takes t through its handshake and admission, and sends the Welcome of its new
+// session; nil when t got no session (the caller closes t).
+func (h *hub) welcome(t protocol.Tunnel, slot *preauthSlot) *session {
+	defer slot.leave()
 	log := h.log.With("transport", t.Transport(), "remote", t.RemoteAddr())
 	hello, err := h.handshake(t)
 	slot.leave()
@@ -117,16 +136,16 @@ func (h *hub) run(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
 	h.mu.Unlock()
 	if slot.wasEvicted() { // counted when it was evicted
 		log.Info("tunnel refused", "reason", "pending_evicted", "err", "no hello within "+preauthStale.String()+" while max_pending_tunnels was reached")
-		return
+		return nil
 	}
 	if err != nil {
 		h.refused(log, err)
-		return
+		return nil
 	}
 	s, err := h.admit(t, hello, log)
 	if err != nil {
 		h.refused(log, err)
-		return
+		return nil
 	}
 	err = t.WriteFrame(&protocol.Welcome{
 		SessionID:  s.id,
@@ -139,9 +158,14 @@ func (h *hub) run(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
 	if err != nil {
 		s.log.Info("send welcome failed", "err", err)
 		h.unregister(s)
-		return
+		return nil
 	}
 	s.log.Info("agent connected", "endpoints", s.endpoints)
+	return s
+}
+
+// runSession runs s until it ends, then unregisters it and releases its webhooks.
+func (h *hub) runSession(ctx context.Context, s *session) {
 	s.run(ctx) // ctx ending closes the session as shutdown
 	h.unregister(s)
 	s.release()
