@@ -27,8 +27,9 @@ var wsWriteBuffers sync.Pool
 var wsFrameBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 const (
-	wsBufferSize   = 16 << 10
-	wsCloseTimeout = time.Second // for the best-effort close frame
+	wsBufferSize       = 16 << 10
+	wsAcceptReadBuffer = 1 << 10
+	wsCloseTimeout     = time.Second // for the best-effort close frame
 )
 
 func (c WSConfig) withDefaults() WSConfig {
@@ -64,10 +65,11 @@ func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunn
 	}
 	up := websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		// Zero: the upgrade keeps the HTTP server's read buffer (4 KiB, enough for the
-		// little the accepting side, the relay, receives) instead of allocating another
-		// per tunnel.
-		ReadBufferSize:  0,
+		// The accepting side (the relay) receives small frames (acks, reports), and an
+		// idle tunnel keeps this buffer for hours: 1 KiB rather than the HTTP server's
+		// 4 KiB, which is freed once the handler returns. A frame body larger than the
+		// buffer is read past it, straight into the frame's.
+		ReadBufferSize:  wsAcceptReadBuffer,
 		WriteBufferSize: wsBufferSize,
 		WriteBufferPool: &wsWriteBuffers,
 		Subprotocols:    []string{Subprotocol},
