@@ -20,12 +20,6 @@ import (
 // tunnel that never gets a Hello through costs no write buffer.
 var wsWriteBuffers sync.Pool
 
-// wsFrameBuffers lend the tunnels the buffer a frame is read into or encoded in, for the time
-// of one frame: an idle tunnel holds none, and one that once carried a large frame does not
-// keep its buffer. Frames up to reuseLimit are decoded with their fields copied out, so the
-// buffer is free again once ReadFrame returns.
-var wsFrameBuffers = sync.Pool{New: func() any { return new([]byte) }}
-
 const (
 	wsBufferSize       = 16 << 10
 	wsAcceptReadBuffer = 1 << 10
@@ -200,10 +194,7 @@ func (t *wsTunnel) ReadFrame() (Frame, error) {
 		if typ != websocket.BinaryMessage {
 			return nil, fmt.Errorf("%w: websocket message of type %d, want binary", ErrMalformed, typ)
 		}
-		buf := wsFrameBuffers.Get().(*[]byte)
-		var f Frame
-		f, *buf, err = readFrame(r, t.cfg.MaxFrame, *buf)
-		wsFrameBuffers.Put(buf)
+		f, err := readFrame(r, t.cfg.MaxFrame)
 		if err != nil {
 			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
 				return nil, err
@@ -240,14 +231,14 @@ func (t *wsTunnel) WriteFrame(f Frame) error {
 	if t.closed.Load() {
 		return ErrClosed
 	}
-	buf := wsFrameBuffers.Get().(*[]byte)
+	buf := frameBuffers.Get().(*[]byte)
 	head, tail := appendFrame((*buf)[:0], f, splitBulk)
 	defer func() { // the WebSocket writer copied head
 		*buf = nil
 		if cap(head) <= reuseLimit {
 			*buf = head[:0]
 		}
-		wsFrameBuffers.Put(buf)
+		frameBuffers.Put(buf)
 	}()
 	if len(head) == 0 {
 		return fmt.Errorf("websocket write: unknown frame %T", f)
