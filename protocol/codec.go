@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 const (
@@ -25,11 +26,18 @@ const (
 	readStep = 4 << 10
 )
 
+// frameBuffers lend readFrame the buffer a frame is read into, and the WebSocket writer the
+// one it encodes into, for the time of one frame: a reader waiting for its next frame (an
+// idle tunnel's) holds none, and one that once read a large frame does not keep its buffer.
+var frameBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// bufReaders lend lazyBufReaders their buffer while bytes wait in it.
+var bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, readBufSize) }}
+
 // Reader reads length-prefixed frames from a byte stream. Not safe for concurrent use.
 type Reader struct {
 	r   io.Reader
 	max int
-	buf []byte
 	err error // sticky: after a bad length the stream is out of step
 }
 
@@ -44,8 +52,10 @@ func NewReader(r io.Reader, maxFrame int) *Reader {
 	return &Reader{r: r, max: maxFrame}
 }
 
-// lazyBufReader buffers src, but allocates its buffer only once data has come: a stream that
-// stays silent (a relay's QUIC data streams, say) costs no buffer.
+// lazyBufReader buffers src, but holds a buffer only while bytes wait in it: a stream waiting
+// for its next bytes (an idle tunnel's, or a relay's silent QUIC data streams) holds none.
+// Once the buffer is drained, the next read goes straight to src, and a buffer is taken
+// again once bytes came.
 type lazyBufReader struct {
 	src io.Reader
 	br  *bufio.Reader
@@ -53,11 +63,17 @@ type lazyBufReader struct {
 
 func (l *lazyBufReader) Read(p []byte) (int, error) {
 	if l.br != nil {
-		return l.br.Read(p)
+		if l.br.Buffered() > 0 {
+			return l.br.Read(p)
+		}
+		l.br.Reset(nil)
+		bufReaders.Put(l.br)
+		l.br = nil
 	}
 	n, err := l.src.Read(p)
-	if n > 0 {
-		l.br = bufio.NewReaderSize(l.src, readBufSize)
+	if n > 0 && err == nil {
+		l.br = bufReaders.Get().(*bufio.Reader)
+		l.br.Reset(l.src)
 	}
 	return n, err
 }
@@ -79,7 +95,7 @@ func (r *Reader) readOne() (Frame, error) {
 		return nil, r.err
 	}
 	var f Frame
-	f, r.buf, r.err = readFrame(r.r, r.max, r.buf)
+	f, r.err = readFrame(r.r, r.max)
 	return f, r.err
 }
 
@@ -97,19 +113,20 @@ func (r *Reader) frameBuffered() bool {
 	return uint64(br.Buffered()) >= 4+uint64(binary.BigEndian.Uint32(hdr))
 }
 
-// readFrame reads one length-prefixed frame from r, reusing buf for small frames, and returns
-// the buffer to reuse next time. A nil frame with a nil error is an unknown type, skipped.
-func readFrame(r io.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
+// readFrame reads one length-prefixed frame from r. A small frame is read into a buffer
+// borrowed from frameBuffers once its length has come (its fields are copied out); a larger
+// one into a buffer of its own. A nil frame with a nil error is an unknown type, skipped.
+func readFrame(r io.Reader, maxFrame int) (Frame, error) {
 	var hdr [4]byte
 	if _, err := io.ReadFull(r, hdr[:]); err != nil {
-		return nil, buf, err
+		return nil, err
 	}
 	n := binary.BigEndian.Uint32(hdr[:])
 	if uint64(n) > uint64(maxFrame) {
-		return nil, buf, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxFrame)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrFrameTooLarge, n, maxFrame)
 	}
 	if n == 0 {
-		return nil, buf, fmt.Errorf("%w: zero length", ErrMalformed)
+		return nil, fmt.Errorf("%w: zero length", ErrMalformed)
 	}
 	alias := n > reuseLimit
 	var b []byte
@@ -117,21 +134,22 @@ func readFrame(r io.Reader, maxFrame int, buf []byte) (Frame, []byte, error) {
 	if alias {
 		b, err = readGrowing(r, int(n), nil)
 	} else {
-		if cap(buf) < 4<<10 {
-			buf = make([]byte, 0, 4<<10)
+		buf := frameBuffers.Get().(*[]byte)
+		defer frameBuffers.Put(buf)
+		if cap(*buf) < 4<<10 {
+			*buf = make([]byte, 0, 4<<10)
 		}
-		if b, err = readGrowing(r, int(n), buf); err == nil {
-			buf = b[:0] // reused by the next small frame, grown or not
+		if b, err = readGrowing(r, int(n), *buf); err == nil {
+			*buf = b[:0] // reused by the next small frame, grown or not
 		}
 	}
 	if err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		return nil, buf, fmt.Errorf("read frame body: %w", err)
+		return nil, fmt.Errorf("read frame body: %w", err)
 	}
-	f, err := decodeFrame(b, alias)
-	return f, buf, err
+	return decodeFrame(b, alias)
 }
 
 // readGrowing reads exactly n bytes into buf (reused when it has room) or into a buffer that

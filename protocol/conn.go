@@ -117,6 +117,9 @@ var ErrPeerTimeout = errors.New("protocol: peer silent")
 // bodies into chunks. A keepalive sends Pings and closes the Conn when the peer falls silent,
 // which catches a half-open tunnel on any transport; Pings are answered inside the Conn.
 // Run reads, in the caller's goroutine, and returns once everything the Conn started stopped.
+// The keepalive and the watches of Run's ctx and of closing run on timers and context
+// callbacks, not goroutines of their own: an idle Conn costs two goroutines, its reader and
+// its writer (a relay holds thousands).
 type Conn struct {
 	// static after NewConn
 	t      Tunnel
@@ -129,9 +132,15 @@ type Conn struct {
 	ctrl chan Frame    // to the writer, ahead of data
 	acks chan string   // ids to the writer, for Ack frames
 
-	lastRead   atomic.Int64  // time since epoch of the last frame read
-	done       chan struct{} // closed by the first Close
-	writerDone chan struct{} // closed when the writer returned
+	lastRead   atomic.Int64    // time since epoch of the last frame read
+	ctx        context.Context // cancelled by the first Close
+	cancel     context.CancelFunc
+	done       <-chan struct{} // ctx.Done()
+	writerDone chan struct{}   // closed when the writer returned
+
+	// owned by the keepalive (one run at a time)
+	nonce    uint64
+	nextPing time.Time
 
 	mu      sync.Mutex
 	running bool        // Run was called
@@ -149,6 +158,7 @@ type outFrame struct {
 // NewConn takes over t, whose handshake is done. Nothing runs until Run.
 func NewConn(t Tunnel, cfg ConnConfig) *Conn {
 	cfg = cfg.withDefaults()
+	ctx, cancel := context.WithCancel(context.Background())
 	c := &Conn{
 		t:          t,
 		cfg:        cfg,
@@ -157,7 +167,9 @@ func NewConn(t Tunnel, cfg ConnConfig) *Conn {
 		data:       make(chan outFrame, cfg.Queue),
 		ctrl:       make(chan Frame, cfg.Control),
 		acks:       make(chan string, cfg.AckQueue),
-		done:       make(chan struct{}),
+		ctx:        ctx,
+		cancel:     cancel,
+		done:       ctx.Done(),
 		writerDone: make(chan struct{}),
 	}
 	c.corker, _ = t.(Corker)
@@ -269,7 +281,7 @@ func (c *Conn) closeFor(reason CloseReason, final Frame, cause error) bool {
 	default:
 	}
 	c.reason, c.final, c.cause = reason, final, cause
-	close(c.done)
+	c.cancel()
 	return true
 }
 
@@ -283,6 +295,10 @@ func (c *Conn) fail(reason CloseReason, cause error) {
 
 // Done is closed once the Conn is closing.
 func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// Context is cancelled once the Conn is closing (when Done is closed): for work that belongs
+// to the Conn's life.
+func (c *Conn) Context() context.Context { return c.ctx }
 
 // Reason is why the Conn closed; meaningful once Done is closed.
 func (c *Conn) Reason() CloseReason {
@@ -310,8 +326,23 @@ func (c *Conn) Run(ctx context.Context, handle func(Frame) error) error {
 	c.lastRead.Store(int64(time.Since(c.epoch)))
 	var wg sync.WaitGroup
 	wg.Go(c.writeLoop)
-	wg.Go(func() { c.keepalive(ctx) })
+	wg.Add(2)
+	stopShutdown := context.AfterFunc(ctx, func() {
+		defer wg.Done()
+		c.Close(ReasonShutdown, nil)
+	})
+	context.AfterFunc(c.ctx, func() { // the Conn is closed by the time readLoop returns
+		defer wg.Done()
+		c.graceFinal()
+	})
+	c.nextPing = time.Now().Add(jitter(c.cfg.PingEvery))
+	keep := startPulse(time.Until(c.nextPing), c.keepalive)
 	err := c.readLoop(handle)
+	if stopShutdown() {
+		wg.Done()
+	}
+	keep.stop()
+	keep.wait()
 	wg.Wait()
 	c.t.Close()
 	c.mu.Lock()

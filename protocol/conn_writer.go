@@ -1,7 +1,6 @@
 package protocol
 
 import (
-	"context"
 	"fmt"
 	"runtime"
 	"time"
@@ -141,43 +140,32 @@ func (c *Conn) writeFinal() {
 	c.t.Close()
 }
 
-// keepalive sends a Ping every PingEvery (jittered) and closes the Conn when nothing came
-// from the peer for DeadAfter; it closes it with ReasonShutdown when ctx ends. Once the Conn
-// closes with a final frame, it gives the writer FinalGrace to write it, then cuts the tunnel.
-func (c *Conn) keepalive(ctx context.Context) {
-	var nonce uint64
-	nextPing := time.Now().Add(jitter(c.cfg.PingEvery))
-	timer := time.NewTimer(time.Until(nextPing))
-	defer timer.Stop()
-	ctxDone := ctx.Done()
-	for {
-		select {
-		case <-ctxDone:
-			ctxDone = nil
-			c.Close(ReasonShutdown, nil)
-			continue
-		case <-c.done:
-			c.graceFinal()
-			return
-		case <-timer.C:
-		}
-		now := time.Now()
-		idle := now.Sub(c.epoch) - time.Duration(c.lastRead.Load())
-		if idle >= c.cfg.DeadAfter {
-			c.fail(ReasonPeerTimeout, fmt.Errorf("%w: no frame for %s", ErrPeerTimeout,
-				idle.Round(time.Millisecond)))
-			continue
-		}
-		if !now.Before(nextPing) {
-			nonce++
-			select { // best effort: a full queue means the peer is not reading anyway
-			case c.ctrl <- &Ping{Nonce: nonce}:
-			default:
-			}
-			nextPing = now.Add(jitter(c.cfg.PingEvery))
-		}
-		timer.Reset(min(nextPing.Sub(now), c.cfg.DeadAfter-idle))
+// keepalive runs every so often while the Conn runs: it closes the Conn when nothing came
+// from the peer for DeadAfter, and sends a Ping every PingEvery (jittered). It returns the
+// delay to its next run, 0 once the Conn is closing. (Run closes the Conn with ReasonShutdown
+// when its ctx ends, and then gives a final frame FinalGrace: graceFinal.)
+func (c *Conn) keepalive() time.Duration {
+	select {
+	case <-c.done:
+		return 0
+	default:
 	}
+	now := time.Now()
+	idle := now.Sub(c.epoch) - time.Duration(c.lastRead.Load())
+	if idle >= c.cfg.DeadAfter {
+		c.fail(ReasonPeerTimeout, fmt.Errorf("%w: no frame for %s", ErrPeerTimeout,
+			idle.Round(time.Millisecond)))
+		return 0
+	}
+	if !now.Before(c.nextPing) {
+		c.nonce++
+		select { // best effort: a full queue means the peer is not reading anyway
+		case c.ctrl <- &Ping{Nonce: c.nonce}:
+		default:
+		}
+		c.nextPing = now.Add(jitter(c.cfg.PingEvery))
+	}
+	return max(min(c.nextPing.Sub(now), c.cfg.DeadAfter-idle), time.Millisecond)
 }
 
 // graceFinal waits for the writer to write the final frame, at most FinalGrace, then makes

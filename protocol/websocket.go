@@ -21,8 +21,9 @@ import (
 var wsWriteBuffers sync.Pool
 
 const (
-	wsBufferSize   = 16 << 10
-	wsCloseTimeout = time.Second // for the best-effort close frame
+	wsBufferSize       = 16 << 10
+	wsAcceptReadBuffer = 1 << 10
+	wsCloseTimeout     = time.Second // for the best-effort close frame
 )
 
 func (c WSConfig) withDefaults() WSConfig {
@@ -58,9 +59,11 @@ func AcceptWebSocket(w http.ResponseWriter, r *http.Request, cfg WSConfig) (Tunn
 	}
 	up := websocket.Upgrader{
 		HandshakeTimeout: cfg.HandshakeTimeout,
-		// The accepting side (the relay) receives little; 4 KiB lets the upgrade keep the
-		// HTTP server's read buffer instead of allocating one per tunnel.
-		ReadBufferSize:  4 << 10,
+		// The accepting side (the relay) receives small frames (acks, reports), and an
+		// idle tunnel keeps this buffer for hours: 1 KiB rather than the HTTP server's
+		// 4 KiB, which is freed once the handler returns. A frame body larger than the
+		// buffer is read past it, straight into the frame's.
+		ReadBufferSize:  wsAcceptReadBuffer,
 		WriteBufferSize: wsBufferSize,
 		WriteBufferPool: &wsWriteBuffers,
 		Subprotocols:    []string{Subprotocol},
@@ -125,23 +128,17 @@ type wsTunnel struct {
 	remote string
 	cork   *corkConn // under conn; nil when the connection could not be wrapped
 
-	// Owned by the ReadFrame goroutine.
-	rbuf []byte
-
-	// Guarded by wmu: one frame write at a time.
-	wmu  sync.Mutex
-	wbuf []byte
+	// One frame write at a time.
+	wmu sync.Mutex
 
 	// Lifecycle.
 	closed    atomic.Bool
 	closeOnce sync.Once
-	done      chan struct{} // closed by Close; stops the ping loop
-	wg        sync.WaitGroup
+	pinger    *pulse // WebSocket pings; stopped by Close
 }
 
 func newWSTunnel(conn *websocket.Conn, cfg WSConfig, cork *corkConn) *wsTunnel {
-	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), cork: cork,
-		done: make(chan struct{})}
+	t := &wsTunnel{conn: conn, cfg: cfg, remote: conn.RemoteAddr().String(), cork: cork}
 	conn.SetReadLimit(int64(cfg.MaxFrame) + 4)
 	conn.SetPongHandler(func(string) error { return t.extendRead() })
 	conn.SetPingHandler(func(data string) error {
@@ -154,8 +151,7 @@ func newWSTunnel(conn *websocket.Conn, cfg WSConfig, cork *corkConn) *wsTunnel {
 		}
 		return t.extendRead()
 	})
-	t.wg.Add(1)
-	go t.pingLoop()
+	t.pinger = startPulse(jitter(cfg.PingInterval), t.ping)
 	return t
 }
 
@@ -167,25 +163,16 @@ func (t *wsTunnel) extendRead() error {
 	return t.conn.SetReadDeadline(time.Now().Add(t.cfg.ReadTimeout))
 }
 
-// pingLoop sends a ping every PingInterval ±20%. A ping that cannot be written within
-// WriteTimeout means the peer stopped reading: the connection is closed so ReadFrame fails.
-func (t *wsTunnel) pingLoop() {
-	defer t.wg.Done()
-	timer := time.NewTimer(jitter(t.cfg.PingInterval))
-	defer timer.Stop()
-	for {
-		select {
-		case <-t.done:
-			return
-		case <-timer.C:
-		}
-		err := t.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(t.cfg.WriteTimeout))
-		if err != nil {
-			t.conn.NetConn().Close()
-			return
-		}
-		timer.Reset(jitter(t.cfg.PingInterval))
+// ping sends a ping; the next goes PingInterval ±20% later. A ping that cannot be written
+// within WriteTimeout means the peer stopped reading: the connection is closed so ReadFrame
+// fails, and no more pings go.
+func (t *wsTunnel) ping() time.Duration {
+	err := t.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(t.cfg.WriteTimeout))
+	if err != nil {
+		t.conn.NetConn().Close()
+		return 0
 	}
+	return jitter(t.cfg.PingInterval)
 }
 
 // jitter returns d ±20%.
@@ -207,8 +194,7 @@ func (t *wsTunnel) ReadFrame() (Frame, error) {
 		if typ != websocket.BinaryMessage {
 			return nil, fmt.Errorf("%w: websocket message of type %d, want binary", ErrMalformed, typ)
 		}
-		var f Frame
-		f, t.rbuf, err = readFrame(r, t.cfg.MaxFrame, t.rbuf)
+		f, err := readFrame(r, t.cfg.MaxFrame)
 		if err != nil {
 			if errors.Is(err, ErrMalformed) || errors.Is(err, ErrFrameTooLarge) {
 				return nil, err
@@ -245,11 +231,15 @@ func (t *wsTunnel) WriteFrame(f Frame) error {
 	if t.closed.Load() {
 		return ErrClosed
 	}
-	head, tail := appendFrame(t.wbuf[:0], f, splitBulk)
-	t.wbuf = head
-	if cap(t.wbuf) > reuseLimit {
-		t.wbuf = nil
-	}
+	buf := frameBuffers.Get().(*[]byte)
+	head, tail := appendFrame((*buf)[:0], f, splitBulk)
+	defer func() { // the WebSocket writer copied head
+		*buf = nil
+		if cap(head) <= reuseLimit {
+			*buf = head[:0]
+		}
+		frameBuffers.Put(buf)
+	}()
 	if len(head) == 0 {
 		return fmt.Errorf("websocket write: unknown frame %T", f)
 	}
@@ -302,16 +292,16 @@ func (t *wsTunnel) writeErr(err error) error {
 	return fmt.Errorf("websocket write: %w", err)
 }
 
-// Close sends a close message (best effort), closes the connection and waits for the ping
-// loop. It is idempotent and unblocks ReadFrame and WriteFrame.
+// Close sends a close message (best effort), closes the connection and waits for a ping
+// being sent. It is idempotent and unblocks ReadFrame and WriteFrame.
 func (t *wsTunnel) Close() error {
 	t.closeOnce.Do(func() {
 		t.closed.Store(true)
-		close(t.done)
+		t.pinger.stop()
 		msg := websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
 		_ = t.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(wsCloseTimeout))
-		t.conn.Close()
-		t.wg.Wait()
+		t.conn.Close() // unblocks a ping being written
+		t.pinger.wait()
 	})
 	return nil
 }

@@ -112,6 +112,9 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 		}
 		return nil, false
 	}
+	if len(recs) > 0 {
+		s.keepLeasesLocked()
+	}
 	fresh := recs[:0]
 	for _, r := range recs {
 		if _, dup := s.inflight[r.ID]; !dup {

@@ -41,6 +41,7 @@ type hub struct {
 	closing  bool
 	pending  map[protocol.Tunnel]struct{} // tunnels still in their handshake
 	sessions map[*session]struct{}
+	byToken  map[[sha256.Size]byte]int // token sum → its sessions in sessions, stopping ones too
 	byAgent  map[string]*session
 	started  time.Time            // when the hub began: an agent not seen since is away since then
 	lastSeen map[string]time.Time // agent id → when its last session ended
@@ -56,6 +57,7 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 		preauth:  newPreauth(m),
 		pending:  map[protocol.Tunnel]struct{}{},
 		sessions: map[*session]struct{}{},
+		byToken:  map[[sha256.Size]byte]int{},
 		byAgent:  map[string]*session{},
 		started:  time.Now(),
 		lastSeen: map[string]time.Time{},
@@ -66,20 +68,66 @@ func newHub(q Queue, m *metrics, lv *atomic.Pointer[live], log *slog.Logger) *hu
 // serve runs one tunnel from handshake to end; it closes t. slot (nil for QUIC, whose tunnel
 // gives its own back once its Hello is read) is left once the handshake is over.
 func (h *hub) serve(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
-	defer slot.leave()
+	if h.enter(t, slot) {
+		defer h.wg.Done()
+		h.run(ctx, t, slot)
+	}
+}
+
+// serveAsync is serve in a goroutine of the hub's (shutdown joins it), for a WebSocket
+// tunnel: the HTTP handler that hijacked its connection returns at once, and the HTTP
+// server's state for that connection (its buffers, the request) is freed while the session
+// runs, which an idle agent would otherwise hold for hours.
+func (h *hub) serveAsync(t protocol.Tunnel, slot *preauthSlot) {
+	if !h.enter(t, slot) {
+		return
+	}
+	go func() {
+		s := h.welcome(t, slot)
+		if s == nil {
+			t.Close()
+			h.wg.Done()
+			return
+		}
+		// The session runs on a fresh goroutine, which hands its wg count on: the
+		// handshake grew this one's stack, which an idle session would keep for hours.
+		go func() {
+			defer h.wg.Done()
+			defer t.Close()
+			h.runSession(context.Background(), s) // shutdown ends it
+		}()
+	}()
+}
+
+// enter counts a tunnel in (h.wg, pending) unless the hub is closing, when it sends GoAway,
+// closes t and leaves slot.
+func (h *hub) enter(t protocol.Tunnel, slot *preauthSlot) bool {
 	h.mu.Lock()
 	if h.closing {
 		h.mu.Unlock()
 		t.WriteFrame(goAway())
 		t.Close()
-		return
+		slot.leave()
+		return false
 	}
 	h.wg.Add(1)
 	h.pending[t] = struct{}{}
 	h.mu.Unlock()
-	defer h.wg.Done()
-	defer t.Close()
+	return true
+}
 
+// run is serve once entered.
+func (h *hub) run(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
+	defer t.Close()
+	if s := h.welcome(t, slot); s != nil {
+		h.runSession(ctx, s)
+	}
+}
+
+// welcome takes t through its handshake and admission, and sends the Welcome of its new
+// session; nil when t got no session (the caller closes t).
+func (h *hub) welcome(t protocol.Tunnel, slot *preauthSlot) *session {
+	defer slot.leave()
 	log := h.log.With("transport", t.Transport(), "remote", t.RemoteAddr())
 	hello, err := h.handshake(t)
 	slot.leave()
@@ -88,16 +136,16 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
 	h.mu.Unlock()
 	if slot.wasEvicted() { // counted when it was evicted
 		log.Info("tunnel refused", "reason", "pending_evicted", "err", "no hello within "+preauthStale.String()+" while max_pending_tunnels was reached")
-		return
+		return nil
 	}
 	if err != nil {
 		h.refused(log, err)
-		return
+		return nil
 	}
 	s, err := h.admit(t, hello, log)
 	if err != nil {
 		h.refused(log, err)
-		return
+		return nil
 	}
 	err = t.WriteFrame(&protocol.Welcome{
 		SessionID:  s.id,
@@ -110,9 +158,14 @@ func (h *hub) serve(ctx context.Context, t protocol.Tunnel, slot *preauthSlot) {
 	if err != nil {
 		s.log.Info("send welcome failed", "err", err)
 		h.unregister(s)
-		return
+		return nil
 	}
 	s.log.Info("agent connected", "endpoints", s.endpoints)
+	return s
+}
+
+// runSession runs s until it ends, then unregisters it and releases its webhooks.
+func (h *hub) runSession(ctx context.Context, s *session) {
 	s.run(ctx) // ctx ending closes the session as shutdown
 	h.unregister(s)
 	s.release()
@@ -216,7 +269,8 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 		he = refuse("unauthorized", protocol.CodeUnauthorized, clip(reason, 200), errors.New(clip(reason, 200)))
 	case undeclared != "":
 		he = refuse("group", protocol.CodeUnauthorized, clip(undeclared, 400), errors.New(clip(undeclared, 400)))
-	case h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
+	case h.byToken[sum] >= lv.cfg.MaxAgentsPerToken && // else the exact count is below too
+		h.tokenSessionsLocked(sum, hello.AgentID) >= lv.cfg.MaxAgentsPerToken:
 		msg := fmt.Sprintf("this token already has %d agents connected (max_agents_per_token)", lv.cfg.MaxAgentsPerToken)
 		he = refuse("agents_per_token", protocol.CodeLimit, msg, errors.New(msg))
 	case h.byAgent[hello.AgentID] != nil && h.byAgent[hello.AgentID].tokenSum != sum:
@@ -243,11 +297,14 @@ func (h *hub) admit(t protocol.Tunnel, hello *protocol.Hello, log *slog.Logger) 
 	}
 	h.byAgent[s.agentID] = s
 	h.sessions[s] = struct{}{}
+	h.byToken[sum]++
 	return s, nil
 }
 
 // tokenSessionsLocked counts the live sessions of the token sum, except one of agentID,
-// which a new session of that id replaces.
+// which a new session of that id replaces. It walks every session: admit asks only when
+// byToken says the limit may be reached (thousands of agents connecting would otherwise
+// cost a walk each).
 func (h *hub) tokenSessionsLocked(sum [sha256.Size]byte, agentID string) int {
 	n := 0
 	for s := range h.sessions {
@@ -261,7 +318,12 @@ func (h *hub) tokenSessionsLocked(sum [sha256.Size]byte, agentID string) int {
 func (h *hub) unregister(s *session) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	delete(h.sessions, s)
+	if _, ok := h.sessions[s]; ok {
+		delete(h.sessions, s)
+		if h.byToken[s.tokenSum]--; h.byToken[s.tokenSum] == 0 {
+			delete(h.byToken, s.tokenSum)
+		}
+	}
 	if h.byAgent[s.agentID] == s {
 		delete(h.byAgent, s.agentID)
 	}

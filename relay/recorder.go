@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
@@ -36,7 +37,10 @@ type recorder struct {
 	holder   string         // the agent id whose acks these are (Record.Holder)
 	recorded func([]string) // nil, or called with the outcome ids once durably recorded
 	log      *slog.Logger
-	in       chan recordOp // closed by close: run records what is left, then returns
+
+	// owned by the session's reader
+	in chan recordOp // made, and run started, by the first change; closed by close
+	wg sync.WaitGroup
 
 	// set before run
 	applied func() // nil, or called after each Apply
@@ -52,26 +56,40 @@ type recordOp struct {
 // newRecorder records for the agent holder; recorded, when set, hears which outcomes are
 // durable (or were already: a finished or unknown id), after each batch.
 func newRecorder(q Queue, group, holder string, recorded func([]string), log *slog.Logger) *recorder {
-	return &recorder{queue: q, group: group, holder: holder, recorded: recorded, log: log,
-		in: make(chan recordOp, recordQueue)}
+	return &recorder{queue: q, group: group, holder: holder, recorded: recorded, log: log}
 }
 
 // ack records that the agent holds ids durably. ack, nack, outcome and close are called by
 // one goroutine (the session's reader).
-func (r *recorder) ack(ids []string) { r.in <- recordOp{acks: ids} }
+func (r *recorder) ack(ids []string) { r.send(recordOp{acks: ids}) }
 
 // nack makes id ready again at next, counting no attempt.
 func (r *recorder) nack(id string, next time.Time) {
-	r.in <- recordOp{change: persist.Change{ID: id, State: persist.StateReady, Next: next}}
+	r.send(recordOp{change: persist.Change{ID: id, State: persist.StateReady, Next: next}})
 }
 
 // outcome finishes id as st (StateDelivered or StateDead, with reason) after attempt d.
 func (r *recorder) outcome(id string, st persist.State, d *persist.Delivery, reason string) {
-	r.in <- recordOp{change: persist.Change{ID: id, State: st, Delivery: d, Reason: reason}}
+	r.send(recordOp{change: persist.Change{ID: id, State: st, Delivery: d, Reason: reason}})
 }
 
-// close tells run that no more changes come.
-func (r *recorder) close() { close(r.in) }
+// send hands op to run, starting it with the first change: a session that never gets one
+// (an idle agent) costs neither its goroutine nor its queue.
+func (r *recorder) send(op recordOp) {
+	if r.in == nil {
+		r.in = make(chan recordOp, recordQueue)
+		r.wg.Go(r.run)
+	}
+	r.in <- op
+}
+
+// close tells run that no more changes come, and waits until it recorded what is left.
+func (r *recorder) close() {
+	if r.in != nil {
+		close(r.in)
+	}
+	r.wg.Wait()
+}
 
 // run records changes until close, then records what is left, every held ack included.
 func (r *recorder) run() {

@@ -352,7 +352,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	w.Write([]byte("ready\n"))
 }
 
-// handleTunnel upgrades to a WebSocket tunnel and runs the agent session on it until it ends.
+// handleTunnel upgrades to a WebSocket tunnel and starts the agent session on it.
 func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	if !s.serving() {
 		w.Header().Set("Retry-After", "5")
@@ -377,7 +377,7 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	slot.attach(t)
-	s.hub.serve(r.Context(), t, slot)
+	s.hub.serveAsync(t, slot)
 }
 
 // ServeTunnel runs an agent session on an accepted tunnel (WebSocket or QUIC): handshake,

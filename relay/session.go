@@ -39,8 +39,11 @@ const (
 //
 // A protocol.Conn owns the tunnel: its reader runs in the caller's goroutine (run) and hands
 // frames to handle; its writer, keepalive and close reason are the Conn's. A dispatcher
-// goroutine leases ready webhooks while the window has room and Sends them (dispatch.go);
-// the recorder's goroutine writes state changes (recorder.go).
+// goroutine leases ready webhooks while the window has room and Sends them (dispatch.go).
+// The goroutines that only a busy session needs start with its first webhook and are joined
+// by run: the recorder's, which writes state changes (recorder.go), and keepLeases, which
+// ends once nothing is in flight. An idle session costs three goroutines: reader, writer and
+// dispatcher (a relay holds thousands of idle ones).
 type session struct {
 	// static after construction
 	queue       Queue
@@ -61,8 +64,8 @@ type session struct {
 	window      int // webhooks the session may have in flight
 	leaseTTL    time.Duration
 	wake        chan struct{}   // cap 1: the window may have room again
-	ctx         context.Context // cancelled once the Conn closes: for the session's queue calls
-	cancel      context.CancelFunc
+	ctx         context.Context // the Conn's: cancelled once it closes, for the session's queue calls
+	wg          sync.WaitGroup  // the goroutines of run, and keepLeases
 
 	// set by the hub before run when the session has ordered endpoints: may it serve this one?
 	claim func(endpoint string) bool
@@ -82,6 +85,7 @@ type session struct {
 	mu       sync.Mutex
 	inflight map[string]flight // id → its flight: leased to this session, not yet acked, nacked or reported
 	heads    map[string]string // ordered endpoint → the id of its head in flight here
+	keeping  bool              // keepLeases runs
 }
 
 // flight is one webhook in flight on a session: its endpoint, and the lease it was handed.
@@ -100,12 +104,13 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 		agentID = "session-" + id
 	}
 	log = log.With("session", id, "agent", agentID, "group", group)
-	ctx, cancel := context.WithCancel(context.Background())
+	// The relay takes acks and sends none: AckQueue 1 spares each session a queue of 4096 ids.
+	conn := protocol.NewConn(t, protocol.ConnConfig{Queue: outQueue, AckQueue: 1, Logger: log})
 	s := &session{
 		queue:       q,
 		group:       group,
 		metrics:     m,
-		conn:        protocol.NewConn(t, protocol.ConnConfig{Queue: outQueue, Logger: log}),
+		conn:        conn,
 		id:          id,
 		version:     version,
 		agentID:     agentID,
@@ -117,8 +122,7 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 		window:      cfg.Window,
 		leaseTTL:    cfg.LeaseTTL,
 		wake:        make(chan struct{}, 1),
-		ctx:         ctx,
-		cancel:      cancel,
+		ctx:         conn.Context(),
 		acked:       map[string]bool{},
 		inflight:    map[string]flight{},
 		heads:       map[string]string{},
@@ -157,29 +161,34 @@ func (s *session) confirm(ids []string) {
 // returns only after the Conn, the dispatcher and the recorder have stopped. The caller then
 // unregisters it and calls release.
 func (s *session) run(ctx context.Context) {
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		<-s.conn.Done() // Run closes the Conn before it returns
-		s.cancel()
-		if len(s.ordered) > 0 {
+	if len(s.ordered) > 0 {
+		s.wg.Go(func() {
+			<-s.conn.Done() // Run closes the Conn before it returns
 			s.releaseHeads()
-		}
-	})
-	wg.Go(s.dispatchLoop)
-	wg.Go(s.keepLeases)
-	wg.Go(s.rec.run)
-	wg.Go(s.sendOwedVerdicts)
+		})
+	}
+	s.wg.Go(s.dispatchLoop)
+	s.wg.Go(s.sendOwedVerdicts)
 	err := s.conn.Run(ctx, s.handle)
 	s.rec.close() // the recorder records what the reader handed it, then stops
 	s.log.Debug("session reader stopped", "err", err)
-	wg.Wait()
+	s.wg.Wait()
+}
+
+// keepLeasesLocked starts keepLeases unless it runs. It is called by the dispatcher, whose
+// goroutine run's wg counts, when webhooks go in flight.
+func (s *session) keepLeasesLocked() {
+	if !s.keeping {
+		s.keeping = true
+		s.wg.Go(s.keepLeases)
+	}
 }
 
 // keepLeases extends the leases of the webhooks in flight every third of lease_ttl until
-// the session ends: a webhook may wait in flight longer than its lease (queued behind a large
-// body on a slow link, or an agent slow to ack), and another session must not be handed it
-// meanwhile. A lease found lost (it ran out before this) is logged: that webhook may reach an
-// agent twice.
+// nothing is in flight or the session ends: a webhook may wait in flight longer than its lease
+// (queued behind a large body on a slow link, or an agent slow to ack), and another session
+// must not be handed it meanwhile. A lease found lost (it ran out before this) is logged: that
+// webhook may reach an agent twice.
 func (s *session) keepLeases() {
 	t := time.NewTicker(max(s.leaseTTL/3, 10*time.Millisecond))
 	defer t.Stop()
@@ -190,14 +199,16 @@ func (s *session) keepLeases() {
 		case <-t.C:
 		}
 		s.mu.Lock()
+		if len(s.inflight) == 0 { // the dispatcher starts it again with the next webhook
+			s.keeping = false
+			s.mu.Unlock()
+			return
+		}
 		leases := make(map[string]uint64, len(s.inflight))
 		for id, f := range s.inflight {
 			leases[id] = f.lease
 		}
 		s.mu.Unlock()
-		if len(leases) == 0 {
-			continue
-		}
 		lost, err := s.queue.Extend(s.ctx, s.group, leases, s.leaseTTL)
 		if err != nil {
 			s.log.Debug("extend leases", "err", err)

@@ -62,9 +62,9 @@ Machine: %s.
   process over this shape only (reset through /proc/PID/clear_refs before each shape, to the RSS
   the process had then, which includes what earlier shapes left).
 - **agent RSS**: VmRSS once connected and before any load; peak is the highest VmHWM of any shape.
-- **idle agents** (WebSocket only): sessions simulated in the bench process (tunnel, Hello with
+- **idle agents** (ws and quic): sessions simulated in the bench process (tunnel, Hello with
   the token, keepalive answered), 16 handshakes at a time; relay VmRSS growth divided by their
-  number. The goal is for 10,000 (`+"`-idle 10000`"+`); QUIC idle sessions are not measured yet.
+  number. The goal is for 10,000 (`+"`-idle 10000`"+`).
 - **backlog** (WebSocket only): the agent is stopped, 16 senders post the backlog (relay peak
   RSS over the accept), then the agent starts and the drain is timed until the last arrival. The
   goal is for 1,000,000 (`+"`-backlog 1000000`"+`).

@@ -24,20 +24,12 @@ type idleResult struct {
 	connect    time.Duration
 }
 
-// idleAgents connects n WebSocket sessions to the relay from this process (a tunnel, a Hello
-// with the token for endpoint idle, then a Conn that answers the relay's pings), measures the
-// relay's RSS with all of them up, and closes them. 16 handshakes at a time stay under the
-// relay's default max_pending_tunnels_per_client.
+// idleAgents connects n sessions over the world's transport to the relay from this process
+// (a tunnel, a Hello with the token for endpoint idle, then a Conn that answers the relay's
+// pings), measures the relay's RSS with all of them up, and closes them. 16 handshakes at a
+// time stay under the relay's default max_pending_tunnels_per_client.
 func idleAgents(w *world, n int) (idleResult, error) {
-	scheme := "ws"
-	if w.transport == "wss" {
-		scheme = "wss"
-	}
-	tunnelURL := fmt.Sprintf("%s://127.0.0.1:%d/v1/tunnel", scheme, w.port)
-	cfg := protocol.WSDialConfig{
-		TLS:   &tls.Config{InsecureSkipVerify: true}, // loopback, our own self-signed cert
-		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
-	}
+	dial := dialer(w)
 	before := w.relay.status("VmRSS")
 	ctx, cancel := context.WithCancel(context.Background())
 	var conns sync.WaitGroup // the sessions' Run loops
@@ -55,7 +47,7 @@ func idleAgents(w *world, n int) (idleResult, error) {
 				if i >= n {
 					return
 				}
-				t, err := dialIdle(ctx, tunnelURL, cfg, w.token, fmt.Sprintf("idle-%d", i))
+				t, err := dialIdle(ctx, dial, w.token, fmt.Sprintf("idle-%d", i))
 				if err != nil {
 					errs <- err
 					return
@@ -75,9 +67,32 @@ func idleAgents(w *world, n int) (idleResult, error) {
 	return idleResult{n: n, perAgentKB: float64(after-before) / float64(n), connect: took}, nil
 }
 
+// dialer opens one tunnel to the world's relay, over its transport.
+func dialer(w *world) func(context.Context) (protocol.Tunnel, error) {
+	tlsConf := &tls.Config{InsecureSkipVerify: true} // loopback, our own self-signed cert
+	if w.transport == "quic" {
+		addr := fmt.Sprintf("127.0.0.1:%d", w.quicPort)
+		return func(ctx context.Context) (protocol.Tunnel, error) {
+			return protocol.DialQUIC(ctx, addr, tlsConf, protocol.QUICConfig{})
+		}
+	}
+	scheme := "ws"
+	if w.transport == "wss" {
+		scheme = "wss"
+	}
+	tunnelURL := fmt.Sprintf("%s://127.0.0.1:%d/v1/tunnel", scheme, w.port)
+	cfg := protocol.WSDialConfig{
+		TLS:   tlsConf,
+		Proxy: func(*http.Request) (*url.URL, error) { return nil, nil },
+	}
+	return func(ctx context.Context) (protocol.Tunnel, error) {
+		return protocol.DialWebSocket(ctx, tunnelURL, cfg)
+	}
+}
+
 // dialIdle opens one tunnel and completes its handshake.
-func dialIdle(ctx context.Context, tunnelURL string, cfg protocol.WSDialConfig, token, id string) (protocol.Tunnel, error) {
-	t, err := protocol.DialWebSocket(ctx, tunnelURL, cfg)
+func dialIdle(ctx context.Context, dial func(context.Context) (protocol.Tunnel, error), token, id string) (protocol.Tunnel, error) {
+	t, err := dial(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("idle agent %s: %w", id, err)
 	}

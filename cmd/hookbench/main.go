@@ -35,7 +35,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.n64k, "n64k", 2000, "webhooks in the 64 KiB burst")
 	fs.DurationVar(&o.paced, "paced", 10*time.Second, "duration of the paced 100/s shape")
 	fs.IntVar(&o.large, "large", 3, "10 MiB webhooks, one after the other")
-	fs.IntVar(&o.idle, "idle", 1000, "idle WebSocket agent sessions (the goal is for 10000); 0 skips")
+	fs.IntVar(&o.idle, "idle", 1000, "idle agent sessions, ws and quic (the goal is for 10000); 0 skips")
 	fs.IntVar(&o.backlog, "backlog", 50000, "1 KiB webhooks accepted while the agent is away (the goal is for 1000000); 0 skips")
 	fs.IntVar(&o.cluster, "cluster", 10000, "1 KiB webhooks in the cluster burst (3 nats-server, 3 relays on JetStream, 1 agent); 0 skips")
 	transports := fs.String("transports", "ws,wss,quic", "relayed transports, comma-separated")

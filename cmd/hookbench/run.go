@@ -119,8 +119,8 @@ func run(o options, log io.Writer) (*results, error) {
 }
 
 // relayed runs every shape over one transport: the bursts, paced and large bodies with the
-// agent connected; then (WebSocket only), each on a fresh relay, the idle agents and the
-// backlog accepted with the agent away.
+// agent connected; then, each on a fresh relay, the idle agents (ws and quic) and the
+// backlog accepted with the agent away (ws only).
 func relayed(r *results, b bins, tr, dir string, tg *target) error {
 	w, err := startRelay(b, tr, dir, tg)
 	if err != nil {
@@ -138,10 +138,7 @@ func relayed(r *results, b bins, tr, dir string, tg *target) error {
 		return err
 	}
 	w.close()
-	if tr != "ws" {
-		return nil
-	}
-	if r.opts.idle > 0 {
+	if r.opts.idle > 0 && tr != "wss" {
 		err := onFresh(b, tr, filepath.Join(dir, "idle"), tg, func(w *world) (err error) {
 			r.idle[tr], err = idleAgents(w, r.opts.idle)
 			return err
@@ -149,6 +146,9 @@ func relayed(r *results, b bins, tr, dir string, tg *target) error {
 		if err != nil {
 			return err
 		}
+	}
+	if tr != "ws" {
+		return nil
 	}
 	if r.opts.backlog > 0 {
 		return onFresh(b, tr, filepath.Join(dir, "backlog"), tg, func(w *world) (err error) {
