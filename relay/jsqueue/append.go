@@ -67,7 +67,7 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 	if err != nil {
 		return fmt.Errorf("append: %w", err)
 	}
-	msg := &nats.Msg{Subject: q.subjWebhook(r.Queue, r.ID), Header: nats.Header{}}
+	msg := &nats.Msg{Subject: q.subjWebhook(r.Queue), Header: nats.Header{}}
 	msg.Header.Set(hdrMeta, string(hdr))
 	if parts == 0 {
 		msg.Data = r.Body

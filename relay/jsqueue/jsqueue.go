@@ -2,9 +2,9 @@
 // relay of the cluster opens the same stream and bucket, takes ingress for every endpoint and
 // leases to its own agents from the shared queue.
 //
-// Webhooks are messages of one stream (<Name>_WEBHOOKS), subject <name>.wh.<endpoint>.<id>
-// (the endpoint in base64url), with the webhook id as Nats-Msg-Id so a retried publish is
-// stored once, and their metadata in a header; a body larger than fits a message is stored
+// Webhooks are messages of one stream (<Name>_WEBHOOKS), subject <name>.wh.<endpoint> (the
+// endpoint in base64url), with the webhook id as Nats-Msg-Id so a retried publish is stored
+// once, and their metadata in a header; a body larger than fits a message is stored
 // first as parts, <name>.part.<id>.<n>. Each group's delivery state of a webhook is the key
 // g.<group>.<id> of a replicated KV bucket (<Name>_STATE): absent while the webhook was
 // never touched, so Append is one publish. Every state change (a lease too) is an update
