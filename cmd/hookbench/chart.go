@@ -14,12 +14,13 @@ var (
 	ink   = color.RGBA{40, 40, 40, 255}
 	grid  = color.RGBA{220, 220, 220, 255}
 	goalC = color.RGBA{200, 30, 30, 255}
-	// one colour per column: direct, ws, wss, quic (and a darker shade for p99)
+	// one colour per column: both directs, ws, wss, quic (and a darker shade for p99)
 	palette = map[string][2]color.RGBA{
-		"direct": {{150, 150, 150, 255}, {90, 90, 90, 255}},
-		"ws":     {{90, 150, 220, 255}, {30, 80, 160, 255}},
-		"wss":    {{120, 190, 120, 255}, {40, 120, 40, 255}},
-		"quic":   {{240, 170, 70, 255}, {190, 110, 20, 255}},
+		"discard": {{200, 200, 200, 255}, {130, 130, 130, 255}},
+		"direct":  {{150, 150, 150, 255}, {90, 90, 90, 255}},
+		"ws":      {{90, 150, 220, 255}, {30, 80, 160, 255}},
+		"wss":     {{120, 190, 120, 255}, {40, 120, 40, 255}},
+		"quic":    {{240, 170, 70, 255}, {190, 110, 20, 255}},
 	}
 )
 
@@ -45,7 +46,12 @@ func (r *results) chart(w io.Writer) error {
 	draw.Draw(img, img.Bounds(), &image.Uniform{white}, image.Point{}, draw.Src)
 
 	var thr []group
-	relayed := r.columns[1:]
+	var relayed []string
+	for _, c := range r.columns {
+		if !isDirect(c) {
+			relayed = append(relayed, c)
+		}
+	}
 	add := func(name string, goal float64, val func(c string) (float64, bool)) {
 		g := group{name: name, goal: goal}
 		for _, c := range relayed {

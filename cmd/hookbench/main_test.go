@@ -25,7 +25,7 @@ func TestSmoke(t *testing.T) {
 	}
 	table := stdout.String()
 	for _, row := range []string{
-		"| shape | direct | hookrelay ws | hookrelay quic |",
+		"| shape | direct, discarding target | direct, durable target | hookrelay ws | hookrelay quic |",
 		"| 1 KiB burst (200), 16 senders, delivered/s |",
 		"| 64 KiB burst (20), delivered/s; e2e p50 ms |",
 		"| paced 100/s 1 KiB (500ms), e2e p50 / p99 ms |",

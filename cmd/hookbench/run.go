@@ -34,7 +34,9 @@ type backlogResult struct {
 // cpuUse is CPU time of relay and agent.
 type cpuUse struct{ relay, agent time.Duration }
 
-// results are every figure of one run, by transport ("direct" first).
+// results are every figure of one run, by column: "discard" (direct to a target that discards
+// the body), "direct" (direct to the durable target every relayed column delivers to: the
+// baseline of every ratio), then the transports.
 type results struct {
 	opts      options
 	columns   []string
@@ -56,7 +58,7 @@ type results struct {
 }
 
 func newResults(o options) *results {
-	return &results{opts: o, columns: append([]string{"direct"}, o.transports...),
+	return &results{opts: o, columns: append([]string{"discard", "direct"}, o.transports...),
 		burst1k: map[string]burstResult{}, burst64k: map[string]burstResult{}, paced: map[string]burstResult{},
 		large: map[string]float64{}, peak64k: map[string]rss{}, peakLarge: map[string]rss{},
 		agentIdle: map[string]float64{}, agentPeak: map[string]float64{}, cpu1k: map[string]cpuUse{}, idle: map[string]idleResult{},
@@ -85,7 +87,12 @@ func run(o options, log io.Writer) (*results, error) {
 	if err != nil {
 		return nil, err
 	}
-	tg, err := newTarget()
+	discard, err := newTarget("")
+	if err != nil {
+		return nil, err
+	}
+	defer discard.close()
+	tg, err := newTarget(filepath.Join(dir, "target.store"))
 	if err != nil {
 		return nil, err
 	}
@@ -98,6 +105,9 @@ func run(o options, log io.Writer) (*results, error) {
 	}
 
 	fmt.Fprintln(log, "direct …")
+	if err := shapes(r, "discard", discard, discard.url, nil); err != nil {
+		return nil, err
+	}
 	if err := shapes(r, "direct", tg, tg.url, nil); err != nil {
 		return nil, err
 	}
@@ -113,6 +123,9 @@ func run(o options, log io.Writer) (*results, error) {
 	}
 	if err := runCluster(r, b, root, dir, tg, log); err != nil {
 		return nil, err
+	}
+	if n := tg.failed.Load(); n > 0 {
+		return nil, fmt.Errorf("the durable target failed to store %d webhooks (disk full?)", n)
 	}
 	r.took = time.Since(start)
 	return r, nil

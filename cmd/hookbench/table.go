@@ -76,14 +76,14 @@ func (r *results) table() string {
 	d1k, d64k := r.burst1k["direct"], r.burst64k["direct"]
 	row(fmt.Sprintf("1 KiB burst (%d), 16 senders, delivered/s", r.opts.n1k), func(c string) string {
 		v := r.burst1k[c]
-		if c == "direct" {
+		if isDirect(c) {
 			return rate(v.rate)
 		}
 		x := ratio(v.rate, d1k.rate)
 		return fmt.Sprintf("%s (%.2f×) %s", rate(v.rate), x, mark(x >= goalBurst1k))
 	})
 	row("CPU per webhook over the 1 KiB burst, relay / agent µs", func(c string) string {
-		if c == "direct" {
+		if isDirect(c) {
 			return ""
 		}
 		u := r.cpu1k[c]
@@ -91,7 +91,7 @@ func (r *results) table() string {
 	})
 	row(fmt.Sprintf("64 KiB burst (%d), delivered/s; e2e p50 ms", r.opts.n64k), func(c string) string {
 		v := r.burst64k[c]
-		if c == "direct" {
+		if isDirect(c) {
 			return fmt.Sprintf("%s; p50 %s", rate(v.rate), ms(v.p50))
 		}
 		x, px := ratio(v.rate, d64k.rate), ratio(v.p50, d64k.p50)
@@ -100,14 +100,14 @@ func (r *results) table() string {
 	})
 	row(fmt.Sprintf("paced 100/s 1 KiB (%v), e2e p50 / p99 ms", r.opts.paced), func(c string) string {
 		v := r.paced[c]
-		if c == "direct" {
+		if isDirect(c) {
 			return fmt.Sprintf("%s / %s", ms(v.p50), ms(v.p99))
 		}
 		return fmt.Sprintf("%s / %s %s", ms(v.p50), ms(v.p99), mark(v.p50 <= goalPacedP50 && v.p99 <= goalPacedP99))
 	})
 	row(fmt.Sprintf("%d × 10 MiB, p50 ms; peak RSS relay / agent MiB", r.opts.large), func(c string) string {
 		v := r.large[c]
-		if c == "direct" {
+		if isDirect(c) {
 			return ms(v)
 		}
 		x, p := ratio(v, r.large["direct"]), r.peakLarge[c]
@@ -115,14 +115,14 @@ func (r *results) table() string {
 			mark(p.relay <= goalRSS && p.agent <= goalRSS))
 	})
 	row("peak RSS over the 64 KiB burst, relay / agent MiB", func(c string) string {
-		if c == "direct" {
+		if isDirect(c) {
 			return ""
 		}
 		p := r.peak64k[c]
 		return fmt.Sprintf("%.0f / %.0f %s", p.relay, p.agent, mark(p.agent <= goalRSS))
 	})
 	row("agent RSS idle / peak over every shape, MiB", func(c string) string {
-		if c == "direct" {
+		if isDirect(c) {
 			return ""
 		}
 		return fmt.Sprintf("%.1f %s / %.0f %s", r.agentIdle[c], mark(r.agentIdle[c] <= goalAgentIdle),
@@ -153,12 +153,18 @@ func (r *results) table() string {
 	return sb.String()
 }
 
+// isDirect reports whether column c has the senders post straight to a target.
+func isDirect(c string) bool { return c == "direct" || c == "discard" }
+
 func (r *results) columnNames() []string {
 	var names []string
 	for _, c := range r.columns {
-		if c == "direct" {
-			names = append(names, c)
-		} else {
+		switch c {
+		case "discard":
+			names = append(names, "direct, discarding target")
+		case "direct":
+			names = append(names, "direct, durable target")
+		default:
 			names = append(names, "hookrelay "+c)
 		}
 	}
