@@ -11,6 +11,8 @@ import (
 	"runtime/metrics"
 	"runtime/pprof"
 	"runtime/trace"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -20,9 +22,12 @@ import (
 // syscall shows where wall time waits). Any variable may be unset. Errors go to stderr: profiling never stops the
 // program. $<prefix>_PEAKHEAP names a file that holds the in-use heap profile taken when the
 // live heap was at its highest (checked four times a second): what filled memory at the peak.
+//
+// A "%p" in a path stands for the process id, so that several processes of one run (the
+// relays of a cluster) each write their own file.
 func Start(prefix string) (stop func()) {
 	var cpu *os.File
-	if path := os.Getenv(prefix + "_CPUPROFILE"); path != "" {
+	if path := env(prefix + "_CPUPROFILE"); path != "" {
 		f, err := os.Create(path)
 		if err == nil {
 			err = pprof.StartCPUProfile(f)
@@ -34,7 +39,7 @@ func Start(prefix string) (stop func()) {
 		}
 	}
 	var tr *os.File
-	if path := os.Getenv(prefix + "_TRACE"); path != "" {
+	if path := env(prefix + "_TRACE"); path != "" {
 		f, err := os.Create(path)
 		if err == nil {
 			err = trace.Start(f)
@@ -45,8 +50,8 @@ func Start(prefix string) (stop func()) {
 			tr = f
 		}
 	}
-	mem := os.Getenv(prefix + "_MEMPROFILE")
-	stopPeak := peakHeap(os.Getenv(prefix + "_PEAKHEAP"))
+	mem := env(prefix + "_MEMPROFILE")
+	stopPeak := peakHeap(env(prefix + "_PEAKHEAP"))
 	return func() {
 		stopPeak()
 		if tr != nil {
@@ -120,4 +125,9 @@ func writeProfile(path, name string) error {
 		err = cerr
 	}
 	return err
+}
+
+// env is the variable's value with "%p" replaced by the process id.
+func env(name string) string {
+	return strings.ReplaceAll(os.Getenv(name), "%p", strconv.Itoa(os.Getpid()))
 }
