@@ -53,12 +53,23 @@ func dropBodyPages(dir string) int {
 
 // eachMapping applies advice to the mappings of files under dir whose name match accepts.
 func eachMapping(dir string, match func(name []byte) bool, advice int) int {
+	return advise(findMappings(dir, match), advice)
+}
+
+// mapping is one file mapping as /proc/self/maps listed it.
+type mapping struct {
+	start, end uint64
+	span, path string // "start-end" as listed, and the file
+}
+
+// findMappings lists the mappings of files under dir whose name match accepts.
+func findMappings(dir string, match func(name []byte) bool) []mapping {
 	maps, err := os.ReadFile("/proc/self/maps")
 	if err != nil {
-		return 0
+		return nil
 	}
 	prefix := []byte(dir + string(filepath.Separator))
-	n := 0
+	var out []mapping
 	for line := range bytes.Lines(maps) {
 		// start-end perms offset dev inode path
 		f := bytes.Fields(line)
@@ -74,7 +85,25 @@ func eachMapping(dir string, match func(name []byte) bool, advice int) int {
 		if err1 != nil || err2 != nil || end <= start {
 			continue
 		}
-		_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(start), uintptr(end-start), uintptr(advice))
+		out = append(out, mapping{start: start, end: end, span: string(f[0]), path: string(f[5])})
+	}
+	return out
+}
+
+// advise applies advice to each mapping that still maps its file, and returns how many it
+// advised. Badger unmaps files from its own goroutines (compaction, memtable flushes, value-log
+// GC), and the kernel may hand the range to a new mapping at once: MADV_DONTNEED on what is
+// now anonymous memory (the Go runtime's, or libc's) would zero it. So each range is checked
+// again just before its madvise, through /proc/self/map_files, which names the file mapped at
+// exactly that range (readable without privileges); that leaves a window of two system calls
+// instead of the whole scan.
+func advise(ms []mapping, advice int) int {
+	n := 0
+	for _, m := range ms {
+		if p, err := os.Readlink("/proc/self/map_files/" + m.span); err != nil || p != m.path {
+			continue
+		}
+		_, _, errno := syscall.Syscall(syscall.SYS_MADVISE, uintptr(m.start), uintptr(m.end-m.start), uintptr(advice))
 		if errno == 0 {
 			n++
 		}

@@ -7,7 +7,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
 )
 
 // The store's memtable WAL and value log are found in /proc/self/maps and advised, also when
@@ -67,4 +71,48 @@ func rssFileKiB(t *testing.T) int64 {
 	}
 	t.Skip("no RssFile in /proc/self/status")
 	return 0
+}
+
+// A range Badger unmapped after the scan, and the kernel gave to anonymous memory, is left
+// alone: MADV_DONTNEED there would zero live memory.
+func TestAdviseSkipsRangeMappedAgain(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "000001.vlog")
+	if err := os.WriteFile(path, make([]byte, 1<<16), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	data, err := syscall.Mmap(int(f.Fd()), 0, 1<<16, syscall.PROT_READ, syscall.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms := findMappings(dir, func([]byte) bool { return true })
+	if len(ms) != 1 {
+		t.Fatalf("found %d mappings of %s, want 1", len(ms), path)
+	}
+	// The file is unmapped and anonymous memory takes its place, as a new mapping may.
+	addr := unsafe.Pointer(&data[0])
+	if err := syscall.Munmap(data); err != nil {
+		t.Fatal(err)
+	}
+	got, err := unix.MmapPtr(-1, 0, addr, 1<<16, unix.PROT_READ|unix.PROT_WRITE,
+		unix.MAP_PRIVATE|unix.MAP_ANONYMOUS|unix.MAP_FIXED)
+	if err != nil || got != addr {
+		t.Fatalf("map anonymous memory at %p: %v", addr, err)
+	}
+	anon := unsafe.Slice((*byte)(got), 1<<16)
+	defer unix.MunmapPtr(got, 1<<16)
+	for i := range anon {
+		anon[i] = 0xA5
+	}
+	if n := advise(ms, syscall.MADV_DONTNEED); n != 0 {
+		t.Errorf("advised %d ranges that no longer map the file", n)
+	}
+	if anon[0] != 0xA5 || anon[len(anon)-1] != 0xA5 {
+		t.Fatal("the anonymous memory that took the file's range was zeroed")
+	}
 }
