@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"image/png"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -67,5 +68,38 @@ func TestSmoke(t *testing.T) {
 	}
 	if b := img.Bounds(); b.Dx() < 500 || b.Dy() < 300 {
 		t.Errorf("chart is %v", b)
+	}
+}
+
+// The durable target has the body in its file before it answers 200; a phase starts the file
+// afresh.
+func TestDurableTargetKeepsBodies(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "target.store")
+	tg, err := newTarget(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tg.close()
+	body := bytes.Repeat([]byte("0123456789abcdef"), 10<<10) // 160 KiB: several writes
+	for _, want := range [][]byte{body, append(body, body...)} {
+		tg.expect("p", 1)
+		req, _ := http.NewRequest(http.MethodPost, tg.url, bytes.NewReader(want))
+		req.Header.Set("X-Phase", "p")
+		req.Header.Set("X-Seq", "0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("target answered %d", resp.StatusCode)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("the target's file holds %d bytes, want the %d of this phase (%v)", len(got), len(want), err)
+		}
+	}
+	if n := tg.failed.Load(); n != 0 {
+		t.Fatalf("%d stores failed", n)
 	}
 }
