@@ -19,6 +19,9 @@ func (s *session) dispatchLoop() {
 	for {
 		s.mu.Lock()
 		free := s.window - len(s.inflight)
+		if s.inBytes >= maxInflightBytes {
+			free = 0 // an ack makes room, and signals
+		}
 		s.mu.Unlock()
 		if free <= 0 {
 			select {
@@ -118,7 +121,8 @@ func (s *session) addInflight(recs []*persist.Record) ([]*persist.Record, bool) 
 	fresh := recs[:0]
 	for _, r := range recs {
 		if _, dup := s.inflight[r.ID]; !dup {
-			s.inflight[r.ID] = flight{endpoint: r.Queue, lease: r.Lease}
+			s.inflight[r.ID] = flight{endpoint: r.Queue, lease: r.Lease, size: r.BodyLen}
+			s.inBytes += r.BodyLen
 			fresh = append(fresh, r)
 			s.metrics.dispatched.WithLabelValues(r.Queue, s.group).Inc()
 		}

@@ -147,6 +147,7 @@ func (s *session) releaseHeads() {
 	for ep, id := range s.heads {
 		if f, ok := s.inflight[id]; ok {
 			leases[id] = f.lease
+			s.inBytes -= f.size
 		}
 		delete(s.inflight, id)
 		s.metrics.released.WithLabelValues(ep, s.group).Inc()

@@ -84,14 +84,24 @@ type session struct {
 	// guarded by mu
 	mu       sync.Mutex
 	inflight map[string]flight // id → its flight: leased to this session, not yet acked, nacked or reported
+	inBytes  int64             // the body bytes of inflight
 	heads    map[string]string // ordered endpoint → the id of its head in flight here
 	keeping  bool              // keepLeases runs
 }
 
-// flight is one webhook in flight on a session: its endpoint, and the lease it was handed.
+// maxInflightBytes bounds the body bytes a session has sent and the agent not yet acked,
+// besides the window's count: an agent holds what it received in memory until its commit, so
+// a window of 256 webhooks of 64 KiB was 16 MiB of the agent's heap (a small box's agent runs
+// in 64 MiB). The dispatcher leases no more once it is reached (one webhook over it is always
+// let through, so a body larger than this still goes, alone).
+const maxInflightBytes = 4 << 20
+
+// flight is one webhook in flight on a session: its endpoint, the lease it was handed, and
+// its body's size.
 type flight struct {
 	endpoint string
 	lease    uint64
+	size     int64
 }
 
 // newSession builds the session of tunnel t for an admitted agent, served from q under cfg.
@@ -318,6 +328,7 @@ func (s *session) takeInflight(c *prometheus.CounterVec, ids ...string) []string
 	for _, id := range ids {
 		if f, ok := s.inflight[id]; ok {
 			delete(s.inflight, id)
+			s.inBytes -= f.size
 			if s.heads[f.endpoint] == id {
 				delete(s.heads, f.endpoint)
 			}

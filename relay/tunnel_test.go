@@ -345,6 +345,43 @@ func TestTunnelWindow(t *testing.T) {
 	}
 }
 
+// The bodies a session has sent and the agent not yet acked stay near maxInflightBytes,
+// however large the window: an agent holds them in memory until its commit.
+func TestTunnelInflightBytes(t *testing.T) {
+	s := startServer(t, nil) // window 256
+	body := bytes.Repeat([]byte("x"), 256<<10)
+	const n = 40 // 10 MiB
+	for range n {
+		accept(t, s, "/h/ep", body)
+	}
+	a := dial(t, s, tokenA, "slow")
+	perBody := int64(len(body))
+	most := int((maxInflightBytes + leaseBatch*perBody) / perBody) // one lease round may go over
+	least := int(maxInflightBytes / perBody)
+	inFlight := func() int { return s.Agents()[0].InFlight }
+	var got []*protocol.Webhook
+	for len(got) < least {
+		got = append(got, a.webhook())
+	}
+	time.Sleep(300 * time.Millisecond) // what else the dispatcher would send
+	if f := inFlight(); f > most || f < least {
+		t.Fatalf("%d webhooks of %d KiB in flight to an agent that does not ack, want %d to %d (%d MiB)",
+			f, perBody>>10, least, most, maxInflightBytes>>20)
+	}
+	for len(got) < inFlight() {
+		got = append(got, a.webhook())
+	}
+	var acks []string
+	for _, w := range got[:least/2] {
+		acks = append(acks, w.ID)
+	}
+	before := inFlight()
+	a.send(&protocol.Ack{IDs: acks})
+	testutil.WaitFor(t, 10*time.Second, "more webhooks once some are acked", func() bool {
+		return inFlight() > before-len(acks)
+	})
+}
+
 func TestTunnelSameAgentReplaced(t *testing.T) {
 	s := startServer(t, nil)
 	old := dial(t, s, tokenA, "edge-1")
