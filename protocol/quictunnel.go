@@ -32,7 +32,9 @@ const (
 // quicTunnel is a Tunnel over one QUIC connection: a control stream and N data streams.
 // WriteFrame queues an encoded frame for its stream's writer goroutine, which sends queued
 // frames in batches: that lets many small frames share packets and keeps the sender from
-// waiting on quic-go for each frame. One reader goroutine per stream feeds ReadFrame.
+// waiting on quic-go for each frame. A writer runs only while its stream has something to
+// send (or to finish), so an idle tunnel costs no writer goroutines: a relay holds thousands
+// of idle agents. One reader goroutine per stream feeds ReadFrame.
 type quicTunnel struct {
 	// Static after construction.
 	conn    *quic.Conn
@@ -87,9 +89,11 @@ func newQUICTunnel(conn *quic.Conn, streams []*quic.Stream, cfg QUICConfig, hold
 	for _, s := range streams {
 		w := &streamWriter{s: s, timeout: cfg.WriteTimeout, maxFrame: cfg.MaxFrame}
 		w.cond.L = &w.mu
+		w.start = func() {
+			t.writing.Add(1)
+			go t.writeLoop(w)
+		}
 		t.writers = append(t.writers, w)
-		t.writing.Add(1)
-		go t.writeLoop(w)
 	}
 	first := len(streams)
 	if t.lateData {
@@ -270,22 +274,27 @@ func hashID(id string) uint32 {
 	return h
 }
 
-// writeLoop sends one stream's queued bytes in batches until Close has let it drain, then
-// finishes the stream. A failed write closes the connection, so ReadFrame fails too.
+// writeLoop sends one stream's queued bytes in batches until none are left (the next queue
+// starts a writer again), or until Close has let it drain: then it finishes the stream. A
+// failed write closes the connection, so ReadFrame fails too.
 func (t *quicTunnel) writeLoop(w *streamWriter) {
 	defer t.writing.Done()
-	defer func() {
+	ended := func() { // the stream is finished, or failed: it has no writer again
 		if t.writersUp.Add(-1) == 0 {
 			close(t.writersDone)
 		}
-	}()
+	}
 	for {
-		batch, ok := w.next()
-		if !ok {
-			w.s.Close()
+		batch, st := w.next()
+		switch st {
+		case writerIdle:
 			return
-		}
-		if batch == nil {
+		case writerFinish:
+			w.s.Close()
+			ended()
+			return
+		case writerFailed:
+			ended()
 			return
 		}
 		w.s.SetWriteDeadline(time.Now().Add(w.timeout))
@@ -295,6 +304,7 @@ func (t *quicTunnel) writeLoop(w *streamWriter) {
 			if !t.closed.Load() {
 				t.conn.CloseWithError(quic.ApplicationErrorCode(CodeInternal), "stream write failed")
 			}
+			ended()
 			return
 		}
 	}
@@ -364,12 +374,15 @@ type streamWriter struct {
 	timeout  time.Duration
 	maxFrame int
 
+	start func() // starts a writer goroutine; called with mu held, when none runs
+
 	mu      sync.Mutex
-	cond    sync.Cond // signalled when pending gets bytes, gets room, or the writer stops
+	cond    sync.Cond // signalled when pending gets room, or the writer stops
 	pending []byte    // encoded frames not yet handed to the stream
 	spare   []byte    // the previous batch's buffer, for reuse
 	err     error     // the stream's write error, sticky
 	closing bool      // Close: send what is pending, then finish the stream
+	running bool      // a writer goroutine runs (from start until next says idle, finish or failed)
 }
 
 // queue encodes f onto the pending bytes, waiting while they are over quicWriteQueue.
@@ -395,33 +408,48 @@ func (w *streamWriter) queue(f Frame) error {
 		w.pending = w.pending[:start]
 		return fmt.Errorf("quic write %T: %w: %d bytes, limit %d", f, ErrFrameTooLarge, n, w.maxFrame)
 	}
-	if start == 0 {
-		w.cond.Broadcast()
-	}
+	w.wake()
 	return nil
 }
 
-// next waits for pending bytes and takes them. ok is false when the writer should finish
-// the stream (closing, all sent); a nil batch with ok means stop (a write failed).
-func (w *streamWriter) next() (batch []byte, ok bool) {
+// wake starts a writer unless one runs. mu is held.
+func (w *streamWriter) wake() {
+	if !w.running {
+		w.running = true
+		w.start()
+	}
+}
+
+// What next tells the writer to do.
+const (
+	writerSend   = iota // write the batch
+	writerIdle          // nothing to send: stop (the next queue starts a writer)
+	writerFinish        // closing, all sent: finish the stream and stop
+	writerFailed        // a write failed: stop
+)
+
+// next takes the pending bytes, or says why there are none to send.
+func (w *streamWriter) next() (batch []byte, st int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if len(w.pending) == 0 && cap(w.spare) > quicKeepBuf {
-		w.spare = nil // going idle: do not hold a large buffer
-	}
-	for len(w.pending) == 0 && !w.closing && w.err == nil {
-		w.cond.Wait()
-	}
 	switch {
 	case w.err != nil:
-		return nil, true
+		w.running = false
+		return nil, writerFailed
+	case len(w.pending) == 0 && w.closing:
+		w.running = false
+		return nil, writerFinish
 	case len(w.pending) == 0:
-		return nil, false
+		if cap(w.spare) > quicKeepBuf {
+			w.spare = nil // going idle: do not hold a large buffer
+		}
+		w.running = false
+		return nil, writerIdle
 	}
 	batch = w.pending
 	w.pending, w.spare = w.spare[:0], nil
 	w.cond.Broadcast() // room for queue
-	return batch, true
+	return batch, writerSend
 }
 
 // sent records a finished write and keeps a small buffer for reuse.
@@ -437,9 +465,11 @@ func (w *streamWriter) sent(batch []byte, err error) {
 	}
 }
 
+// close has the writer send what is pending and finish the stream (starting one if none runs).
 func (w *streamWriter) close() {
 	w.mu.Lock()
 	w.closing = true
 	w.cond.Broadcast()
+	w.wake()
 	w.mu.Unlock()
 }
