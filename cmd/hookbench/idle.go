@@ -22,7 +22,11 @@ type idleResult struct {
 	n          int
 	perAgentKB float64
 	connect    time.Duration
+	cpuPct     float64 // relay CPU while they idle, % of one core
 }
+
+// idleFor is how long the relay's CPU is measured once every session is up.
+const idleFor = 3 * time.Second
 
 // idleAgents connects n sessions over the world's transport to the relay from this process
 // (a tunnel, a Hello with the token for endpoint idle, then a Conn that answers the relay's
@@ -64,7 +68,10 @@ func idleAgents(w *world, n int) (idleResult, error) {
 	}
 	took := time.Since(start)
 	after := w.relay.status("VmRSS")
-	return idleResult{n: n, perAgentKB: float64(after-before) / float64(n), connect: took}, nil
+	cpu := w.relay.cpu()
+	time.Sleep(idleFor)
+	pct := 100 * float64(w.relay.cpu()-cpu) / float64(idleFor)
+	return idleResult{n: n, perAgentKB: float64(after-before) / float64(n), connect: took, cpuPct: pct}, nil
 }
 
 // dialer opens one tunnel to the world's relay, over its transport.

@@ -33,7 +33,7 @@ func TestSmoke(t *testing.T) {
 		"| 1 × 10 MiB, p50 ms; peak RSS relay / agent MiB |",
 		"| peak RSS over the 64 KiB burst, relay / agent MiB |",
 		"| agent RSS idle / peak over every shape, MiB |",
-		"| 20 idle agents: relay RSS KiB each; all connected in s |",
+		"| 20 idle agents: relay RSS KiB each; all connected in s; relay CPU idle |",
 		"| backlog 200 × 1 KiB: accepted/s; relay peak MiB; drained/s |",
 		"Stripped hookagent binary:",
 	} {

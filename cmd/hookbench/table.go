@@ -128,13 +128,13 @@ func (r *results) table() string {
 		return fmt.Sprintf("%.1f %s / %.0f %s", r.agentIdle[c], mark(r.agentIdle[c] <= goalAgentIdle),
 			r.agentPeak[c], mark(r.agentPeak[c] <= goalRSS))
 	})
-	row(fmt.Sprintf("%d idle agents: relay RSS KiB each; all connected in s", r.opts.idle), func(c string) string {
+	row(fmt.Sprintf("%d idle agents: relay RSS KiB each; all connected in s; relay CPU idle", r.opts.idle), func(c string) string {
 		v, ok := r.idle[c]
 		if !ok {
 			return ""
 		}
-		return fmt.Sprintf("%.1f %s; %.2f %s", v.perAgentKB, mark(v.perAgentKB <= goalIdleKiB),
-			v.connect.Seconds(), mark(v.connect.Seconds() <= goalIdleSecs))
+		return fmt.Sprintf("%.1f %s; %.2f %s; %.0f%%", v.perAgentKB, mark(v.perAgentKB <= goalIdleKiB),
+			v.connect.Seconds(), mark(v.connect.Seconds() <= goalIdleSecs), v.cpuPct)
 	})
 	row(fmt.Sprintf("backlog %d × 1 KiB: accepted/s; relay peak MiB; drained/s", r.opts.backlog), func(c string) string {
 		v, ok := r.backlog[c]
