@@ -441,3 +441,28 @@ func TestQUICDialerSeesControlFirst(t *testing.T) {
 		}
 	}
 }
+
+// Over QUIC, whose own keepalive finds a silent peer within seconds, the Conn pings every 15s
+// (dead after 45s) rather than every 5s: each Ping is a packet and an acknowledgement on both
+// sides, most of what a relay spent on idle QUIC agents. A WebSocket Conn keeps 5s and 15s, and
+// a value set in the config is kept on both.
+func TestQUICConnPingsLess(t *testing.T) {
+	e := newQUICEnv(t, QUICConfig{})
+	qa, _ := e.pair(t, "")
+	wa, _ := wsPair(t, WSConfig{})
+	for _, tc := range []struct {
+		tun         Tunnel
+		cfg         ConnConfig
+		every, dead time.Duration
+	}{
+		{qa, ConnConfig{}, 15 * time.Second, 45 * time.Second},
+		{wa, ConnConfig{}, 5 * time.Second, 15 * time.Second},
+		{qa, ConnConfig{PingEvery: time.Second, DeadAfter: 3 * time.Second}, time.Second, 3 * time.Second},
+	} {
+		c := NewConn(tc.tun, tc.cfg)
+		if c.cfg.PingEvery != tc.every || c.cfg.DeadAfter != tc.dead {
+			t.Errorf("%s with %+v: pings every %v, dead after %v; want %v, %v", tc.tun.Transport(),
+				tc.cfg, c.cfg.PingEvery, c.cfg.DeadAfter, tc.every, tc.dead)
+		}
+	}
+}
