@@ -85,22 +85,39 @@ func (q *Queue) Append(ctx context.Context, r *persist.Record) error {
 	return nil
 }
 
-// publish publishes msg with its Nats-Msg-Id, asking again (at most 3 times, 5s each) while
-// no answer comes: during a leader election the request may go unanswered, and the id keeps
-// a publish that was stored after all from being stored twice.
+// publishPatience bounds how long publish keeps asking once a try went unanswered.
+const publishPatience = 20 * time.Second
+
+// publish publishes msg with its Nats-Msg-Id, asking again while no answer comes: during a
+// leader election a request may go unanswered, and the id keeps a publish that was stored
+// after all from being stored twice. Tries that no stream received (no responders) end it
+// after the third: nothing was stored, and the caller says so (503). But once a try went
+// unanswered, the message may be stored — the leader took it and died before it answered,
+// and the new leader has it — and a "no responders" during the election that follows proves
+// nothing; so publish asks on, for up to publishPatience, until an answer tells (a
+// duplicate's answer carries the first one's sequence). A soak's kill -9 of a NATS server
+// once had a relay answer 503 for a webhook that was then delivered.
 func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string) (*jetstream.PubAck, error) {
+	start := time.Now()
+	unanswered := false
 	for try := 1; ; try++ {
 		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		ack, err := q.js.PublishMsg(actx, msg, jetstream.WithMsgID(id))
 		cancel()
-		if err == nil || try == 3 || ctx.Err() != nil ||
-			!errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		timedOut := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout)
+		unanswered = unanswered || timedOut
+		switch {
+		case err == nil || ctx.Err() != nil || !timedOut && !errors.Is(err, jetstream.ErrNoStreamResponse):
 			return ack, err
+		case !unanswered && try >= 3:
+			return ack, err
+		case unanswered && time.Since(start) >= publishPatience:
+			return ack, fmt.Errorf("%w (after a try that went unanswered: it may be stored)", err)
 		}
 		select {
 		case <-ctx.Done():
 			return nil, err
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(min(time.Duration(try)*200*time.Millisecond, time.Second)):
 		}
 	}
 }
