@@ -68,9 +68,9 @@ Machine: %s.
 - **agent RSS**: VmRSS once connected and before any load; peak is the highest VmHWM of any shape.
 - **idle agents** (ws and quic): sessions simulated in the bench process (tunnel, Hello with
   the token, keepalive answered), 16 handshakes at a time; relay VmRSS growth divided by their
-  number, and the relay's CPU over the next 3 s while they idle (%% of one core: keepalives,
-  and the GC, which a fixed memory limit once kept running back to back). The goal is for
-  10,000 (`+"`-idle 10000`"+`).
+  number, and the relay's CPU over 3 s while they idle, after 2 s to settle (%% of one core:
+  keepalives, and the GC, which a fixed memory limit once kept running back to back). The goal
+  is for 10,000 (`+"`-idle 10000`"+`).
 - **backlog** (WebSocket only): the agent is stopped, 16 senders post the backlog (relay peak
   RSS over the accept), then the agent starts and the drain is timed until the last arrival. The
   goal is for 1,000,000 (`+"`-backlog 1000000`"+`).

@@ -25,8 +25,12 @@ type idleResult struct {
 	cpuPct     float64 // relay CPU while they idle, % of one core
 }
 
-// idleFor is how long the relay's CPU is measured once every session is up.
-const idleFor = 3 * time.Second
+// idleFor is how long the relay's CPU is measured once every session is up and idleSettle
+// has passed (the handshakes' aftermath: garbage, timers set at connect).
+const (
+	idleSettle = 2 * time.Second
+	idleFor    = 3 * time.Second
+)
 
 // idleAgents connects n sessions over the world's transport to the relay from this process
 // (a tunnel, a Hello with the token for endpoint idle, then a Conn that answers the relay's
@@ -68,6 +72,7 @@ func idleAgents(w *world, n int) (idleResult, error) {
 	}
 	took := time.Since(start)
 	after := w.relay.status("VmRSS")
+	time.Sleep(idleSettle)
 	cpu := w.relay.cpu()
 	time.Sleep(idleFor)
 	pct := 100 * float64(w.relay.cpu()-cpu) / float64(idleFor)
