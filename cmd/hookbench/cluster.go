@@ -30,6 +30,9 @@ type clusterResult struct {
 	burstResult
 	single burstResult
 	n      int
+	// msgs and states are the messages the webhook stream and the state bucket took per
+	// webhook of the burst.
+	msgs, states float64
 }
 
 // runCluster measures the cluster shape into r.cluster, unless it is off.
@@ -169,6 +172,11 @@ routes:
 	}
 
 	const phase = "cluster1k"
+	url := strings.Trim(natsURLs[0], `"`)
+	wh0, st0, err := jsqueue.StreamWrites(url, "")
+	if err != nil {
+		return clusterResult{}, fmt.Errorf("stream state: %w", err)
+	}
 	tg.expect(phase, n)
 	start := time.Now()
 	if err := sendAcross(tg, ingress, phase, n, kib1); err != nil {
@@ -179,7 +187,12 @@ routes:
 		return clusterResult{}, err
 	}
 	lat := tg.latencies()
-	return clusterResult{n: n, burstResult: burstResult{rate: float64(n) / last.Sub(start).Seconds(),
+	wh1, st1, err := jsqueue.StreamWrites(url, "")
+	if err != nil {
+		return clusterResult{}, fmt.Errorf("stream state: %w", err)
+	}
+	return clusterResult{n: n, msgs: float64(wh1-wh0) / float64(n), states: float64(st1-st0) / float64(n),
+		burstResult: burstResult{rate: float64(n) / last.Sub(start).Seconds(),
 		p50: pct(lat, 50), p99: pct(lat, 99)}}, nil
 }
 
@@ -295,6 +308,7 @@ func (r *results) clusterLine() string {
 	x := ratio(c.rate, c.single.rate)
 	return fmt.Sprintf("\nCluster (3 nats-server R3 with fsync always, 3 relays, 1 agent over ws; 16 senders across the "+
 		"three relays): 1 KiB burst (%d) %s delivered/s, e2e p50 %s / p99 %s ms; one Badger relay (ws) just before: "+
-		"%s delivered/s, p50 %s ms; %.2f× %s (goal ≥ %.1f×).\n", c.n, rate(c.rate), ms(c.p50), ms(c.p99),
-		rate(c.single.rate), ms(c.single.p50), x, mark(x >= goalCluster1k), goalCluster1k)
+		"%s delivered/s, p50 %s ms; %.2f× %s (goal ≥ %.1f×). Per webhook the stream took %.2f messages and the state "+
+		"bucket %.2f writes.\n", c.n, rate(c.rate), ms(c.p50), ms(c.p99),
+		rate(c.single.rate), ms(c.single.p50), x, mark(x >= goalCluster1k), goalCluster1k, c.msgs, c.states)
 }
