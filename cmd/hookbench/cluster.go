@@ -193,7 +193,7 @@ routes:
 	}
 	return clusterResult{n: n, msgs: float64(wh1-wh0) / float64(n), states: float64(st1-st0) / float64(n),
 		burstResult: burstResult{rate: float64(n) / last.Sub(start).Seconds(),
-		p50: pct(lat, 50), p99: pct(lat, 99)}}, nil
+			p50: pct(lat, 50), p99: pct(lat, 99)}}, nil
 }
 
 // tail is the last n lines of a log file.

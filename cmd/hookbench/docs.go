@@ -61,7 +61,9 @@ Machine: %s.
   1 KiB burst (from /proc/PID/stat), divided by the webhooks: steadier than rates on a shared
   machine, and what bounds the bursts once the disk does not (on 2 cores, relay + agent + the
   senders and target share 2 s of CPU per second).
-- **paced**: one 1 KiB webhook every 10 ms, each on its own goroutine.
+- **paced**: one 1 KiB webhook every 10 ms, each on its own goroutine. "answered" is the p50 from
+  sending to the answer: the relay's 202 once its store synced (direct: the target's, after its
+  own sync), so e2e minus it is roughly what the tunnel, the agent and the target take.
 - **10 MiB**: one after the other, each once the previous arrived; peak RSS is VmHWM of each
   process over this shape only (reset through /proc/PID/clear_refs before each shape, to the RSS
   the process had then, which includes what earlier shapes left).
@@ -72,13 +74,15 @@ Machine: %s.
   keepalives, and the GC, which a fixed memory limit once kept running back to back). The goal
   is for 10,000 (`+"`-idle 10000`"+`).
 - **backlog** (WebSocket only): the agent is stopped, 16 senders post the backlog (relay peak
-  RSS over the accept), then the agent starts and the drain is timed until the last arrival. The
-  goal is for 1,000,000 (`+"`-backlog 1000000`"+`).
+  RSS over the accept), then the agent starts and the drain is timed until the last arrival, with
+  the CPU time relay and agent spent on it per webhook. The goal is for 1,000,000
+  (`+"`-backlog 1000000`"+`).
 - **cluster**: three nats-server processes (JetStream, `+"`sync_interval: always`"+`), three relays
   on them with `+"`replicas: 3`"+` and one agent given all three; the 16 senders post the 1 KiB burst
   across the three relays' ingress. Its ratio is to the same burst through one Badger relay (ws,
   a fresh one) run just before it; issue 15's goal is 0.3× on this 2-core machine, where all
-  seven processes share the cores.
+  seven processes share the cores. The messages the webhook stream and the state bucket took
+  over the burst (their last sequences before and after), per webhook, are what each costs NATS.
 - **disk**: measured in the work directory before the shapes (4 KiB appends each followed by
   fdatasync; 64 KiB writes each synced; 64 MiB then one sync). A relayed webhook is written and
   synced on both sides and by the target, so the synced write rate caps the 64 KiB burst and

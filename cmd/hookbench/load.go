@@ -50,6 +50,9 @@ func post(c *http.Client, url, phase string, seq int, body []byte) error {
 type burstResult struct {
 	rate     float64
 	p50, p99 float64
+	// answered is the paced shape's p50 from sending to the answer (the relay's 202 once its
+	// store synced; the target's own answer direct): what of e2e the relay's side takes.
+	answered float64
 }
 
 // send posts n webhooks of body from senders concurrent senders, as fast as they go, and
@@ -104,13 +107,16 @@ func paced(tg *target, url string, perSec int, dur time.Duration) (burstResult, 
 	defer tick.Stop()
 	var wg sync.WaitGroup
 	var failed atomic.Value
+	answered := make([]time.Duration, n)
 	for i := range n {
 		<-tick.C
 		wg.Go(func() {
-			tg.sentAt(i, time.Now())
+			at := time.Now()
+			tg.sentAt(i, at)
 			if err := post(client, url+"/paced", "paced", i, kib1); err != nil {
 				failed.Store(err)
 			}
+			answered[i] = time.Since(at)
 		})
 	}
 	wg.Wait()
@@ -121,7 +127,7 @@ func paced(tg *target, url string, perSec int, dur time.Duration) (burstResult, 
 		return burstResult{}, err
 	}
 	lat := tg.latencies()
-	return burstResult{rate: float64(perSec), p50: pct(lat, 50), p99: pct(lat, 99)}, nil
+	return burstResult{rate: float64(perSec), p50: pct(lat, 50), p99: pct(lat, 99), answered: pct(sortedCopy(answered), 50)}, nil
 }
 
 // large sends n 10 MiB webhooks one after the other, each once the previous one arrived, and

@@ -29,12 +29,12 @@ func TestSmoke(t *testing.T) {
 		"| shape | direct, discarding target | direct, durable target | hookrelay ws | hookrelay quic |",
 		"| 1 KiB burst (200), 16 senders, delivered/s |",
 		"| 64 KiB burst (20), delivered/s; e2e p50 ms |",
-		"| paced 100/s 1 KiB (500ms), e2e p50 / p99 ms |",
+		"| paced 100/s 1 KiB (500ms), e2e p50 / p99 ms; answered p50 ms |",
 		"| 1 × 10 MiB, p50 ms; peak RSS relay / agent MiB |",
 		"| peak RSS over the 64 KiB burst, relay / agent MiB |",
 		"| agent RSS idle / peak over every shape, MiB |",
 		"| 20 idle agents: relay RSS KiB each; all connected in s; relay CPU idle |",
-		"| backlog 200 × 1 KiB: accepted/s; relay peak MiB; drained/s |",
+		"| backlog 200 × 1 KiB: accepted/s; relay peak MiB; drained/s; CPU per webhook drained, relay / agent µs |",
 		"Stripped hookagent binary:",
 	} {
 		if !strings.Contains(table, row) {

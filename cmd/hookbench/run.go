@@ -29,6 +29,7 @@ type backlogResult struct {
 	acceptRate   float64 // accepted/s with no agent
 	relayPeakMiB float64 // during the accept
 	drainRate    float64 // delivered/s once the agent connected
+	drainCPU     cpuUse  // per webhook, over the drain
 }
 
 // cpuUse is CPU time of relay and agent.
@@ -251,6 +252,7 @@ func backlog(w *world, n int) (backlogResult, error) {
 	}
 	res := backlogResult{n: n, acceptRate: float64(n) / time.Since(start).Seconds(), relayPeakMiB: w.relay.peakMiB()}
 	drain := time.Now()
+	relayCPU := w.relay.cpu()
 	if err := w.startAgent(); err != nil {
 		return backlogResult{}, err
 	}
@@ -259,6 +261,7 @@ func backlog(w *world, n int) (backlogResult, error) {
 		return backlogResult{}, err
 	}
 	res.drainRate = float64(n) / last.Sub(drain).Seconds()
+	res.drainCPU = cpuUse{(w.relay.cpu() - relayCPU) / time.Duration(n), w.agent.cpu() / time.Duration(n)}
 	return res, nil
 }
 

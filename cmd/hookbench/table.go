@@ -98,12 +98,13 @@ func (r *results) table() string {
 		return fmt.Sprintf("%s (%.2f×) %s; p50 %s (%.1f×) %s", rate(v.rate), x, mark(x >= goalBurst64k),
 			ms(v.p50), px, mark(px <= goalP50x64k))
 	})
-	row(fmt.Sprintf("paced 100/s 1 KiB (%v), e2e p50 / p99 ms", r.opts.paced), func(c string) string {
+	row(fmt.Sprintf("paced 100/s 1 KiB (%v), e2e p50 / p99 ms; answered p50 ms", r.opts.paced), func(c string) string {
 		v := r.paced[c]
 		if isDirect(c) {
-			return fmt.Sprintf("%s / %s", ms(v.p50), ms(v.p99))
+			return fmt.Sprintf("%s / %s; %s", ms(v.p50), ms(v.p99), ms(v.answered))
 		}
-		return fmt.Sprintf("%s / %s %s", ms(v.p50), ms(v.p99), mark(v.p50 <= goalPacedP50 && v.p99 <= goalPacedP99))
+		return fmt.Sprintf("%s / %s %s; %s", ms(v.p50), ms(v.p99), mark(v.p50 <= goalPacedP50 && v.p99 <= goalPacedP99),
+			ms(v.answered))
 	})
 	row(fmt.Sprintf("%d × 10 MiB, p50 ms; peak RSS relay / agent MiB", r.opts.large), func(c string) string {
 		v := r.large[c]
@@ -136,14 +137,15 @@ func (r *results) table() string {
 		return fmt.Sprintf("%.1f %s; %.2f %s; %.0f%%", v.perAgentKB, mark(v.perAgentKB <= goalIdleKiB),
 			v.connect.Seconds(), mark(v.connect.Seconds() <= goalIdleSecs), v.cpuPct)
 	})
-	row(fmt.Sprintf("backlog %d × 1 KiB: accepted/s; relay peak MiB; drained/s", r.opts.backlog), func(c string) string {
+	row(fmt.Sprintf("backlog %d × 1 KiB: accepted/s; relay peak MiB; drained/s; CPU per webhook drained, relay / agent µs", r.opts.backlog), func(c string) string {
 		v, ok := r.backlog[c]
 		if !ok {
 			return ""
 		}
 		x := ratio(v.drainRate, d1k.rate)
-		return fmt.Sprintf("%s; %.0f %s; %s (%.2f×) %s", rate(v.acceptRate), v.relayPeakMiB,
-			mark(v.relayPeakMiB <= goalBacklogMiB), rate(v.drainRate), x, mark(x >= goalDrainX))
+		return fmt.Sprintf("%s; %.0f %s; %s (%.2f×) %s; %d / %d", rate(v.acceptRate), v.relayPeakMiB,
+			mark(v.relayPeakMiB <= goalBacklogMiB), rate(v.drainRate), x, mark(x >= goalDrainX),
+			v.drainCPU.relay.Microseconds(), v.drainCPU.agent.Microseconds())
 	})
 	sb.WriteString(r.clusterLine())
 	sb.WriteString(r.disk.line())

@@ -180,3 +180,10 @@ func pct(d []time.Duration, p int) float64 {
 	}
 	return float64(d[min(len(d)-1, len(d)*p/100)].Microseconds()) / 1000
 }
+
+// sortedCopy is d sorted, for pct.
+func sortedCopy(d []time.Duration) []time.Duration {
+	d = slices.Clone(d)
+	slices.Sort(d)
+	return d
+}
