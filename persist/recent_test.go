@@ -117,3 +117,67 @@ func TestRecentBodiesCopiedUnlessShared(t *testing.T) {
 		}
 	}
 }
+
+// A record Lease read from Badger stays in the recent cache, as stored, for its holder's ack
+// and outcome; one that changed since it was picked (its lease ended: a new one has another
+// token) is left out.
+func TestLeaseKeepsWhatItRead(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, nil)
+	ids := make([]string, 3)
+	for i := range ids {
+		ids[i] = appendT(t, s, rec("q", "body")).ID
+	}
+	s.Close()
+	s = openT(t, dir, nil) // nothing cached
+	recs, err := s.Lease("q", 2, time.Minute)
+	if err != nil || len(recs) != 2 {
+		t.Fatalf("lease: %d records, %v", len(recs), err)
+	}
+	s.mu.Lock()
+	for _, r := range recs {
+		c := s.recent.getLocked(r.ID)
+		if c == nil {
+			s.mu.Unlock()
+			t.Fatalf("%s was read for its lease and not cached", r.ID)
+		}
+		want := fromDisk(t, s, r.ID)
+		want.Body = nil
+		if !reflect.DeepEqual(c.meta, want) {
+			s.mu.Unlock()
+			t.Fatalf("cached %+v\nbut stored %+v", c.meta, want)
+		}
+		if c.body != nil || c.bodyLen != len("body") {
+			s.mu.Unlock()
+			t.Fatalf("cached body %q (length %d): metadata only was wanted", c.body, c.bodyLen)
+		}
+	}
+	s.mu.Unlock()
+	for _, err := range s.Apply([]Change{{ID: recs[0].ID, State: StateAcked, Holder: "a"},
+		{ID: recs[1].ID, State: StateDelivered}}) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, st := range []State{StateAcked, StateDelivered} {
+		if got := fromDisk(t, s, recs[i].ID); got.State != st {
+			t.Fatalf("%s stored as %v, want %v", recs[i].ID, got.State, st)
+		}
+	}
+
+	// The third: leased, then its lease taken away before the read comes back.
+	third, err := s.Lease("q", 1, time.Minute)
+	if err != nil || len(third) != 1 {
+		t.Fatalf("lease: %d records, %v", len(third), err)
+	}
+	id := third[0].ID
+	s.mu.Lock()
+	s.recent.delLocked(id)
+	e := s.idx.byID[id]
+	s.cacheLeasedLocked(e, third[0].Lease+1, fromDisk(t, s, id)) // another lease's read
+	cached := s.recent.getLocked(id) != nil
+	s.mu.Unlock()
+	if cached {
+		t.Fatal("a read for a lease no longer current was cached")
+	}
+}

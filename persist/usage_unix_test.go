@@ -5,6 +5,7 @@ package persist
 import (
 	"io/fs"
 	"syscall"
+	"time"
 )
 
 // allocated is the space a file takes on disk: Badger preallocates sparse files.
@@ -13,4 +14,13 @@ func allocated(fi fs.FileInfo) int64 {
 		return st.Blocks * 512
 	}
 	return fi.Size()
+}
+
+// cpuTime is the process's user plus system CPU time so far (0 where unknown).
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
