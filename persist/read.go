@@ -278,6 +278,41 @@ func (s *Store) Get(id string) (*Record, error) {
 	return r, nil
 }
 
+// Meta is Get without the body (Body nil, BodyLen its size), from the recent cache when it
+// holds the record.
+func (s *Store) Meta(id string) (*Record, error) {
+	if !validID(id) {
+		return nil, fmt.Errorf("get %q: %w", id, ErrNotFound)
+	}
+	s.life.RLock()
+	defer s.life.RUnlock()
+	if s.closed {
+		return nil, ErrClosed
+	}
+	s.mu.Lock()
+	var r *Record
+	if c := s.recent.getLocked(id); c != nil {
+		r, _ = c.record(false, false)
+	}
+	s.mu.Unlock()
+	if r == nil {
+		err := s.db.View(func(txn *badger.Txn) error {
+			var err error
+			r, err = readRecord(txn, id, false)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("get %s: %w", id, err)
+		}
+	}
+	s.mu.Lock()
+	if e := s.idx.byID[id]; e != nil && e.leased {
+		r.State = StateLeased
+	}
+	s.mu.Unlock()
+	return r, nil
+}
+
 // readStored reads a record and its body from Badger, past the recent cache and the index (a
 // leased record reads as stored, Ready).
 func (s *Store) readStored(id string) (*Record, error) {

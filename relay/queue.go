@@ -96,3 +96,20 @@ type Queue interface {
 // its leases are taken one round after the other, and with a replicated commit per round the
 // rounds, not the window, would bound its rate.
 type LeaseBatcher interface{ LeaseBatch() int }
+
+// MetaReader is a Queue that reads a record without its body more cheaply than Get: a
+// session checks the endpoint and state of each outcome an agent reports for a webhook it no
+// longer remembers acking (after a long backlog, most of them), and Get would read every
+// body too (a round trip to NATS in a cluster).
+type MetaReader interface {
+	// Meta is Get without the body (Record.Body nil).
+	Meta(ctx context.Context, id string) (*persist.Record, error)
+}
+
+// metaOf is q's Meta when it has one, else its Get.
+func metaOf(ctx context.Context, q Queue, id string) (*persist.Record, error) {
+	if m, ok := q.(MetaReader); ok {
+		return m.Meta(ctx, id)
+	}
+	return q.Get(ctx, id)
+}

@@ -52,12 +52,13 @@ func (q badgerQueue) copyIDs(id string) []string {
 	return ids
 }
 
-// merged reads every copy of id into one record: the least advanced copy's, with Groups.
-func (q badgerQueue) merged(id string) (*persist.Record, error) {
+// merged reads every copy of id with get into one record: the least advanced copy's, with
+// Groups.
+func (q badgerQueue) merged(id string, get func(string) (*persist.Record, error)) (*persist.Record, error) {
 	var out *persist.Record
 	groups := map[string]persist.State{}
 	for _, cid := range q.copyIDs(id) {
-		r, err := q.st.Get(cid) // small bodies ride along
+		r, err := get(cid) // small bodies ride along (Get)
 		if errors.Is(err, persist.ErrNotFound) {
 			continue
 		}
@@ -82,7 +83,12 @@ func (q badgerQueue) merged(id string) (*persist.Record, error) {
 }
 
 func (q badgerQueue) Get(_ context.Context, id string) (*persist.Record, error) {
-	return q.merged(id)
+	return q.merged(id, q.st.Get)
+}
+
+// Meta is Get without the body (relay.MetaReader).
+func (q badgerQueue) Meta(_ context.Context, id string) (*persist.Record, error) {
+	return q.merged(id, q.st.Meta)
 }
 
 // List returns records matching f, newest first: with f.Group that group's copies, else
@@ -136,7 +142,7 @@ func (q badgerQueue) List(_ context.Context, f persist.Filter) ([]*persist.Recor
 			out = append(out, c)
 			continue
 		}
-		r, err := q.merged(id)
+		r, err := q.merged(id, q.st.Meta)
 		if errors.Is(err, persist.ErrNotFound) {
 			continue // gone meanwhile
 		}
@@ -189,7 +195,7 @@ func (q badgerQueue) groupsFor(group, id string) []string {
 	if group != "" {
 		return []string{group}
 	}
-	r, err := q.merged(id)
+	r, err := q.merged(id, q.st.Meta)
 	if err != nil {
 		return []string{DefaultGroup} // the plain record says what is wrong
 	}

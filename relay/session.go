@@ -385,7 +385,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	if len(s.takeInflight(nil, r.ID)) > 0 {
 		s.signal() // reported before its ack arrived (the ack was lost)
 	} else if !s.acked[r.ID] {
-		rec, err := s.queue.Get(s.ctx, r.ID)
+		rec, err := metaOf(s.ctx, s.queue, r.ID)
 		if err != nil || !s.grants(rec.Queue) {
 			s.log.Debug("report for an unknown id ignored", "id", r.ID)
 			if errors.Is(err, persist.ErrNotFound) || err == nil {
@@ -422,7 +422,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	}
 	del := &persist.Delivery{At: at, Status: r.Status, Error: r.Error}
 	if len(r.Headers) > 0 || len(r.Body) > 0 { // recorded for exposing routes only
-		if rec, err := s.queue.Get(s.ctx, r.ID); err == nil && s.exposes(rec.Queue) {
+		if rec, err := metaOf(s.ctx, s.queue, r.ID); err == nil && s.exposes(rec.Queue) {
 			del.ResponseHeaders, del.ResponseBody = relayResponse(r.Headers, r.Body)
 		}
 	}

@@ -141,6 +141,18 @@ func (q *Queue) Get(ctx context.Context, id string) (*persist.Record, error) {
 	return r, nil
 }
 
+// Meta is Get without the body, from this relay's mirror (relay.MetaReader).
+func (q *Queue) Meta(_ context.Context, id string) (*persist.Record, error) {
+	if err := q.check(); err != nil {
+		return nil, fmt.Errorf("get: %w", err)
+	}
+	r, _, _, ok := q.m.record(id, time.Now())
+	if !ok {
+		return nil, fmt.Errorf("get %s: %w", id, persist.ErrNotFound)
+	}
+	return r, nil
+}
+
 func (q *Queue) inlineBody(ctx context.Context, seq uint64) ([]byte, error) {
 	m, err := q.stream.GetMsg(ctx, seq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {

@@ -5,6 +5,7 @@ package queuetest
 
 import (
 	"context"
+	"reflect"
 	"testing"
 	"time"
 
@@ -93,11 +94,24 @@ func lease(t *testing.T, q relay.Queue, ep string, max int) []*persist.Record {
 	return recs
 }
 
+// get is q.Get; where q is a relay.MetaReader, its Meta must give the same record less the
+// body.
 func get(t *testing.T, q relay.Queue, id string) *persist.Record {
 	t.Helper()
 	r, err := q.Get(t.Context(), id)
 	if err != nil {
 		t.Fatalf("get %s: %v", id, err)
+	}
+	if m, ok := q.(relay.MetaReader); ok {
+		meta, err := m.Meta(t.Context(), id)
+		if err != nil {
+			t.Fatalf("meta %s: %v (get found it)", id, err)
+		}
+		want := *r
+		want.Body = nil
+		if !reflect.DeepEqual(meta, &want) {
+			t.Fatalf("meta %s: %+v\nbut get: %+v", id, meta, &want)
+		}
 	}
 	return r
 }

@@ -196,6 +196,11 @@ func testTransitions(t *testing.T, q relay.Queue) {
 	if _, err := q.Get(t.Context(), "01NOSUCHRECORD"); !errors.Is(err, persist.ErrNotFound) {
 		t.Fatalf("get of a missing id: %v, want ErrNotFound", err)
 	}
+	if m, ok := q.(relay.MetaReader); ok {
+		if _, err := m.Meta(t.Context(), "01NOSUCHRECORD"); !errors.Is(err, persist.ErrNotFound) {
+			t.Fatalf("meta of a missing id: %v, want ErrNotFound", err)
+		}
+	}
 	// Release of a record that is not leased changes nothing.
 	if err := q.Release(t.Context(), group, map[string]uint64{a.ID: 1, c.ID: 2}); err != nil {
 		t.Fatalf("release: %v", err)
