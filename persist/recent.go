@@ -19,7 +19,8 @@ const (
 // on the agent appended, leased and finished. Reading them back was a tenth of each process's
 // CPU in the e2e benchmark. Oldest out first, within recentMax bytes. Guarded by Store.mu; the
 // committer fills it while applying a batch, with the committed changes only, so it always
-// agrees with the disk; deleted records leave it.
+// agrees with the disk; deleted records leave it. Lease adds the metadata of what it read
+// from disk while the record is unchanged since (cacheLeasedLocked).
 type recent struct {
 	bytes int64
 	m     map[string]*list.Element // of *recentRec
