@@ -257,30 +257,13 @@ func (s *Store) Has(id string) (bool, error) {
 }
 
 // Get returns the record with its body, or ErrNotFound. A leased record shows StateLeased.
-func (s *Store) Get(id string) (*Record, error) {
-	if !validID(id) {
-		return nil, fmt.Errorf("get %q: %w", id, ErrNotFound)
-	}
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.closed {
-		return nil, ErrClosed
-	}
-	r, err := s.readStored(id)
-	if err != nil {
-		return nil, fmt.Errorf("get %s: %w", id, err)
-	}
-	s.mu.Lock()
-	if e := s.idx.byID[id]; e != nil && e.leased {
-		r.State = StateLeased
-	}
-	s.mu.Unlock()
-	return r, nil
-}
+func (s *Store) Get(id string) (*Record, error) { return s.get(id, true) }
 
 // Meta is Get without the body (Body nil, BodyLen its size), from the recent cache when it
 // holds the record.
-func (s *Store) Meta(id string) (*Record, error) {
+func (s *Store) Meta(id string) (*Record, error) { return s.get(id, false) }
+
+func (s *Store) get(id string, body bool) (*Record, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("get %q: %w", id, ErrNotFound)
 	}
@@ -289,16 +272,18 @@ func (s *Store) Meta(id string) (*Record, error) {
 	if s.closed {
 		return nil, ErrClosed
 	}
-	s.mu.Lock()
 	var r *Record
-	if c := s.recent.getLocked(id); c != nil {
-		r, _ = c.record(false, false)
+	if !body {
+		s.mu.Lock()
+		if c := s.recent.getLocked(id); c != nil {
+			r, _ = c.record(false, false)
+		}
+		s.mu.Unlock()
 	}
-	s.mu.Unlock()
 	if r == nil {
 		err := s.db.View(func(txn *badger.Txn) error {
 			var err error
-			r, err = readRecord(txn, id, false)
+			r, err = readRecord(txn, id, body)
 			return err
 		})
 		if err != nil {
@@ -311,18 +296,6 @@ func (s *Store) Meta(id string) (*Record, error) {
 	}
 	s.mu.Unlock()
 	return r, nil
-}
-
-// readStored reads a record and its body from Badger, past the recent cache and the index (a
-// leased record reads as stored, Ready).
-func (s *Store) readStored(id string) (*Record, error) {
-	var r *Record
-	err := s.db.View(func(txn *badger.Txn) error {
-		var err error
-		r, err = readRecord(txn, id, true)
-		return err
-	})
-	return r, err
 }
 
 // listed is an index entry picked for a listing: its id and whether it is leased then.

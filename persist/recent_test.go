@@ -5,12 +5,20 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dgraph-io/badger/v4"
 )
 
-// fromDisk reads a record straight from Badger, past the recent cache.
+// fromDisk reads a record straight from Badger, past the recent cache and the index (a leased
+// record reads as stored, Ready).
 func fromDisk(t *testing.T, s *Store, id string) *Record {
 	t.Helper()
-	r, err := s.readStored(id)
+	var r *Record
+	err := s.db.View(func(txn *badger.Txn) error {
+		var err error
+		r, err = readRecord(txn, id, true)
+		return err
+	})
 	if err != nil {
 		t.Fatalf("read %s: %v", id, err)
 	}

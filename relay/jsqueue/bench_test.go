@@ -11,6 +11,23 @@ import (
 	"github.com/hookrelay/hookrelay/relay/jsqueue"
 )
 
+// benchCluster starts a three-node R3 cluster (`sync_interval: always`) and opens a queue on
+// it; cpu is the three servers' CPU time so far.
+func benchCluster(b *testing.B) (q *jsqueue.Queue, cpu func() time.Duration) {
+	c := natstest.Start(b, 3)
+	q, err := jsqueue.Open(b.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 3, Name: "BENCH", GCInterval: time.Hour})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { q.Close() })
+	return q, func() (d time.Duration) {
+		for _, n := range c.Nodes {
+			d += n.CPU()
+		}
+		return d
+	}
+}
+
 // BenchmarkClusterAppend: 1 KiB appends from 16 goroutines on a three-node R3 cluster
 // (`sync_interval: always`); nats-µs/op is the three servers' CPU per append. Run with
 // go test -run='^$' -bench=ClusterAppend -benchtime=20000x ./relay/jsqueue
@@ -19,19 +36,8 @@ import (
 // batches): 5.3k appends/s and 212 µs of server CPU each, against 6.6k/s and 185 µs alone, so
 // ingress publishes go one by one.
 func BenchmarkClusterAppend(b *testing.B) {
-	c := natstest.Start(b, 3)
-	q, err := jsqueue.Open(b.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 3, Name: "BENCH", GCInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer q.Close()
+	q, cpu := benchCluster(b)
 	body := bytes.Repeat([]byte("x"), 1024)
-	cpu := func() (d time.Duration) {
-		for _, n := range c.Nodes {
-			d += n.CPU()
-		}
-		return d
-	}
 	b.SetParallelism(16 / runtime.GOMAXPROCS(0))
 	before := cpu()
 	b.ResetTimer()
@@ -55,19 +61,8 @@ func BenchmarkClusterAppend(b *testing.B) {
 // per webhook. Run with
 // go test -run='^$' -bench=ClusterCycle -benchtime=10000x ./relay/jsqueue
 func BenchmarkClusterCycle(b *testing.B) {
-	c := natstest.Start(b, 3)
-	q, err := jsqueue.Open(b.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 3, Name: "BENCH", GCInterval: time.Hour})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer q.Close()
+	q, cpu := benchCluster(b)
 	body := bytes.Repeat([]byte("x"), 1024)
-	cpu := func() (d time.Duration) {
-		for _, n := range c.Nodes {
-			d += n.CPU()
-		}
-		return d
-	}
 	before := cpu()
 	b.ResetTimer()
 	done := make(chan error, 1)
