@@ -257,6 +257,7 @@ func (q *Queue) Delete(ctx context.Context, group, id string) error {
 		if err := q.kv.Delete(ctx, stateKey(grp, id)); err != nil {
 			return fmt.Errorf("delete %s: %w", id, err)
 		}
+		q.deleted(stateKey(grp, id))
 		q.unhold(grp, id)
 		q.m.set(id, grp, slot{g: gstate{Deleted: true}, rev: math.MaxUint64})
 	}

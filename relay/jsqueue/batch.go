@@ -41,11 +41,12 @@ func (q *Queue) enableBatches(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	q.kvStream = st // for purging delete markers (gc.go)
 	cfg := st.CachedInfo().Config
 	if !cfg.AllowAtomicPublish {
 		cfg.AllowAtomicPublish = true
 		var apiErr *jetstream.APIError
-		st, err = q.js.UpdateStream(ctx, cfg)
+		updated, err := q.js.UpdateStream(ctx, cfg)
 		if errors.As(err, &apiErr) { // refused: the writes go one at a time
 			q.log.Info("jetstream queue: state writes one at a time", "err", err)
 			return nil
@@ -53,6 +54,7 @@ func (q *Queue) enableBatches(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		st = updated
 	}
 	q.batches = st.CachedInfo().Config.AllowAtomicPublish
 	if !q.batches {
@@ -97,7 +99,7 @@ func (q *Queue) writeBatch(ctx context.Context, ws []stateWrite) error {
 	defer cancel()
 	var reply *nats.Msg
 	for i, w := range ws {
-		m := &nats.Msg{Subject: "$KV." + q.opts.Name + "_STATE." + stateKey(w.group, w.id),
+		m := &nats.Msg{Subject: q.kvSubject(stateKey(w.group, w.id)),
 			Header: nats.Header{}, Data: w.g.encode()}
 		m.Header.Set(jetstream.ExpectedLastSubjSeqHeader, strconv.FormatUint(w.rev, 10))
 		m.Header.Set("Nats-Batch-Id", id)

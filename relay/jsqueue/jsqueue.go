@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"slices"
 	"sync"
@@ -77,13 +78,21 @@ type Queue struct {
 	maxPart int  // largest body chunk one message carries
 	batches bool // the state bucket takes atomic batches (batch.go)
 
-	mu     sync.Mutex
-	held   map[heldKey]uint64 // leases this queue handed out and still holds, for Close
-	closed bool
-	cancel context.CancelFunc
-	wg     sync.WaitGroup
-	cc     jetstream.ConsumeContext
-	kw     jetstream.KeyWatcher
+	kvStream jetstream.Stream // the state bucket's
+
+	// the retention sweep's (gc.go)
+	sweepToken uint64    // this queue's, in the sweeper's lock
+	sweeping   bool      // this queue holds the sweeper's lock
+	fullPurged time.Time // when it last purged the bucket's old delete markers
+
+	mu      sync.Mutex
+	held    map[heldKey]uint64 // leases this queue handed out and still holds, for Close
+	markers []marker           // the delete markers this queue wrote, oldest first (gc.go)
+	closed  bool
+	cancel  context.CancelFunc
+	wg      sync.WaitGroup
+	cc      jetstream.ConsumeContext
+	kw      jetstream.KeyWatcher
 }
 
 type heldKey struct{ group, id string }
@@ -113,7 +122,7 @@ func Open(ctx context.Context, opts Options) (*Queue, error) {
 	opts.KeepDead = cmpOr(opts.KeepDead, 7*24*time.Hour)
 	opts.GCInterval = cmpOr(opts.GCInterval, time.Minute)
 	q := &Queue{opts: opts, log: opts.Logger, prefix: opts.Name, m: newMirror(opts.Groups),
-		ids: persist.NewIDGen(), held: map[heldKey]uint64{}}
+		ids: persist.NewIDGen(), held: map[heldKey]uint64{}, sweepToken: rand.Uint64() | 1}
 	if err := q.connect(ctx); err != nil {
 		return nil, fmt.Errorf("jetstream queue: %w", err)
 	}

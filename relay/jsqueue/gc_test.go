@@ -1,0 +1,108 @@
+package jsqueue_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hookrelay/hookrelay/internal/natstest"
+	"github.com/hookrelay/hookrelay/internal/testutil"
+	"github.com/hookrelay/hookrelay/persist"
+	"github.com/hookrelay/hookrelay/relay/jsqueue"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Retention on a cluster of two relays: finished webhooks past keep_done are deleted by one
+// of them only (one delete marker per state key, not one per relay), both relays' mirrors drop
+// them, and the markers are purged once they are older than markerAge, without a read of the
+// whole bucket.
+func TestSweepOnceThenPurgeMarkers(t *testing.T) {
+	defer jsqueue.SetMarkerAge(500 * time.Millisecond)()
+	c := natstest.Start(t, 1)
+	open := func(node string) *jsqueue.Queue {
+		q, err := jsqueue.Open(t.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 1, Name: "SWEEP",
+			NodeID: node, KeepDone: time.Millisecond, GCInterval: 100 * time.Millisecond})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	}
+	a, b := open("a"), open("b")
+
+	nc, err := nats.Connect(c.URLs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var markers atomic.Int64 // delete markers written to the state keys
+	sub, err := nc.Subscribe("$KV.SWEEP_STATE.g.>", func(m *nats.Msg) {
+		if m.Header.Get("KV-Operation") == "DEL" {
+			markers.Add(1)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+
+	const n = 20
+	var ids []string
+	for range n {
+		r := &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}
+		if err := a.Append(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	var recs []*persist.Record
+	testutil.WaitFor(t, 10*time.Second, "all leased", func() bool {
+		got, err := a.Lease(t.Context(), "default", "ep", n-len(recs), time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs = append(recs, got...)
+		return len(recs) == n
+	})
+	var changes []persist.Change
+	for _, r := range recs {
+		changes = append(changes, persist.Change{ID: r.ID, State: persist.StateDelivered})
+	}
+	for _, err := range a.Apply(t.Context(), "default", changes) {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	gone := func(q *jsqueue.Queue) bool {
+		for _, id := range ids {
+			if _, err := q.Get(t.Context(), id); !errors.Is(err, persist.ErrNotFound) {
+				return false
+			}
+		}
+		return true
+	}
+	testutil.WaitFor(t, 10*time.Second, "swept on both relays", func() bool { return gone(a) && gone(b) })
+	time.Sleep(300 * time.Millisecond) // sweeps of both relays after it
+	nc.Flush()
+	if got := markers.Load(); got != n {
+		t.Fatalf("%d delete markers for %d state keys: more than one relay swept", got, n)
+	}
+
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 10*time.Second, "delete markers purged", func() bool {
+		ctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		defer cancel()
+		st, err := js.Stream(ctx, "KV_SWEEP_STATE")
+		if err != nil {
+			return false
+		}
+		info, err := st.Info(ctx, jetstream.WithSubjectFilter("$KV.SWEEP_STATE.g.>"))
+		return err == nil && len(info.State.Subjects) == 0
+	})
+}
