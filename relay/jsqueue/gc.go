@@ -62,11 +62,14 @@ func (q *Queue) sweepLoop(ctx context.Context) {
 func (q *Queue) sweep(ctx context.Context) {
 	now := time.Now()
 	if took, ok := q.takeSweep(ctx, now); ok {
-		for _, id := range q.m.expired(now, q.opts.KeepDone, q.opts.KeepDead) {
-			if err := q.Delete(ctx, "", id); err != nil && !errors.Is(err, persist.ErrNotFound) && ctx.Err() == nil {
-				q.log.Warn("jetstream queue: retention sweep", "id", id, "err", err)
+		// Each delete is a round trip per group and one for the message: maxInFlight at once,
+		// or a sweep of a busy cluster's day would take longer than the minute between sweeps.
+		ids := q.m.expired(now, q.opts.KeepDone, q.opts.KeepDead)
+		inParallel(len(ids), func(i int) {
+			if err := q.Delete(ctx, "", ids[i]); err != nil && !errors.Is(err, persist.ErrNotFound) && ctx.Err() == nil {
+				q.log.Warn("jetstream queue: retention sweep", "id", ids[i], "err", err)
 			}
-		}
+		})
 		if took || now.Sub(q.fullPurged) >= fullPurgeEvery {
 			if err := q.kv.PurgeDeletes(ctx, jetstream.DeleteMarkersOlderThan(markerAge)); err != nil && ctx.Err() == nil {
 				q.log.Warn("jetstream queue: purge delete markers", "err", err)
