@@ -106,3 +106,39 @@ func TestSweepOnceThenPurgeMarkers(t *testing.T) {
 		return err == nil && len(info.State.Subjects) == 0
 	})
 }
+
+// A relay that closes hands back the leases it holds, all of them, so that another relay
+// leases those webhooks at once instead of after their lease time.
+func TestCloseHandsBackLeases(t *testing.T) {
+	c := natstest.Start(t, 1)
+	a, b := openOne(t, c.URLs(), "HANDBACK"), openOne(t, c.URLs(), "HANDBACK")
+	const n = 100
+	for range n {
+		if err := a.Append(t.Context(), &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	held := 0
+	testutil.WaitFor(t, 10*time.Second, "all leased by a", func() bool {
+		recs, err := a.Lease(t.Context(), "default", "ep", n, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		held += len(recs)
+		return held == n
+	})
+	start := time.Now()
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("close handed back %d leases in %v", n, time.Since(start))
+	got := 0
+	testutil.WaitFor(t, 10*time.Second, "all leased by b", func() bool {
+		recs, err := b.Lease(t.Context(), "default", "ep", n, time.Hour)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got += len(recs)
+		return got == n
+	})
+}
