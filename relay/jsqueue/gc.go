@@ -112,6 +112,25 @@ func (q *Queue) takeSweep(ctx context.Context, now time.Time) (took, ok bool) {
 	return took, true
 }
 
+// giveUpSweep lets another relay take the sweeper's key at its next sweep (Close), instead of
+// after three sweeps without this one.
+func (q *Queue) giveUpSweep(ctx context.Context) {
+	if !q.sweeping {
+		return
+	}
+	e, err := q.kv.Get(ctx, sweepKey)
+	if err != nil {
+		return
+	}
+	var l sweepLock
+	if json.Unmarshal(e.Value(), &l) != nil || l.Token != q.sweepToken {
+		return
+	}
+	l.Until = 0
+	v, _ := json.Marshal(l)
+	q.kv.Update(ctx, sweepKey, v, e.Revision()) // else it runs out by itself
+}
+
 // deleted notes the delete marker this relay just wrote for key.
 func (q *Queue) deleted(key string) {
 	q.mu.Lock()

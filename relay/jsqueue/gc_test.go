@@ -2,6 +2,7 @@ package jsqueue_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"sync/atomic"
 	"testing"
@@ -141,4 +142,57 @@ func TestCloseHandsBackLeases(t *testing.T) {
 		got += len(recs)
 		return got == n
 	})
+}
+
+// The sweeper hands its key back when it closes: another relay sweeps from its next sweep on,
+// not only once the key ran out (three sweeps).
+func TestSweeperHandsOverAtClose(t *testing.T) {
+	c := natstest.Start(t, 1)
+	const every = 2 * time.Second
+	open := func(node string) *jsqueue.Queue {
+		q, err := jsqueue.Open(t.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 1, Name: "HANDOVER",
+			NodeID: node, GCInterval: every})
+		if err != nil {
+			t.Fatalf("open: %v", err)
+		}
+		t.Cleanup(func() { q.Close() })
+		return q
+	}
+	qs := map[string]*jsqueue.Queue{"a": open("a"), "b": open("b")}
+	nc, err := nats.Connect(c.URLs()[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(t.Context(), "HANDOVER_STATE")
+	if err != nil {
+		t.Fatal(err)
+	}
+	holder := func() string {
+		e, err := kv.Get(t.Context(), "x.sweep")
+		if err != nil {
+			return ""
+		}
+		var l struct {
+			Node  string `json:"node"`
+			Until int64  `json:"until"`
+		}
+		if json.Unmarshal(e.Value(), &l) != nil || l.Until < time.Now().UnixNano() {
+			return ""
+		}
+		return l.Node
+	}
+	var first string
+	testutil.WaitFor(t, 3*every, "a sweeper", func() bool { first = holder(); return first != "" })
+	qs[first].Close()
+	closed := time.Now()
+	other := map[string]string{"a": "b", "b": "a"}[first]
+	testutil.WaitFor(t, 3*every, "the other relay sweeping", func() bool { return holder() == other })
+	if d := time.Since(closed); d > every+every/2 {
+		t.Fatalf("the other relay took over after %v: the closed one kept the key", d)
+	}
 }

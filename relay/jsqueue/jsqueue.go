@@ -85,6 +85,7 @@ type Queue struct {
 	sweepToken uint64    // this queue's, in the sweeper's lock
 	sweeping   bool      // this queue holds the sweeper's lock
 	fullPurged time.Time // when it last purged the bucket's old delete markers
+	sweepDone  chan struct{}
 
 	mu      sync.Mutex
 	held    map[heldKey]uint64 // leases this queue handed out and still holds, for Close
@@ -293,6 +294,14 @@ func (q *Queue) Close() error {
 
 	if q.cancel != nil {
 		q.cancel()
+	}
+	if q.sweepDone != nil {
+		<-q.sweepDone // q.sweeping is the sweep's
+	}
+	if q.kv != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		q.giveUpSweep(ctx)
+		cancel()
 	}
 	if len(held) > 0 && q.kv != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -97,7 +97,11 @@ func (q *Queue) start(ctx context.Context) error {
 	q.m.mu.Unlock()
 	q.ids.After(q.m.maxID(), time.Now())
 
-	q.wg.Go(func() { q.sweepLoop(wctx) })
+	q.sweepDone = make(chan struct{})
+	q.wg.Go(func() {
+		defer close(q.sweepDone)
+		q.sweepLoop(wctx)
+	})
 	return nil
 }
 
