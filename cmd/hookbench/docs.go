@@ -77,6 +77,11 @@ Machine: %s.
   RSS over the accept), then the agent starts and the drain is timed until the last arrival, with
   the CPU time relay and agent spent on it per webhook. The goal is for 1,000,000
   (`+"`-backlog 1000000`"+`).
+- **sustained** (ws): after the ws column's shapes, the 1 KiB burst again (`+"`-sustained`"+` times,
+  2 s apart) on the same relay and agent, with their CPU per webhook. Both keep what they
+  delivered for `+"`keep_done`"+`, so each burst meets stores holding every earlier one: Badger's
+  flushes and compactions grow with them (the table builds hold 20–30 MiB of heap while they run),
+  and the rate falls from the first burst's toward what a busy endpoint keeps.
 - **cluster**: three nats-server processes (JetStream, `+"`sync_interval: always`"+`), three relays
   on them with `+"`replicas: 3`"+` and one agent given all three; the 16 senders post the 1 KiB burst
   across the three relays' ingress. It runs twice, each time right after the same burst through

@@ -38,6 +38,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.idle, "idle", 1000, "idle agent sessions, ws and quic (the goal is for 10000); 0 skips")
 	fs.IntVar(&o.backlog, "backlog", 50000, "1 KiB webhooks accepted while the agent is away (the goal is for 1000000); 0 skips")
 	fs.IntVar(&o.cluster, "cluster", 10000, "1 KiB webhooks in the cluster burst (3 nats-server, 3 relays on JetStream, 1 agent); 0 skips")
+	fs.IntVar(&o.sustained, "sustained", 3, "more 1 KiB bursts (of -n1k) on the ws relay and agent after its shapes; 0 skips")
 	transports := fs.String("transports", "ws,wss,quic", "relayed transports, comma-separated")
 	out := fs.String("out", "docs", "directory for BENCHMARKS.md and benchmarks.png, relative to the module root; empty: write nothing")
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory (configs, logs, stores)")
@@ -58,6 +59,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 		apply("idle", func() { o.idle = 200 })
 		apply("backlog", func() { o.backlog = 5000 })
 		apply("cluster", func() { o.cluster = 2000 })
+		apply("sustained", func() { o.sustained = 1 })
 	}
 	for _, t := range strings.Split(*transports, ",") {
 		switch t = strings.TrimSpace(t); t {

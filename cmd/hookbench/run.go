@@ -19,6 +19,7 @@ type options struct {
 	transports       []string // relayed: ws, wss, quic
 	keep             bool     // keep the work directory (logs, stores)
 	cluster          int      // 1 KiB webhooks in the cluster burst (cluster.go); 0 skips
+	sustained        int      // rounds of the sustained shape (sustained.go); 0 skips
 }
 
 // rss is a pair of peak RSS figures in MiB.
@@ -54,6 +55,7 @@ type results struct {
 	backlog   map[string]backlogResult
 	agentSize int64
 	cluster   *clusterResult // nil: not run
+	sustained []sustainedRound
 	disk      diskResult
 	took      time.Duration
 }
@@ -150,6 +152,11 @@ func relayed(r *results, b bins, tr, dir string, tg *target) error {
 	r.agentIdle[tr] = float64(w.agent.status("VmRSS")) / 1024
 	if err := shapes(r, tr, tg, w.ingress(), w); err != nil {
 		return err
+	}
+	if tr == "ws" && r.opts.sustained > 0 {
+		if err := sustainedBursts(r, w, r.opts.sustained, r.opts.n1k); err != nil {
+			return err
+		}
 	}
 	w.close()
 	if r.opts.idle > 0 && tr != "wss" {

@@ -147,6 +147,7 @@ func (r *results) table() string {
 			mark(v.relayPeakMiB <= goalBacklogMiB), rate(v.drainRate), x, mark(x >= goalDrainX),
 			v.drainCPU.relay.Microseconds(), v.drainCPU.agent.Microseconds())
 	})
+	sb.WriteString(r.sustainedLine())
 	sb.WriteString(r.clusterLine())
 	sb.WriteString(r.disk.line())
 	mb := float64(r.agentSize) / 1e6
