@@ -117,7 +117,7 @@ func runListen(ctx context.Context, args []string, stdout, stderr io.Writer) err
 			return err
 		}
 	}
-	memlimit.Default(agentMemLimit)
+	memlimit.Default(agentMemLimit, 25)
 	p := newPrinter(stdout, f.printBody)
 	cfg := &agent.Config{
 		Relay:            f.relay,

@@ -118,7 +118,7 @@ func runAgent(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	memlimit.Default(agentMemLimit)
+	memlimit.Default(agentMemLimit, 25)
 	slog.SetDefault(newLogger(stderr, lv, *format))
 	return svc.Run(func(ctx context.Context) error {
 		// slog.Default(), not a logger made earlier: under a service manager without stderr,

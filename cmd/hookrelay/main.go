@@ -106,7 +106,7 @@ func runServe(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	memlimit.Default(relayMemLimit)
+	memlimit.Default(relayMemLimit, 50)
 	// load reads the file and applies the flags over it (flag > env > file > default), at
 	// start and again on SIGHUP.
 	load := func() (*relay.Config, error) {

@@ -8,7 +8,16 @@
 // back (up to half the CPU, the runtime's cap) and frees nothing. A relay holding 8,000 idle
 // agents (200 MiB of sessions, most of it goroutine stacks) under a fixed 56 MiB limit used
 // 1.7 of 2 cores doing that. So the limit follows what the GC cannot free: it stays at the
-// base while that is small, and is kept a quarter above it once it grows (Default).
+// base while that is small, and is kept a share above it once it grows (Default): a quarter
+// for a program that must stay small (the agent), a half where CPU matters more (the relay).
+// Under sustained load Badger's caches fill and its table builds come and go; with a quarter's
+// headroom on both sides the heap sat near the limit and the GC took a fifth to a quarter of
+// each process's CPU, so that each 10,000-webhook burst on the same relay and agent ran slower
+// (3.4k, 2.2k, 2.0k/s after the first); with half on both, 2.5–2.9k/s throughout, but the
+// agent's peak RSS over the 64 KiB burst rose from 71–75 to 80–84 MiB (hookbench). Half for
+// the relay alone: the last of four bursts 2.21–2.23k/s against 1.63–1.92k/s, relay CPU per
+// webhook 230 against 328–335 µs, neither peak RSS higher (alternating runs of hookbench
+// -transports ws -n1k 10000 -n64k 1000 -paced 300ms -large 0 -idle 0 -backlog 0 -cluster 0).
 package memlimit
 
 import (
@@ -23,18 +32,19 @@ import (
 // Default sets the soft memory limit to base, unless GOMEMLIMIT is set in the environment
 // (then the runtime already applied the user's value, "off" included, and Default leaves it
 // alone). From then on, once a second, the limit is raised to what the GC cannot free (live
-// heap, goroutine stacks, runtime metadata) plus a quarter when that is above base, and
-// brought back toward base as it shrinks. It returns the limit in effect now.
-func Default(base int64) int64 {
+// heap, goroutine stacks, runtime metadata) plus headroom percent of it when that is above
+// base, and brought back toward base as it shrinks. It returns the limit in effect now.
+func Default(base int64, headroom int) int64 {
 	if os.Getenv("GOMEMLIMIT") != "" {
 		return debug.SetMemoryLimit(-1)
 	}
 	debug.SetMemoryLimit(base)
+	adaptHeadroom.Store(int64(headroom))
 	if adapting.Swap(base) == 0 {
 		go func() {
 			for range time.Tick(adaptEvery) {
 				if b := adapting.Load(); b > 0 {
-					adapt(b)
+					adapt(b, int(adaptHeadroom.Load()))
 				}
 			}
 		}()
@@ -42,14 +52,14 @@ func Default(base int64) int64 {
 	return base
 }
 
-// adapting is the base the limit follows from (0: it is left alone).
-var adapting atomic.Int64
+// adapting is the base the limit follows from (0: it is left alone), adaptHeadroom the share.
+var adapting, adaptHeadroom atomic.Int64
 
 const adaptEvery = time.Second
 
 // adapt sets the limit for the memory in use now (see Default), and returns it.
-func adapt(base int64) int64 {
-	limit := max(base, floor()*5/4)
+func adapt(base int64, headroom int) int64 {
+	limit := max(base, floor()*int64(100+headroom)/100)
 	debug.SetMemoryLimit(limit)
 	return limit
 }

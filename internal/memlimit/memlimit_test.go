@@ -12,14 +12,14 @@ func TestDefault(t *testing.T) {
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 
 	t.Setenv("GOMEMLIMIT", "")
-	if got := Default(64 << 20); got != 64<<20 || debug.SetMemoryLimit(-1) != 64<<20 {
+	if got := Default(64<<20, 25); got != 64<<20 || debug.SetMemoryLimit(-1) != 64<<20 {
 		t.Fatalf("Default(64 MiB) = %d, limit %d", got, debug.SetMemoryLimit(-1))
 	}
 	adapting.Store(0) // the limit stays where the checks below put it
 	// The user's GOMEMLIMIT wins: the runtime read it at start, Default leaves the limit alone.
 	debug.SetMemoryLimit(math.MaxInt64)
 	t.Setenv("GOMEMLIMIT", "off")
-	if got := Default(64 << 20); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
+	if got := Default(64<<20, 25); got != math.MaxInt64 || debug.SetMemoryLimit(-1) != math.MaxInt64 {
 		t.Fatalf("with GOMEMLIMIT set, Default changed the limit to %d", debug.SetMemoryLimit(-1))
 	}
 }
@@ -40,14 +40,14 @@ func TestLimitFollowsLiveMemory(t *testing.T) {
 		held = append(held, b)
 	}
 	runtime.GC()
-	got := adapt(base)
-	if got < 64<<20*5/4 || debug.SetMemoryLimit(-1) != got {
-		t.Fatalf("with 64 MiB live the limit is %d MiB, want at least 80", got>>20)
+	got := adapt(base, 50)
+	if got < 64<<20*3/2 || debug.SetMemoryLimit(-1) != got {
+		t.Fatalf("with 64 MiB live the limit is %d MiB, want at least 96", got>>20)
 	}
 	runtime.KeepAlive(held)
 	held = nil
 	runtime.GC()
-	if got := adapt(base); got != base {
+	if got := adapt(base, 50); got != base {
 		t.Fatalf("with the memory free again the limit is %d MiB, want the base, %d", got>>20, base>>20)
 	}
 }
