@@ -124,33 +124,33 @@ func (q *Queue) publish(ctx context.Context, msg *nats.Msg, id string) (*jetstre
 
 // Get returns a webhook as this relay sees the cluster, with its body when it is not in parts.
 func (q *Queue) Get(ctx context.Context, id string) (*persist.Record, error) {
-	if err := q.check(); err != nil {
-		return nil, fmt.Errorf("get: %w", err)
+	r, seq, parts, err := q.lookup(id)
+	if err != nil || parts > 0 {
+		return r, err
 	}
-	r, seq, parts, ok := q.m.record(id, time.Now())
-	if !ok {
-		return nil, fmt.Errorf("get %s: %w", id, persist.ErrNotFound)
-	}
-	if parts == 0 {
-		body, err := q.inlineBody(ctx, seq)
-		if err != nil {
-			return nil, fmt.Errorf("get %s: %w", id, err)
-		}
-		r.Body = body
+	if r.Body, err = q.inlineBody(ctx, seq); err != nil {
+		return nil, fmt.Errorf("get %s: %w", id, err)
 	}
 	return r, nil
 }
 
 // Meta is Get without the body, from this relay's mirror (relay.MetaReader).
 func (q *Queue) Meta(_ context.Context, id string) (*persist.Record, error) {
+	r, _, _, err := q.lookup(id)
+	return r, err
+}
+
+// lookup is id as the mirror holds it: the record without its body, its stream sequence and
+// how many parts its body is in.
+func (q *Queue) lookup(id string) (*persist.Record, uint64, int, error) {
 	if err := q.check(); err != nil {
-		return nil, fmt.Errorf("get: %w", err)
+		return nil, 0, 0, fmt.Errorf("get: %w", err)
 	}
-	r, _, _, ok := q.m.record(id, time.Now())
+	r, seq, parts, ok := q.m.record(id, time.Now())
 	if !ok {
-		return nil, fmt.Errorf("get %s: %w", id, persist.ErrNotFound)
+		return nil, 0, 0, fmt.Errorf("get %s: %w", id, persist.ErrNotFound)
 	}
-	return r, nil
+	return r, seq, parts, nil
 }
 
 func (q *Queue) inlineBody(ctx context.Context, seq uint64) ([]byte, error) {
