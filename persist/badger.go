@@ -45,12 +45,8 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 		// soft memory limit (cmd/hookagent, 48 MiB) so that its RSS stays within 64 MiB; with
 		// 2×8 MiB memtables and 8+4 MiB caches (about 30 MiB that the GC counts as live: the
 		// arenas are allocated whole) the heap sat near the limit in a long 1 KiB burst and
-		// the GC took a quarter of the agent's CPU; with this, 7%. Values (bodies, and
-		// metadata with large headers) from 1 KiB go to the value log: kept in the LSM tree,
-		// 1 KiB bodies made every flush and compaction build tables of them, and the table
-		// builders held 60–70 MiB at once under load (agent peak RSS 210 MiB in the e2e
-		// benchmark at 30k webhooks, 153 MiB with this; CPU the same). Value-log GC gives
-		// their space back (gc.go; TestDiskStaysBounded).
+		// the GC took a quarter of the agent's CPU; with this, 7%. See valueThreshold for
+		// what goes to the value log.
 		return bo.WithMemTableSize(2 << 20).
 			WithNumMemtables(2).
 			WithValueLogFileSize(16 << 20).
@@ -59,10 +55,10 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(8).
 			WithBaseTableSize(1 << 20).
-			WithValueThreshold(1 << 10)
+			WithValueThreshold(valueThreshold)
 	}
 	// Relay: ~25 MiB of memtables and caches (2×4 MiB memtables: were 2×8, see above), and
-	// the small profile's value threshold. Value-log files of 16 MiB, as the agent's: the
+	// the same value threshold. Value-log files of 16 MiB, as the agent's: the
 	// file being written is mapped and its written pages count in the relay's RSS (up to
 	// 45 MiB of file pages with 64 MiB files over a 60k backlog, 21–25 MiB with 16: relay peak
 	// 91 → 76 MiB). The
@@ -82,8 +78,25 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 		WithIndexCacheSize(8 << 20).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
-		WithValueThreshold(1 << 10)
+		WithValueThreshold(valueThreshold)
 }
+
+// valueThreshold sends every value of 64 bytes and more to the value log: bodies, and each
+// record's metadata (method, path, headers, state, attempts), which every state change
+// rewrites. The LSM tree keeps keys, value pointers and the ready index's small entries, so flushes
+// and compactions build small tables, and few of them.
+//
+// The threshold was 1 KiB, which kept the metadata in the tree. A compaction builds its output
+// tables concurrently (up to 8 and more at once), each in an allocator of twice the table size
+// plus a 3 MiB index builder, whatever the table holds. At the agent's peak over the 64 KiB
+// burst these builders were 25 of its 41 MiB of live heap (HOOKAGENT_PEAKHEAP); with 64 bytes,
+// 4 of 21. In alternating hookbench runs (go run ./cmd/hookbench -transports ws -n1k 20000
+// -n64k 2000 -paced 1s -large 0 -idle 0 -backlog 50000 -cluster 0 -sustained 2 -out ""):
+// agent peak RSS 63–66 MiB against 72–83, agent CPU per webhook of the 1 KiB burst 213–286 µs
+// against 266–299, the relay's peak over a 50,000 backlog 67–72 MiB against 91–93, burst and
+// drain rates within the noise. A record read cold now takes a value-log read as well; value-log
+// GC (gc.go) reclaims the older versions of the metadata as it does bodies.
+const valueThreshold = 64
 
 // badgerLogger sends Badger's warnings and errors to slog and drops its info and debug chatter.
 // An error also raises errored (when set): Badger logs some failures it does not return.

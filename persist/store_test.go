@@ -339,9 +339,8 @@ func TestOnCommitAndTxnSplit(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	// 2400 records with 900 bytes of headers each (kept inline in the LSM tree: under the
-	// small profile's 1 KiB value threshold) are ~2 MiB of metadata: more than one Badger
-	// transaction takes under the small profile (15% of 8 MiB).
+	// 2400 records with 900 bytes of headers each, rewritten by one request: more than one
+	// Badger transaction takes under the small profile (its 2 MiB memtables).
 	const count = 2400
 	big := strings.Repeat("h", 900)
 	ids := make([]string, count)
