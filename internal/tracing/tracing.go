@@ -14,7 +14,6 @@ import (
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -69,18 +68,8 @@ func New(cfg *Config, defaultService, version string) (*Tracer, error) {
 	if err != nil {
 		return nil, fmt.Errorf("otel endpoint: %w", err)
 	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(u.Host),
-		otlptracehttp.WithURLPath(joinPath(u.Path, "/v1/traces"))}
-	if u.Scheme == "http" {
-		opts = append(opts, otlptracehttp.WithInsecure())
-	}
-	if len(cfg.Headers) > 0 {
-		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
-	}
-	exp, err := otlptracehttp.New(context.Background(), opts...)
-	if err != nil {
-		return nil, fmt.Errorf("otel exporter: %w", err)
-	}
+	u.Path = joinPath(u.Path, "/v1/traces")
+	exp := newExporter(u.String(), cfg.Headers, version)
 	name := cfg.ServiceName
 	if name == "" {
 		name = defaultService
