@@ -42,7 +42,7 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 	if o.Small {
 		// About 12 MiB of memory: 2×2 MiB memtables, 4+2 MiB caches (the memtables were
 		// 2×4 MiB, see above for why smaller). The agent runs under a
-		// soft memory limit (cmd/hookagent, 48 MiB) so that its RSS stays within 64 MiB; with
+		// soft memory limit (cmd/hookagent, 40 MiB) so that its RSS stays within 64 MiB; with
 		// 2×8 MiB memtables and 8+4 MiB caches (about 30 MiB that the GC counts as live: the
 		// arenas are allocated whole) the heap sat near the limit in a long 1 KiB burst and
 		// the GC took a quarter of the agent's CPU; with this, 7%. See valueThreshold for

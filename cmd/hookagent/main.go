@@ -39,8 +39,14 @@ const usage = `usage:
 // run on 128 MiB boxes, and under load the GC otherwise let the heap reach twice what was live
 // (peak RSS 73–77 MiB over the 64 KiB burst of hookbench -quick; 56–68 with 44–48 MiB here,
 // the rest of the RSS being the binary, stacks and mapped files). At 40 MiB with the older,
-// larger Badger profile the GC took a quarter of the agent's CPU in a long 1 KiB burst.
-const agentMemLimit = 44 << 20
+// larger Badger profile the GC took a quarter of the agent's CPU in a long 1 KiB burst. Since
+// the store's metadata left the LSM tree (persist's valueThreshold) the live heap at that peak
+// is ~21 MiB, not 41: in three alternating runs of go run ./cmd/hookbench -transports ws
+// -n1k 5000 -n64k 2000 -paced 1s -large 3 -idle 0 -backlog 0 -cluster 0 -sustained 0 -out "",
+// 40 MiB gave an agent peak of 59–60 MiB against 60–63 with 44, and no more CPU (206–290
+// against 236–270 µs per webhook). At 32 MiB the GC could not keep up with the compactions'
+// passing peaks: the agent fell behind and held more (peak 71–73 MiB).
+const agentMemLimit = 40 << 20
 
 func main() {
 	stopProfile := profile.Start("HOOKAGENT")
