@@ -3,6 +3,8 @@ package persist
 import (
 	"context"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -47,4 +49,49 @@ func TestBadgerLoggerWarningsOnly(t *testing.T) {
 			t.Errorf("badger logged below warning: %s", r.Message)
 		}
 	}
+}
+
+// TestTreeHoldsNoMetadata: a record's metadata, rewritten by each state change, goes to the
+// value log, so the LSM tree (whose compactions' table builders were most of the agent's heap
+// at its peak) holds keys and pointers only, not the 500 bytes of headers of every record.
+func TestTreeHoldsNoMetadata(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, nil)
+	const n = 3000
+	hdr := strings.Repeat("h", 400)
+	var wg sync.WaitGroup
+	for p := range 16 {
+		wg.Go(func() {
+			for i := p; i < n; i += 16 {
+				r := rec("q", "body")
+				r.Headers = append(r.Headers, Header{"X-Big", hdr})
+				if err := s.Append(context.Background(), r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := s.Close(); err != nil { // flushes the memtable into a table
+		t.Fatal(err)
+	}
+	var tables int64
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".sst") {
+			fi, err := e.Info()
+			if err != nil {
+				t.Fatal(err)
+			}
+			tables += fi.Size()
+		}
+	}
+	if perRecord := tables / n; tables == 0 || perRecord > 200 {
+		t.Fatalf("the LSM tree holds %d bytes for %d records (%d each): metadata is in it", tables, n, perRecord)
+	}
+	t.Logf("LSM tree: %d bytes for %d records (%d each; 624 with the metadata in it)", tables, n, tables/n)
 }
