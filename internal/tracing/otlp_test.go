@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -180,5 +181,24 @@ func TestExportRetries(t *testing.T) {
 	}
 	if busy.requests() != 1 {
 		t.Fatalf("%d requests within a deadline shorter than the backoff", busy.requests())
+	}
+}
+
+// TestProgramsLinkNoGRPC: neither program links gRPC (the exporter here exists for that; see
+// exporter). A new dependency that brings it back fails here rather than in the binary's size.
+func TestProgramsLinkNoGRPC(t *testing.T) {
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool on PATH")
+	}
+	out, err := exec.Command(gobin, "list", "-deps", "github.com/hookrelay/hookrelay/cmd/hookagent",
+		"github.com/hookrelay/hookrelay/cmd/hookrelay").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, p := range strings.Fields(string(out)) {
+		if strings.HasPrefix(p, "google.golang.org/grpc") {
+			t.Fatalf("the programs link %s", p)
+		}
 	}
 }
