@@ -62,7 +62,7 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 	// file being written is mapped and its written pages count in the relay's RSS (up to
 	// 45 MiB of file pages with 64 MiB files over a 60k backlog, 21–25 MiB with 16: relay peak
 	// 91 → 76 MiB). The
-	// relay runs under a soft memory limit (cmd/hookrelay, 56 MiB) and the GC counts the
+	// relay runs under a soft memory limit (cmd/hookrelay, 48 MiB) and the GC counts the
 	// memtable arenas whole: with 2×16 MiB memtables the heap sat at the limit and the GC took
 	// 12% of the relay's CPU in a 12k × 1 KiB burst, 2% with 2×8 MiB. With
 	// 64 MiB memtables ×3 and bodies up to 4 KiB in the LSM tree, the memtable arenas and the
