@@ -102,6 +102,9 @@ type Options struct {
 	// valueDir puts Badger's value log in another directory (tests only: a filesystem that
 	// fails writes, for TestValueLogWritebackError). "" = Dir.
 	valueDir string
+	// valueThreshold overrides the Badger value threshold (tests only: a store written before
+	// the metadata moved to the value log, for TestOpenStoreWithMetadataInTree). 0 = the default.
+	valueThreshold int64
 	// LeaseBodyMax: Lease and LeaseHead leave out bodies over this many bytes (Record.Body
 	// nil, BodyLen set), for the caller to stream with Body. 0 = never leave one out.
 	LeaseBodyMax int64

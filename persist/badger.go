@@ -39,6 +39,10 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 	if o.valueDir != "" {
 		bo = bo.WithValueDir(o.valueDir)
 	}
+	threshold := int64(valueThreshold)
+	if o.valueThreshold > 0 {
+		threshold = o.valueThreshold
+	}
 	if o.Small {
 		// About 12 MiB of memory: 2×2 MiB memtables, 4+2 MiB caches (the memtables were
 		// 2×4 MiB, see above for why smaller). The agent runs under a
@@ -55,7 +59,7 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 			WithNumLevelZeroTables(2).
 			WithNumLevelZeroTablesStall(8).
 			WithBaseTableSize(1 << 20).
-			WithValueThreshold(valueThreshold)
+			WithValueThreshold(threshold)
 	}
 	// Relay: ~25 MiB of memtables and caches (2×4 MiB memtables: were 2×8, see above), and
 	// the same value threshold. Value-log files of 16 MiB, as the agent's: the
@@ -78,7 +82,7 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 		WithIndexCacheSize(8 << 20).
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
-		WithValueThreshold(valueThreshold)
+		WithValueThreshold(threshold)
 }
 
 // valueThreshold sends every value of 64 bytes and more to the value log: bodies, and each

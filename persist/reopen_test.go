@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -139,5 +140,60 @@ func TestBigBodySmallProfile(t *testing.T) {
 	mustOK(t, s.Delete(r.ID))
 	if _, err := s.Get(small.ID); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestOpenStoreWithMetadataInTree: a store written before the metadata moved to the value log
+// (value threshold 1 KiB: metadata in the LSM tree) opens with everything in it, and its
+// records change state, finish and are swept as new ones are.
+func TestOpenStoreWithMetadataInTree(t *testing.T) {
+	dir := t.TempDir()
+	old := openT(t, dir, func(o *Options) { o.valueThreshold = 1 << 10 })
+	hdr := strings.Repeat("v", 300)
+	var recs []*Record
+	for i := range 50 {
+		r := rec("q", strings.Repeat("b", i*40)) // bodies from 0 to 1960 bytes, both sides of 1 KiB
+		r.Headers = append(r.Headers, Header{"X-Old", hdr})
+		recs = append(recs, appendT(t, old, r))
+	}
+	mustOK(t, old.Ack(recs[0].ID))
+	mustOK(t, old.Complete(recs[1].ID, StateDelivered, &Delivery{At: time.Now(), Status: 200}, ""))
+	mustOK(t, old.Close())
+
+	s := openT(t, dir, nil)
+	for _, r := range recs {
+		g, err := s.Get(r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sameRecord(t, g, r)
+	}
+	if st := stateOf(t, s, recs[1].ID); st != StateDelivered {
+		t.Fatalf("delivered before the upgrade, %v after", st)
+	}
+	l, err := s.Lease("q", 100, time.Minute)
+	if err != nil || len(l) != 48 {
+		t.Fatalf("leased %d, %v; want the 48 ready", len(l), err)
+	}
+	for _, r := range append(l, recs[0]) { // and the acked one
+		mustOK(t, s.Complete(r.ID, StateDelivered, &Delivery{At: time.Now(), Status: 200}, ""))
+	}
+	mustOK(t, s.Close())
+
+	s = openT(t, dir, func(o *Options) { o.KeepDone = time.Nanosecond })
+	for _, r := range recs {
+		g, err := s.Get(r.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g.State != StateDelivered || !bytes.Equal(g.Body, r.Body) {
+			t.Fatalf("%s after the second open: %v, %d bytes", r.ID, g.State, len(g.Body))
+		}
+	}
+	if err := s.GC(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Get(recs[0].ID); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("past keep_done a record from before the upgrade is still there: %v", err)
 	}
 }
