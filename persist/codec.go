@@ -216,7 +216,7 @@ func encodeMeta(r *Record, bodyLen int) []byte {
 
 // decodeMeta decodes a metadata value into a Record without body; it also returns the body length.
 func decodeMeta(id string, v []byte) (*Record, int, error) {
-	d := decoder{b: v}
+	d := decoder{b: v, all: string(v)}
 	r := &Record{ID: id}
 	sum, bodyLen := d.summary()
 	r.BodyLen = int64(bodyLen)
@@ -298,6 +298,10 @@ type decoder struct {
 	err      error
 	attempts int
 	flags    byte
+	// all, when set, is the whole buffer b started as, copied into one string: str then
+	// returns substrings of it instead of allocating each (a record's method, path, query,
+	// headers and errors were a dozen allocations per read).
+	all string
 }
 
 func (d *decoder) summary() (summary, int) {
@@ -379,7 +383,13 @@ func (d *decoder) str() string {
 		d.fail()
 		return ""
 	}
-	s := string(d.b[:n])
+	var s string
+	if d.all != "" {
+		at := len(d.all) - len(d.b)
+		s = d.all[at : at+int(n)]
+	} else {
+		s = string(d.b[:n])
+	}
 	d.b = d.b[n:]
 	return s
 }
