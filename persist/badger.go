@@ -87,8 +87,8 @@ func badgerOptions(o Options, log *slog.Logger, errored *atomic.Bool) badger.Opt
 
 // valueThreshold sends every value of 64 bytes and more to the value log: bodies, and each
 // record's metadata (method, path, headers, state, attempts), which every state change
-// rewrites. The LSM tree keeps keys, value pointers and the ready index's small entries, so flushes
-// and compactions build small tables, and few of them.
+// rewrites. The LSM tree keeps keys, value pointers and the ready index's small entries, so
+// flushes and compactions build small tables, and few of them.
 //
 // The threshold was 1 KiB, which kept the metadata in the tree. A compaction builds its output
 // tables concurrently (up to 8 and more at once), each in an allocator of twice the table size

@@ -107,7 +107,7 @@ func (e *exporter) post(ctx context.Context, body []byte) (retryAfter time.Durat
 	return -1, err
 }
 
-// Shutdown has nothing to release: the batcher flushed before calling it.
+// Shutdown closes idle connections to the collector; the batcher flushed before calling it.
 func (e *exporter) Shutdown(context.Context) error {
 	e.client.CloseIdleConnections()
 	return nil
