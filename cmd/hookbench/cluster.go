@@ -40,6 +40,9 @@ type clusterRound struct {
 	// msgs and states are the messages the webhook stream and the state bucket took per
 	// webhook of the cluster's burst.
 	msgs, states float64
+	// natsCPU, relayCPU and agentCPU are the CPU time per webhook of the cluster's burst,
+	// summed over the three servers, the three relays and the agent.
+	natsCPU, relayCPU, agentCPU time.Duration
 }
 
 func (c clusterRound) ratio() float64 { return ratio(c.cluster.rate, c.single.rate) }
@@ -202,11 +205,20 @@ routes:
 
 	const phase = "cluster1k"
 	url := strings.Trim(natsURLs[0], `"`)
+	cpu := func(ps []*proc) time.Duration {
+		var d time.Duration
+		for _, p := range ps {
+			d += p.cpu()
+		}
+		return d
+	}
+	servers, relays := procs[:3], procs[3:6]
 	return rounds(func() (clusterRound, error) {
 		wh0, st0, err := jsqueue.StreamWrites(url, "")
 		if err != nil {
 			return clusterRound{}, fmt.Errorf("stream state: %w", err)
 		}
+		n0, r0, a0 := cpu(servers), cpu(relays), agent.cpu()
 		tg.expect(phase, n)
 		start := time.Now()
 		if err := sendAcross(tg, ingress, phase, n, kib1); err != nil {
@@ -221,7 +233,9 @@ routes:
 		if err != nil {
 			return clusterRound{}, fmt.Errorf("stream state: %w", err)
 		}
+		per := func(d time.Duration) time.Duration { return d / time.Duration(n) }
 		return clusterRound{msgs: float64(wh1-wh0) / float64(n), states: float64(st1-st0) / float64(n),
+			natsCPU: per(cpu(servers) - n0), relayCPU: per(cpu(relays) - r0), agentCPU: per(agent.cpu() - a0),
 			cluster: burstResult{rate: float64(n) / last.Sub(start).Seconds(), p50: pct(lat, 50), p99: pct(lat, 99)}}, nil
 	})
 }
@@ -344,6 +358,8 @@ func (r *results) clusterLine() string {
 	x := c.ratio()
 	return fmt.Sprintf("\nCluster (3 nats-server R3 with fsync always, 3 relays, 1 agent over ws; 16 senders across the "+
 		"three relays), 1 KiB burst (%d), each round right after the same burst through one Badger relay (ws): %s; "+
-		"mean %.2f× %s (goal ≥ %.1f×). Per webhook the stream took %.2f messages and the state bucket %.2f writes.\n",
-		c.n, strings.Join(rounds, "; "), x, mark(x >= goalCluster1k), goalCluster1k, last.msgs, last.states)
+		"mean %.2f× %s (goal ≥ %.1f×). Per webhook the stream took %.2f messages and the state bucket %.2f writes; "+
+		"CPU per webhook, the three NATS servers / the three relays / the agent: %d / %d / %d µs.\n",
+		c.n, strings.Join(rounds, "; "), x, mark(x >= goalCluster1k), goalCluster1k, last.msgs, last.states,
+		last.natsCPU.Microseconds(), last.relayCPU.Microseconds(), last.agentCPU.Microseconds())
 }

@@ -88,7 +88,9 @@ Machine: %s.
   one Badger relay (ws, a fresh one, started with the cluster and idle while it runs); each
   round's ratio compares like moments, and the goal is judged on their mean (issue 15's goal is
   0.3× on this 2-core machine, where all seven processes share the cores). The messages the webhook stream and the state bucket took
-  over the burst (their last sequences before and after), per webhook, are what each costs NATS.
+  over the burst (their last sequences before and after), per webhook, are what each costs NATS;
+  the CPU time (user + system) of the three servers, the three relays and the agent over the
+  burst, per webhook, says where the shared cores go.
 - **disk**: measured in the work directory before the shapes (4 KiB appends each followed by
   fdatasync; 64 KiB writes each synced; 64 MiB then one sync). A relayed webhook is written and
   synced on both sides and by the target, so the synced write rate caps the 64 KiB burst and
