@@ -91,7 +91,8 @@ type Options struct {
 	KeepDead    time.Duration
 	KeepDeadMax int
 	// HoldUnreported (agent) keeps finished records whose outcome was not reported yet
-	// (MarkReported) past KeepDone; KeepDoneMax still bounds them. Default false (relay).
+	// (MarkReported) past KeepDone, and tracks them for Unreported; KeepDoneMax still bounds
+	// them. Default false (relay): nobody reports, and Unreported returns none.
 	HoldUnreported bool
 	// GCInterval is how often value-log GC and the retention sweep run; default 1m.
 	GCInterval time.Duration

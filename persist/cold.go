@@ -33,6 +33,10 @@ func (q *queue) window() int { return len(q.due) + len(q.wait) }
 // already (which come first: ids are handed out in order). Returns nil when on disk only.
 func (x *index) insertLocked(id string, s summary, now time.Time) *entry {
 	q := x.queueLocked(s.queue)
+	if x.compact(s) {
+		x.addDoneLocked(q, id, s)
+		return nil
+	}
 	if s.state == StateAcked || (s.state == StateReady && (q.cold > 0 || q.window() >= windowMax)) {
 		s.queue = q.name
 		x.countDiskLocked(q, id, s, 1)

@@ -312,17 +312,19 @@ func (b *batch) applyOne(c change, now time.Time) (gone bool) {
 	e := x.byID[c.id]
 	// Take the old state out where the new one is not kept in its place.
 	switch {
-	case e != nil && (c.del || c.sum.state == StateAcked):
+	case e != nil && (c.del || c.sum.state == StateAcked || x.compact(c.sum)):
 		if c.del {
 			s.freed.Add(e.size)
 		}
 		x.removeLocked(e)
 		e = nil
-	case e == nil && c.cold != nil: // on disk only: cold, or acked
+	case e == nil && c.cold != nil: // on disk only (cold, or acked), or finished held compactly
 		if c.del {
 			s.freed.Add(c.cold.size)
 		}
-		x.countDiskLocked(x.queueLocked(c.cold.queue), c.id, *c.cold, -1)
+		if !x.dropDoneLocked(c.id) {
+			x.countDiskLocked(x.queueLocked(c.cold.queue), c.id, *c.cold, -1)
+		}
 	}
 	if c.del {
 		return true

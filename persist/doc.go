@@ -41,7 +41,9 @@
 // but the ready ones beyond a window of windowMax per queue and the acked ones: those stay on
 // disk, counted in the queue's figures; cold ready ones are loaded in id order through their
 // "r" keys as the window empties (cold.go), so memory does not grow with a backlog. Finished
-// records are held until swept, which the committer asks for early when they are many. Per queue the index keeps
+// records are held until swept, which the committer asks for early when they are many; once
+// nothing but a replay, sweep or delete will change one (with HoldUnreported: once its outcome
+// is reported), the index keeps only its times, size and kind (doneRec, ~100 bytes). Per queue the index keeps
 // the ready records of the window in two heaps, due ones by id (oldest first) and future ones
 // by next attempt, plus counts for quotas and Stats. Leases exist only there, with a reaper
 // that returns expired ones; after a crash every leased record is simply ready again.

@@ -130,6 +130,13 @@ func (s *Store) sweepPick(now time.Time) []string {
 			}
 		}
 	}
+	for id, r := range s.idx.done { // reported, with HoldUnreported
+		if r.dead {
+			dead = append(dead, finishedEntry{id, fromUnixNano(r.finished)})
+		} else {
+			done = append(done, finishedEntry{id, fromUnixNano(r.finished)})
+		}
+	}
 	s.mu.Unlock()
 	old := pickOld(nil, done, now.Add(-s.opts.KeepDone), s.opts.KeepDoneMax)
 	return pickOld(old, dead, now.Add(-s.opts.KeepDead), s.opts.KeepDeadMax)

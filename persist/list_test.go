@@ -66,7 +66,7 @@ func TestListFilters(t *testing.T) {
 }
 
 func TestUnreportedAndMarkReported(t *testing.T) {
-	s := openT(t, "", nil)
+	s := openT(t, "", holdUnreported)
 	var ids []string
 	for i := range 4 {
 		ids = append(ids, appendT(t, s, rec("q", fmt.Sprint(i))).ID)
@@ -101,7 +101,7 @@ func TestUnreportedAndMarkReported(t *testing.T) {
 // The reporter's set of unreported records follows reopen and deletion.
 func TestUnreportedAfterReopenAndDelete(t *testing.T) {
 	dir := t.TempDir()
-	s := openT(t, dir, nil)
+	s := openT(t, dir, holdUnreported)
 	a := appendT(t, s, rec("q", "a"))
 	b := appendT(t, s, rec("q", "b"))
 	appendT(t, s, rec("q", "c"))
@@ -109,7 +109,7 @@ func TestUnreportedAfterReopenAndDelete(t *testing.T) {
 	mustOK(t, s.Complete(b.ID, StateDead, nil, "x"))
 	mustOK(t, s.MarkReported(b.ID))
 	mustOK(t, s.Close())
-	s = openT(t, dir, nil)
+	s = openT(t, dir, holdUnreported)
 	if got, _ := s.Unreported(10); len(got) != 1 || got[0].ID != a.ID {
 		t.Fatalf("unreported after reopen: %+v", got)
 	}
@@ -184,3 +184,6 @@ func TestExpireAndReplayDead(t *testing.T) {
 		}
 	}
 }
+
+// holdUnreported opens a store as the agent does: outcomes tracked until reported.
+func holdUnreported(o *Options) { o.HoldUnreported = true }

@@ -238,6 +238,9 @@ func (s *Store) Has(id string) (bool, error) {
 	}
 	s.mu.Lock()
 	_, ok := s.idx.byID[id]
+	if _, done := s.idx.done[id]; done {
+		ok = true
+	}
 	cold := s.idx.cold > 0 || s.idx.acked > 0
 	s.mu.Unlock()
 	if ok || !cold || !validID(id) {
@@ -342,7 +345,8 @@ func (s *Store) List(f Filter) ([]*Record, error) {
 }
 
 // Unreported returns up to max finished records whose outcome was not reported yet, oldest
-// first, without bodies. It reads only those records (the index keeps them in a set).
+// first, without bodies. It reads only those records (the index keeps them in a set). Only a
+// store with HoldUnreported keeps that set: without, it returns none.
 func (s *Store) Unreported(max int) ([]*Record, error) {
 	return s.UnreportedExcept(max, nil)
 }
@@ -379,6 +383,18 @@ func (s *Store) pick(queue string, match func(e *entry) bool) []listed {
 			if match(e) {
 				sel = append(sel, listed{e.id, e.leased})
 			}
+		}
+	}
+	if len(s.idx.done) == 0 {
+		return sel
+	}
+	var e entry // one for all: match only reads it
+	for id, r := range s.idx.done {
+		if queue != "" && r.q.name != queue {
+			continue
+		}
+		if e = r.entry(id); match(&e) {
+			sel = append(sel, listed{id: id})
 		}
 	}
 	return sel
@@ -441,7 +457,7 @@ func (s *Store) Stats() []QueueStats {
 	defer s.mu.Unlock()
 	var out []QueueStats
 	for name, q := range s.idx.queues {
-		if len(q.entries) == 0 && q.cold == 0 && q.acked == 0 {
+		if len(q.entries) == 0 && q.cold == 0 && q.acked == 0 && q.done == 0 {
 			continue
 		}
 		st := QueueStats{Queue: name, Pending: q.pending, Bytes: q.bytes, Dead: q.dead}

@@ -28,7 +28,7 @@ func fromDisk(t *testing.T, s *Store, id string) *Record {
 // What Lease and the committer take from the recent cache is exactly what Badger holds, after
 // appends and changes of every kind; and the cache stays within its bound.
 func TestRecentCacheAgreesWithDisk(t *testing.T) {
-	s := openT(t, "", nil)
+	s := openT(t, "", holdUnreported)
 	small := appendT(t, s, rec("q", "small body"))
 	empty := appendT(t, s, rec("q", ""))
 	big := appendT(t, s, rec("q", strings.Repeat("b", recentBodyMax+1)))

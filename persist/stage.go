@@ -43,6 +43,7 @@ func (b *batch) get(id string) (*staged, error) {
 	s := b.s
 	s.mu.Lock()
 	e := s.idx.byID[id]
+	_, done := s.idx.done[id]
 	leased, cold := false, false
 	var cached *recentRec
 	switch {
@@ -51,8 +52,9 @@ func (b *batch) get(id string) (*staged, error) {
 		leased = e.leased
 		b.touched = append(b.touched, e)
 		cached = s.recent.getLocked(id)
-	case s.idx.cold > 0 || s.idx.acked > 0:
-		// Perhaps on disk only; the recent cache has it when it was just acked.
+	case done || s.idx.cold > 0 || s.idx.acked > 0:
+		// Finished, or perhaps on disk only; the recent cache has it when it was just
+		// changed.
 		cold = true
 		s.idx.coldBusy[id]++
 		b.coldTouched = append(b.coldTouched, id)
@@ -72,7 +74,7 @@ func (b *batch) get(id string) (*staged, error) {
 		}
 		st = &staged{rec: rec, bodyLen: bodyLen, leased: leased, txn: -1}
 	}
-	if cold && (st.rec.State == StateReady || st.rec.State == StateAcked) {
+	if cold && (done || st.rec.State == StateReady || st.rec.State == StateAcked) {
 		sum := summaryOf(st.rec)
 		st.cold = &sum
 	}
@@ -213,6 +215,9 @@ func (b *batch) checkInsert(r *Record, given bool, free *int64) error {
 	}
 	s.mu.Lock()
 	_, indexed := s.idx.byID[r.ID]
+	if _, done := s.idx.done[r.ID]; done {
+		indexed = true
+	}
 	anyCold := s.idx.cold > 0 || s.idx.acked > 0
 	var held int64
 	if q := s.idx.queues[r.Queue]; q != nil {

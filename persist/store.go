@@ -78,7 +78,7 @@ func Open(opts Options) (*Store, error) {
 		opts: opts, log: opts.Logger, minFree: opts.MinFree,
 		reqs: make(chan *request, maxBatchRequests),
 		stop: make(chan struct{}), kick: make(chan struct{}, 1), sweepNow: make(chan struct{}, 1),
-		idx: newIndex(), recent: newRecent(),
+		idx: newIndex(opts.HoldUnreported), recent: newRecent(),
 	}
 	s.ids = NewIDGen()
 	bo := badgerOptions(opts, s.log, &s.badgerErr)
@@ -210,7 +210,8 @@ func (s *Store) load(migrate bool) error {
 				}
 				continue
 			}
-			if _, ok := s.idx.byID[id]; ok || slices.Contains(s.quarantined, id) {
+			_, done := s.idx.done[id]
+			if _, ok := s.idx.byID[id]; ok || done || slices.Contains(s.quarantined, id) {
 				continue
 			}
 			if s.idx.cold > 0 || s.idx.acked > 0 {
