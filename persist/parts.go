@@ -205,6 +205,11 @@ func (s *Store) appendBody(ctx context.Context, r *Record, w *BodyWriter, copies
 	return err
 }
 
+// mayHaveParts says whether a body of bodyLen bytes may have been staged in parts under a
+// name of its own: a BodyWriter writes its buffer out once it holds stageFlush bytes, so a
+// body of exactly stageFlush is in parts too (TestAppendBodyOfOneFlushSurvivesReopen).
+func mayHaveParts(bodyLen int) bool { return bodyLen >= stageFlush }
+
 // partsName is the name r's body segments are stored under: its id, or its staging name.
 func partsName(r *Record) string {
 	if r.parts != "" {

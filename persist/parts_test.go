@@ -166,3 +166,26 @@ func countKeys(t *testing.T, s *Store, prefix []byte) int {
 	}
 	return n
 }
+
+// A body of exactly one flush is staged in parts (the writer flushes a full buffer at
+// once), so Open must count its record as naming them: it took only bodies over stageFlush
+// for that and deleted the body of one of exactly stageFlush bytes as an orphan.
+func TestAppendBodyOfOneFlushSurvivesReopen(t *testing.T) {
+	dir := t.TempDir()
+	s := openT(t, dir, nil)
+	body := randomBody(stageFlush)
+	r := rec("q", "")
+	if err := s.AppendBody(context.Background(), r, stageT(t, s, body)); err != nil {
+		t.Fatalf("append body: %v", err)
+	}
+	mustOK(t, s.Close())
+	s = openT(t, dir, nil)
+	if got := readAllBody(t, s, r.ID); !bytes.Equal(got, body) {
+		t.Fatalf("Body after reopen: %d bytes, not the body appended", len(got))
+	}
+	mustOK(t, s.Complete(r.ID, StateDelivered, nil, ""))
+	mustOK(t, s.Delete(r.ID))
+	if n := countKeys(t, s, bodyPrefix); n != 0 {
+		t.Fatalf("%d body keys left after delete", n)
+	}
+}

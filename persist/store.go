@@ -185,8 +185,8 @@ func (s *Store) load(migrate bool) error {
 					ready = append(ready, k)
 					readyVals = append(readyVals, encodeReady(sum.next, sum.received))
 				}
-				last = id                 // keys come in order: the largest id is the last
-				if bodyLen > stageFlush { // maybe staged in parts under a name of its own
+				last = id // keys come in order: the largest id is the last
+				if mayHaveParts(bodyLen) {
 					if r, _, err := decodeMeta(id, v); err == nil && r.parts != "" {
 						named[r.parts] = true
 					}
