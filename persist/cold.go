@@ -31,10 +31,10 @@ func (q *queue) window() int { return len(q.due) + len(q.wait) }
 // insertLocked indexes a record just committed (or loaded at Open): in memory, or on disk
 // only when it is Acked, or Ready while the queue's window is full or has cold records
 // already (which come first: ids are handed out in order). Returns nil when on disk only.
-func (x *index) insertLocked(id string, s summary, now time.Time) *entry {
+func (x *index) insertLocked(id string, s summary, bodyLen int, now time.Time) *entry {
 	q := x.queueLocked(s.queue)
 	if x.compact(s) {
-		x.addDoneLocked(q, id, s)
+		x.addDoneLocked(q, id, s, bodyLen)
 		return nil
 	}
 	if s.state == StateAcked || (s.state == StateReady && (q.cold > 0 || q.window() >= windowMax)) {

@@ -337,7 +337,7 @@ func (b *batch) applyOne(c change, now time.Time) (gone bool) {
 		// A copy: the caller's id may share memory with more (the agent's ids point
 		// into the decoded frame's strings), which the index would keep alive.
 		id = strings.Clone(c.id)
-		x.insertLocked(id, c.sum, now)
+		x.insertLocked(id, c.sum, c.bodyLen, now)
 	}
 	s.recent.putLocked(id, c.meta, c.bodyLen, c.body)
 	if c.sum.state == StateReady {

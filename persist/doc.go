@@ -43,7 +43,7 @@
 // "r" keys as the window empties (cold.go), so memory does not grow with a backlog. Finished
 // records are held until swept, which the committer asks for early when they are many; once
 // nothing but a replay, sweep or delete will change one (with HoldUnreported: once its outcome
-// is reported), the index keeps only its times, size and kind (doneRec, ~100 bytes). Per queue the index keeps
+// is reported), the index keeps only its times, sizes and kind (doneRec, ~115 bytes). Per queue the index keeps
 // the ready records of the window in two heaps, due ones by id (oldest first) and future ones
 // by next attempt, plus counts for quotas and Stats. Leases exist only there, with a reaper
 // that returns expired ones; after a crash every leased record is simply ready again.

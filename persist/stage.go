@@ -29,7 +29,13 @@ func (b *batch) record(id string, st *staged, meta *Record, bodyLen int, body []
 // get returns a record's metadata as the batch has it, marking its index entry busy so Lease
 // leaves it alone until the batch is applied. A cold record (cold.go) is read from disk and
 // counted in coldBusy instead.
-func (b *batch) get(id string) (*staged, error) {
+func (b *batch) get(id string) (*staged, error) { return b.getFor(id, false) }
+
+// getFor is get; forRemove says the caller only deletes the record (remove), which needs no
+// more of a finished record than the index holds (doneRec), unless its body may be staged
+// in parts under a name of its own (mayHaveParts). A sweep deletes thousands of finished
+// records at a time in the committer, and each was a metadata read from disk.
+func (b *batch) getFor(id string, forRemove bool) (*staged, error) {
 	if st, ok := b.ov[id]; ok {
 		b.dependOn(st)
 		if st.gone {
@@ -43,7 +49,7 @@ func (b *batch) get(id string) (*staged, error) {
 	s := b.s
 	s.mu.Lock()
 	e := s.idx.byID[id]
-	_, done := s.idx.done[id]
+	dr, done := s.idx.done[id]
 	leased, cold := false, false
 	var cached *recentRec
 	switch {
@@ -65,9 +71,12 @@ func (b *batch) get(id string) (*staged, error) {
 		return nil, ErrNotFound
 	}
 	var st *staged
-	if cached != nil { // modify copies it before a change
+	switch {
+	case cached != nil: // modify copies it before a change
 		st = &staged{rec: cached.meta, shared: true, bodyLen: cached.bodyLen, leased: leased, txn: -1}
-	} else {
+	case e == nil && done && forRemove && !mayHaveParts(int(dr.bodyLen)):
+		st = &staged{rec: dr.record(id), bodyLen: int(dr.bodyLen), txn: -1}
+	default:
 		rec, bodyLen, err := readMeta(b.rtxn, id)
 		if err != nil {
 			return nil, err
@@ -133,7 +142,7 @@ func (b *batch) modify(id string, fn func(st *staged) error) error {
 
 // remove stages the deletion of a record and its body; fn may refuse it.
 func (b *batch) remove(id string, fn func(st *staged) error) error {
-	st, err := b.get(id)
+	st, err := b.getFor(id, true)
 	if err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
 	}

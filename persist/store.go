@@ -180,7 +180,7 @@ func (s *Store) load(migrate bool) error {
 					s.quarantined = append(s.quarantined, id)
 					return nil
 				}
-				s.idx.insertLocked(id, sum, now)
+				s.idx.insertLocked(id, sum, bodyLen, now)
 				if k := stateKey(sum.state, sum.queue, id); migrate && k != nil {
 					ready = append(ready, k)
 					readyVals = append(readyVals, encodeReady(sum.next, sum.received))
