@@ -17,11 +17,17 @@ import (
 // Bodies at the sizes where the way a body is carried changes (empty; the 64 KiB tunnel
 // chunk; the stores' 512 KiB segments and 1 MiB staging flush, each -1, exact and +1) are
 // kept byte-exact across a kill -9 of the relay while it holds them and a kill -9 of the
-// agent while it retries them, then delivered. A body of exactly 1 MiB was staged in parts,
+// agent while it retries them, then delivered; over WebSocket and over QUIC. A body of exactly 1 MiB was staged in parts,
 // and the store's Open took those parts for an unfinished append's and deleted them: the
 // webhook was accepted and never delivered.
 func TestBoundaryBodiesSurviveRestarts(t *testing.T) {
-	w := newWorld(t, worldOpts{})
+	for _, tr := range []string{"ws", "quic"} {
+		t.Run(tr, func(t *testing.T) { boundaryBodies(t, tr) })
+	}
+}
+
+func boundaryBodies(t *testing.T, transport string) {
+	w := newWorld(t, worldOpts{transport: transport})
 	var accept atomic.Bool
 	var mu sync.Mutex
 	tried := map[string]bool{}
