@@ -68,10 +68,14 @@ func boundaryBodies(t *testing.T, transport string) {
 		}
 		want[id] = sha256.Sum256(body)
 	}
-	check := func(what string, done func() int) {
+	// check waits until count (called under mu) reaches every webhook posted.
+	check := func(what string, count func() int) {
 		t.Helper()
 		testutil.CheckFor(t, 2*time.Minute, 50*time.Millisecond, func() error {
-			if n := done(); n < len(want) {
+			mu.Lock()
+			n := count()
+			mu.Unlock()
+			if n < len(want) {
 				return fmt.Errorf("%s: %d of %d", what, n, len(want))
 			}
 			return nil
@@ -83,19 +87,11 @@ func boundaryBodies(t *testing.T, transport string) {
 	w.waitRelay()
 	agent.start()
 	// Every one attempted: the agent holds them all (it delivers only what it stored).
-	check("attempted", func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(tried)
-	})
+	check("attempted", func() int { return len(tried) })
 	agent.kill()
 	accept.Store(true)
 	agent.start()
-	check("delivered", func() int {
-		mu.Lock()
-		defer mu.Unlock()
-		return len(got)
-	})
+	check("delivered", func() int { return len(got) })
 	mu.Lock()
 	defer mu.Unlock()
 	for id, sum := range want {

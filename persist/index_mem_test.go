@@ -168,7 +168,11 @@ func TestCompactFinishedRecords(t *testing.T) {
 				t.Fatal("a deleted record is still there")
 			}
 
-			// The sweep keeps the three delivered last (KeepDoneMax 3): done[1] goes.
+			// The sweep keeps the three delivered last (KeepDoneMax 3): done[1] goes. After a
+			// reopen, so that it finds nothing in the recent cache and deletes what the index
+			// alone holds.
+			mustOK(t, s.Close())
+			s = openT(t, dir, func(o *Options) { o.HoldUnreported = hold; o.KeepDoneMax = 3 })
 			mustOK(t, s.GC())
 			keep := []string{done[2], done[3], pending.ID}
 			slices.Sort(keep)
@@ -186,6 +190,10 @@ func TestCompactFinishedRecords(t *testing.T) {
 				}
 			}
 			delivered("after the sweep")
+			// Deleted without reading the records, their bodies went too (one segment each).
+			if n := countKeys(t, s, bodyPrefix); n != len(keep)+len(wantDead) {
+				t.Fatalf("%d body keys after the sweep, want %d", n, len(keep)+len(wantDead))
+			}
 			mustOK(t, s.Close())
 			s = openT(t, dir, func(o *Options) { o.HoldUnreported = hold; o.KeepDoneMax = 3 })
 			delivered("after reopening")
