@@ -137,8 +137,10 @@ func mapErr(err error) error {
 }
 
 // checkFormat writes the format key into a new store and refuses a store with another one. It
-// reports whether the store is of format 1, which load migrates (it adds the ready keys).
-func checkFormat(db *badger.DB, dir string) (migrate bool, err error) {
+// reports whether the store is of format 1, which load migrates (it adds the ready keys). A
+// store of format 2 becomes format 3 at once: 3 only adds body files (bodyfile.go), which a
+// build reading format 2 would not find, so it must refuse the store rather than lose them.
+func checkFormat(db *badger.DB, dir string, log *slog.Logger) (migrate bool, err error) {
 	var found []byte
 	empty := true
 	err = db.View(func(txn *badger.Txn) error {
@@ -164,6 +166,9 @@ func checkFormat(db *badger.DB, dir string) (migrate bool, err error) {
 		return false, nil
 	case found != nil && string(found) == "1":
 		return true, nil
+	case found != nil && string(found) == "2":
+		log.Info("persist: store format 2 becomes " + formatVersion + " (large bodies in files)")
+		return false, writeFormat(db)
 	case found != nil:
 		return false, fmt.Errorf("%w: %s holds format %q, this build reads format %q", ErrFormat, dir, found, formatVersion)
 	case !empty:

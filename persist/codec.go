@@ -9,7 +9,7 @@ import (
 )
 
 const (
-	formatVersion = "2"       // 2 added the ready keys; a format-1 store is migrated at Open
+	formatVersion = "3"       // 2 added the ready keys, 3 body files; older stores are migrated at Open
 	metaVersion   = 1         // first byte of every metadata value
 	segSize       = 512 << 10 // body segment size: well under Badger's value-log file size
 	maxIDLen      = 128

@@ -77,6 +77,7 @@ type batch struct {
 	touched     []*entry         // index entries marked busy by this batch
 	coldTouched []string         // ids counted in index.coldBusy by this batch
 	qbytes      map[string]int64 // bytes appended per queue
+	files       []fileDrop       // body files of records this batch deletes
 	free        int64            // filesystem free space at the start, minus what was appended
 	freeOK      bool
 }
@@ -220,6 +221,7 @@ func (s *Store) runBatch(reqs []*request) {
 	s.lastTook = b.took
 
 	applied := b.apply(taken)
+	b.removeFiles()
 	s.askSweep(time.Now())
 	if s.opts.OnCommit != nil && applied > 0 {
 		s.opts.OnCommit(applied, b.took)
@@ -249,17 +251,18 @@ func (s *Store) newBatch() *batch {
 // spareMax records is left to the GC rather than kept that big.
 func (s *Store) keepBatch(b *batch) {
 	if cap(b.changes) > spareMax || len(b.ov) > spareMax || cap(b.touched) > spareMax ||
-		cap(b.coldTouched) > spareMax {
+		cap(b.coldTouched) > spareMax || cap(b.files) > spareMax {
 		return
 	}
 	clear(b.changes)
 	clear(b.touched)
 	clear(b.coldTouched)
+	clear(b.files)
 	clear(b.ov)
 	clear(b.qbytes)
 	*b = batch{
 		changes: b.changes[:0], touched: b.touched[:0], coldTouched: b.coldTouched[:0],
-		ov: b.ov, qbytes: b.qbytes,
+		files: b.files[:0], ov: b.ov, qbytes: b.qbytes,
 	}
 	s.spare = b
 }

@@ -64,14 +64,14 @@ func (s *Store) AppendBodyCopies(ctx context.Context, r *Record, w *BodyWriter, 
 		return s.appendBody(ctx, r, w, cs)
 	}
 	for _, c := range copies {
-		if err := c.Body.flush(); err != nil {
+		if err := c.Body.finish(); err != nil {
 			abort()
 			return fmt.Errorf("append: %w", err)
 		}
 	}
 	err := s.appendBody(ctx, r, w, copies)
 	if err == nil && r.Queue == "" {
-		s.dropParts(w.ref, w.seg) // r is not stored: nothing names them
+		s.removeBody(w.ref) // r is not stored: nothing names its file
 	}
 	for _, c := range copies {
 		if err != nil {

@@ -20,9 +20,12 @@
 //
 // # Keys
 //
-//	"\x00format"            store format version ("2"), written on first open, checked on every open
+//	"\x00format"            store format version ("3"), written on first open, checked on every open
 //	"m" + id                metadata of one record (codec.go), small, rewritten on state changes
-//	"b" + id + "/" + seg    body, in segments of at most 512 KiB (seg is 4 bytes big-endian)
+//	"b" + id + "/" + seg    body, in segments of at most 512 KiB (seg is 4 bytes big-endian);
+//	                        a body streamed past 1 MiB (BodyWriter) is instead the file
+//	                        bodies/<hex> that its metadata names ("+<hex>", bodyfile.go);
+//	                        format 2 kept those as segments under "!<hex>", still read
 //	"r" + uvarint len(queue) + queue + id
 //	                        present while the record is Ready on disk (leased ones too); value
 //	                        its next attempt and receipt time (format 2; Open migrates format 1)

@@ -139,7 +139,7 @@ func (s *Store) readListed(sel []listed, limit int) ([]*Record, error) {
 			}
 			if r == nil {
 				var err error
-				r, err = readRecord(txn, l.id, false)
+				r, err = s.readRecord(txn, l.id, false)
 				if errors.Is(err, ErrNotFound) {
 					continue
 				}

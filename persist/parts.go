@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"sync"
 
 	"github.com/dgraph-io/badger/v4"
@@ -14,23 +15,25 @@ import (
 
 // Bodies in parts, streamed.
 //
-// A large body never needs to be whole in memory: a BodyWriter writes it into body segments
-// as it arrives, each flush its own synced Badger transaction, under a staging name of its
-// own ("!" + random hex, which no id can be since validID refuses "!"), because the record's
-// id is only assigned when the committer stages its metadata. AppendBody then commits the
-// metadata naming those parts (meta's appended "parts" field), so the record is durable, and
-// Append answers, only once its body and metadata are both synced. Readers stream the parts
-// back with Body; Lease and LeaseHead leave bodies over Options.LeaseBodyMax out.
+// A large body never needs to be whole in memory: a BodyWriter takes it as it arrives and,
+// past one flush, writes it to a file of its own (bodyfile.go), named by a staging name
+// ("+" + random hex: validID refuses "+", so no id is one), because
+// the record's id is only assigned when the committer stages its metadata. AppendBody syncs
+// the file, then commits the metadata naming it (meta's appended "parts" field), so the
+// record is durable, and Append answers, only once its body and metadata are both synced.
+// Readers stream the file back with Body; Lease and LeaseHead leave bodies over
+// Options.LeaseBodyMax out. A store of format 2 may still hold bodies in Badger segments
+// under a staging name starting with partsMark; they are read as before.
 //
-// A crash before the metadata commits leaves parts no record names: Open removes them.
+// A crash before the metadata commits leaves a file no record names: Open removes it.
 
 const (
-	// stageFlush is how many body bytes a BodyWriter buffers before writing them (two
-	// segments, in one synced transaction).
+	// stageFlush is how many body bytes a BodyWriter buffers before writing them to its
+	// file; a body that never fills it is stored inline (as two segments at most).
 	stageFlush = 2 * segSize
 	// stageStep is a BodyWriter's first buffer; it doubles up to stageFlush as bytes arrive.
 	stageStep = 16 << 10
-	// partsMark starts a staging name.
+	// partsMark starts the staging name of a body in Badger segments (format 2).
 	partsMark = '!'
 )
 
@@ -39,11 +42,12 @@ const (
 type BodyWriter struct {
 	s   *Store
 	ref string
-	buf []byte // not yet written; a body that never fills it is stored inline by AppendBody
-	seg int    // segments written
-	n   int64  // bytes taken
-	err error  // sticks
-	end bool   // appended or aborted
+	buf []byte   // not yet written; a body that never fills it is stored inline by AppendBody
+	f   *os.File // the body's file, from its first flush until it is synced
+	seg int      // flushes written to the file
+	n   int64    // bytes taken
+	err error    // sticks
+	end bool     // appended or aborted
 }
 
 // NewBody starts staging a body. It fails with ErrClosed, or ErrDiskFull below MinFree.
@@ -58,14 +62,14 @@ func (s *Store) NewBody() (*BodyWriter, error) {
 	}
 	var r [12]byte
 	rand.Read(r[:])
-	return &BodyWriter{s: s, ref: string(partsMark) + hex.EncodeToString(r[:])}, nil
+	return &BodyWriter{s: s, ref: string(fileMark) + hex.EncodeToString(r[:])}, nil
 }
 
 // Len is how many bytes were written so far.
 func (w *BodyWriter) Len() int64 { return w.n }
 
-// Write takes body bytes, writing every full stageFlush of them to the store (synced) before
-// it returns.
+// Write takes body bytes, writing every full stageFlush of them to the body's file (not
+// synced: AppendBody syncs it once) before it returns.
 func (w *BodyWriter) Write(p []byte) (int, error) {
 	if w.err != nil {
 		return 0, w.err
@@ -96,15 +100,13 @@ func (w *BodyWriter) Write(p []byte) (int, error) {
 	return taken, nil
 }
 
-// flush writes the buffered bytes as segments in one synced transaction.
+// flush writes the buffered bytes to the body's file, creating it on the first flush.
 func (w *BodyWriter) flush() error {
 	if len(w.buf) == 0 {
 		return nil
 	}
 	s := w.s
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.closed {
+	if s.down.Load() {
 		w.err = ErrClosed
 		return w.err
 	}
@@ -114,52 +116,63 @@ func (w *BodyWriter) flush() error {
 			return w.err
 		}
 	}
-	err := s.db.Update(func(txn *badger.Txn) error {
-		for off := 0; off < len(w.buf); off += segSize {
-			seg := w.buf[off:min(off+segSize, len(w.buf))]
-			if err := txn.Set(bodyKey(w.ref, w.seg+off/segSize), seg); err != nil {
-				return err
-			}
+	if w.f == nil {
+		f, err := os.OpenFile(s.bodyPath(w.ref), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			w.err = fmt.Errorf("stage body: %w", err)
+			return w.err
 		}
-		return nil
-	})
-	if err != nil {
-		w.err = fmt.Errorf("stage body: %w", mapErr(err))
+		w.f = f
+	}
+	if _, err := w.f.Write(w.buf); err != nil {
+		w.err = fmt.Errorf("stage body: %w", fileErr(err))
 		return w.err
 	}
-	w.seg += segments(len(w.buf))
-	w.buf = w.buf[:0] // Badger is done with it: Update returned
-	dropBodyPages(s.mapsDir)
+	w.seg++
+	w.buf = w.buf[:0]
 	return nil
 }
 
-// Abort drops the body: its written parts are deleted (best effort; Open removes what is
-// left). Idempotent; nothing after AppendBody.
+// finish writes what is buffered and syncs the body's file and its directory entry: after
+// it, the body outlives a crash, waiting for the metadata that names it.
+func (w *BodyWriter) finish() error {
+	if w.err != nil {
+		return w.err
+	}
+	if err := w.flush(); err != nil {
+		return err
+	}
+	if w.f == nil {
+		return nil
+	}
+	err := w.f.Sync()
+	if cerr := w.f.Close(); err == nil {
+		err = cerr
+	}
+	w.f = nil
+	if err == nil {
+		err = syncDir(w.s.bodies)
+	}
+	if err != nil {
+		w.err = fmt.Errorf("stage body: sync: %w", fileErr(err))
+	}
+	return w.err
+}
+
+// Abort drops the body: its file is removed (best effort; Open removes what is left).
+// Idempotent; nothing after AppendBody.
 func (w *BodyWriter) Abort() {
 	if w.end {
 		return
 	}
 	w.end = true
 	w.buf = nil
-	w.s.dropParts(w.ref, w.seg)
-}
-
-// dropParts deletes the first n segments of a staged body.
-func (s *Store) dropParts(ref string, n int) {
-	if n == 0 {
-		return
+	if w.f != nil {
+		w.f.Close()
+		w.f = nil
 	}
-	s.life.RLock()
-	defer s.life.RUnlock()
-	if s.closed {
-		return
-	}
-	keys := make([][]byte, n)
-	for i := range keys {
-		keys[i] = bodyKey(ref, i)
-	}
-	if err := s.deleteKeys(keys); err != nil {
-		s.log.Warn("persist: staged body not removed (Open will)", "err", err)
+	if w.seg > 0 {
+		w.s.removeBody(w.ref)
 	}
 }
 
@@ -188,7 +201,7 @@ func (s *Store) appendBody(ctx context.Context, r *Record, w *BodyWriter, copies
 		}
 		return s.appendCopies(ctx, r, copies)
 	}
-	if err := w.flush(); err != nil {
+	if err := w.finish(); err != nil {
 		w.Abort()
 		return fmt.Errorf("append: %w", err)
 	}
@@ -226,12 +239,13 @@ func (s *Store) readLeased(txn *badger.Txn, id string) (*Record, error) {
 			return r, err
 		}
 	}
-	return readRecord(txn, id, true)
+	return s.readRecord(txn, id, true)
 }
 
 // Body returns a reader of the body of record id, byte-exact, which holds at most one
 // segment (512 KiB) in memory and no Badger transaction between reads. ErrNotFound when
-// there is no such record; a record deleted while its body is read fails the read.
+// there is no such record. A body in segments fails the read when its record is deleted
+// meanwhile; a body in a file is read to its end.
 func (s *Store) Body(id string) (io.ReadCloser, error) {
 	if !validID(id) {
 		return nil, fmt.Errorf("body %q: %w", id, ErrNotFound)
@@ -250,6 +264,13 @@ func (s *Store) Body(id string) (io.ReadCloser, error) {
 	})
 	if err != nil {
 		return nil, fmt.Errorf("body %s: %w", id, err)
+	}
+	if isFile(r.parts) {
+		f, err := s.openBodyFile(id, r.parts, int64(bodyLen))
+		if err != nil {
+			return nil, err
+		}
+		return &fileReader{f: f, id: id, left: int64(bodyLen)}, nil
 	}
 	return &bodyReader{s: s, id: id, name: partsName(r), left: int64(bodyLen), segs: segments(bodyLen)}, nil
 }

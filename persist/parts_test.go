@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"math/rand/v2"
+	"os"
 	"testing"
 	"time"
 
@@ -120,9 +121,12 @@ func TestStagedPartsRemoved(t *testing.T) {
 	s := openT(t, dir, nil)
 	body := randomBody(3 << 20)
 	w := stageT(t, s, body)
+	if n := countFiles(t, s); n != 1 {
+		t.Fatalf("%d body files while staging, want 1", n)
+	}
 	w.Abort()
-	if n := countKeys(t, s, bodyPrefix); n != 0 {
-		t.Fatalf("%d body keys after abort", n)
+	if n := countKeys(t, s, bodyPrefix) + countFiles(t, s); n != 0 {
+		t.Fatalf("%d body keys and files after abort", n)
 	}
 	r := rec("q", "")
 	r.ID = "dup"
@@ -135,19 +139,28 @@ func TestStagedPartsRemoved(t *testing.T) {
 	if err := s.AppendBody(context.Background(), r2, stageT(t, s, other)); !errors.Is(err, ErrExists) {
 		t.Fatalf("second append of dup: %v, want ErrExists", err)
 	}
-	segs := countKeys(t, s, bodyPrefix)
-	if want := segments(len(body)); segs != want {
-		t.Fatalf("%d body keys, want %d (the first body's)", segs, want)
+	if keys, files := countKeys(t, s, bodyPrefix), countFiles(t, s); keys != 0 || files != 1 {
+		t.Fatalf("%d body keys and %d files, want the first body's file alone", keys, files)
 	}
 	stageT(t, s, other) // never appended: the process "dies" here
 	s.Close()
 	s = openT(t, dir, nil)
-	if n := countKeys(t, s, bodyPrefix); n != segs {
-		t.Fatalf("%d body keys after reopen, want %d", n, segs)
+	if keys, files := countKeys(t, s, bodyPrefix), countFiles(t, s); keys != 0 || files != 1 {
+		t.Fatalf("%d body keys and %d files after reopen, want the first body's file alone", keys, files)
 	}
 	if got := readAllBody(t, s, "dup"); !bytes.Equal(got, body) {
 		t.Fatal("dup's body changed")
 	}
+}
+
+// countFiles counts the body files of s.
+func countFiles(t *testing.T, s *Store) int {
+	t.Helper()
+	ents, err := os.ReadDir(s.bodies)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(ents)
 }
 
 func countKeys(t *testing.T, s *Store, prefix []byte) int {
@@ -185,7 +198,7 @@ func TestAppendBodyOfOneFlushSurvivesReopen(t *testing.T) {
 	}
 	mustOK(t, s.Complete(r.ID, StateDelivered, nil, ""))
 	mustOK(t, s.Delete(r.ID))
-	if n := countKeys(t, s, bodyPrefix); n != 0 {
-		t.Fatalf("%d body keys left after delete", n)
+	if n := countKeys(t, s, bodyPrefix) + countFiles(t, s); n != 0 {
+		t.Fatalf("%d body keys and files left after delete", n)
 	}
 }

@@ -285,7 +285,7 @@ func (s *Store) get(id string, body bool) (*Record, error) {
 	if r == nil {
 		err := s.db.View(func(txn *badger.Txn) error {
 			var err error
-			r, err = readRecord(txn, id, body)
+			r, err = s.readRecord(txn, id, body)
 			return err
 		})
 		if err != nil {
@@ -301,10 +301,16 @@ func (s *Store) get(id string, body bool) (*Record, error) {
 }
 
 // readRecord reads a record's metadata and, when body is set, its body.
-func readRecord(txn *badger.Txn, id string, body bool) (*Record, error) {
+func (s *Store) readRecord(txn *badger.Txn, id string, body bool) (*Record, error) {
 	r, bodyLen, err := readMeta(txn, id)
 	if err != nil || !body {
 		return r, err
+	}
+	if isFile(r.parts) {
+		if r.Body, err = s.readBodyFile(id, r.parts, bodyLen); err != nil {
+			return nil, err
+		}
+		return r, nil
 	}
 	r.Body = make([]byte, 0, bodyLen)
 	for i := range segments(bodyLen) {

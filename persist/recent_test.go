@@ -16,7 +16,7 @@ func fromDisk(t *testing.T, s *Store, id string) *Record {
 	var r *Record
 	err := s.db.View(func(txn *badger.Txn) error {
 		var err error
-		r, err = readRecord(txn, id, true)
+		r, err = s.readRecord(txn, id, true)
 		return err
 	})
 	if err != nil {

@@ -154,13 +154,20 @@ func (b *batch) remove(id string, fn func(st *staged) error) error {
 			return fmt.Errorf("record %s: %w", id, err)
 		}
 	}
+	file := isFile(st.rec.parts)
 	for i := range segments(st.bodyLen) {
+		if file {
+			break
+		}
 		if err := b.del(bodyKey(partsName(st.rec), i)); err != nil {
 			return fmt.Errorf("record %s: %w", id, err)
 		}
 	}
 	if err := b.del(metaKey(id)); err != nil {
 		return fmt.Errorf("record %s: %w", id, err)
+	}
+	if file { // removed once the deletion of its metadata committed (removeFiles)
+		b.files = append(b.files, fileDrop{ref: st.rec.parts, txn: b.cur.last})
 	}
 	if k := stateKey(st.rec.State, st.rec.Queue, id); k != nil {
 		if err := b.del(k); err != nil {

@@ -40,6 +40,7 @@ type Store struct {
 	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
 	droppedAt time.Time     // when the mapped files' pages were last dropped (see adviseLogs)
 	mapsDir   string        // opts.Dir as the kernel names it in /proc/self/maps
+	bodies    string        // the directory of body files (bodyfile.go)
 
 	// life is write-locked by Close only; holding it for reading keeps db open and lets a
 	// request into reqs.
@@ -95,7 +96,10 @@ func Open(opts Options) (*Store, error) {
 		}
 	}
 	s.adviseLogs(time.Now())
-	migrate, err := checkFormat(db, opts.Dir)
+	migrate, err := checkFormat(db, opts.Dir, s.log)
+	if err == nil {
+		err = s.openBodies()
+	}
 	if err != nil {
 		db.Close()
 		return nil, err
@@ -230,6 +234,11 @@ func (s *Store) load(migrate bool) error {
 	}
 	if last != "" {
 		s.ids.After(last, now)
+	}
+	if len(s.quarantined) == 0 { // else a quarantined record may be the one naming a file
+		if err := s.removeOrphanFiles(named); err != nil {
+			return err
+		}
 	}
 	if len(orphans) > 0 {
 		s.log.Info("persist: removing unfinished bodies", "keys", len(orphans))
