@@ -100,3 +100,67 @@ func benchTunnel(b *testing.B, relay, agent Tunnel) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "msgs/s")
 	b.ReportMetric(float64(cpu.Nanoseconds())/float64(b.N), "cpu-ns/msg")
 }
+
+// BenchmarkLargeTransfer measures one 10 MiB webhook at a time through each transport on
+// loopback, sent as a relay sends it (SendWebhook: a Webhook frame, then 64 KiB Chunks) and
+// acked once its last byte arrived; MB/s is the body's bytes.
+//
+//	go test -bench=LargeTransfer -run='^$' -benchtime=20x ./protocol
+func BenchmarkLargeTransfer(b *testing.B) {
+	b.Run("websocket", func(b *testing.B) {
+		agent, relay := wsPair(b, WSConfig{})
+		benchLarge(b, relay, agent)
+	})
+	b.Run("quic", func(b *testing.B) {
+		agent, relay := newQUICEnv(b, QUICConfig{}).pair(b, "")
+		benchLarge(b, relay, agent)
+	})
+}
+
+func benchLarge(b *testing.B, relay, agent Tunnel) {
+	body := binaryBody(10 << 20)
+	agentErr := make(chan error, 1)
+	go func() { // agent: count each webhook's bytes, ack it when whole
+		for done := 0; done < b.N; {
+			f, err := agent.ReadFrame()
+			if err != nil {
+				agentErr <- err
+				return
+			}
+			var id string
+			var end bool
+			switch f := f.(type) {
+			case *Webhook:
+				id, end = f.ID, f.BodyLen == int64(len(f.Body))
+			case *Chunk:
+				id, end = f.ID, f.Offset+int64(len(f.Data)) == int64(len(body))
+			}
+			if end {
+				done++
+				if err := agent.WriteFrame(&Ack{IDs: []string{id}}); err != nil {
+					agentErr <- err
+					return
+				}
+			}
+		}
+		agentErr <- nil
+	}()
+	if err := relay.WriteFrame(&Welcome{SessionID: "bench"}); err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	for i := range b.N {
+		w := &Webhook{ID: "01JDQ" + strconv.Itoa(i), Endpoint: "github", Method: "POST", Body: body}
+		if err := SendWebhook(relay, w, 0); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := relay.ReadFrame(); err != nil { // its ack
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	if err := <-agentErr; err != nil {
+		b.Fatal(err)
+	}
+}
