@@ -103,7 +103,7 @@ func BenchmarkDrain(b *testing.B) {
 			defer func(was bool) { cacheLeased = was }(cacheLeased)
 			cacheLeased = cached
 			dir := b.TempDir()
-			small := func(o *Options) { o.Small = false }
+			small := func(o *Options) { o.Small = false; o.LeaseBodyMax = 1 << 20 } // the relay's
 			s := openT(b, dir, small)
 			body := make([]byte, 1<<10)
 			runProducers(b, 16, func() error {

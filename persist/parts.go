@@ -231,15 +231,21 @@ func partsName(r *Record) string {
 	return r.ID
 }
 
-// readLeased reads a record for a lease: with its body unless that is over LeaseBodyMax.
+// readLeased reads a record for a lease: with its body unless that is over LeaseBodyMax. The
+// metadata is read once (it was read twice when the body was wanted: a third of the reads
+// of a record leased cold).
 func (s *Store) readLeased(txn *badger.Txn, id string) (*Record, error) {
-	if max := s.opts.LeaseBodyMax; max > 0 {
-		r, bodyLen, err := readMeta(txn, id)
-		if err != nil || int64(bodyLen) > max {
-			return r, err
-		}
+	r, bodyLen, err := readMeta(txn, id)
+	if err != nil {
+		return nil, err
 	}
-	return s.readRecord(txn, id, true)
+	if max := s.opts.LeaseBodyMax; max > 0 && int64(bodyLen) > max {
+		return r, nil
+	}
+	if err := s.readBody(txn, r, bodyLen); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 // Body returns a reader of the body of record id, byte-exact, which holds at most one

@@ -306,29 +306,36 @@ func (s *Store) readRecord(txn *badger.Txn, id string, body bool) (*Record, erro
 	if err != nil || !body {
 		return r, err
 	}
+	if err := s.readBody(txn, r, bodyLen); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// readBody reads into r.Body the body of bodyLen bytes of r, whose metadata was just read.
+func (s *Store) readBody(txn *badger.Txn, r *Record, bodyLen int) error {
 	if isFile(r.parts) {
-		if r.Body, err = s.readBodyFile(id, r.parts, bodyLen); err != nil {
-			return nil, err
-		}
-		return r, nil
+		var err error
+		r.Body, err = s.readBodyFile(r.ID, r.parts, bodyLen)
+		return err
 	}
 	r.Body = make([]byte, 0, bodyLen)
 	for i := range segments(bodyLen) {
 		item, err := txn.Get(bodyKey(partsName(r), i))
 		if err != nil {
-			return nil, fmt.Errorf("read body %s segment %d: %w", id, i, err)
+			return fmt.Errorf("read body %s segment %d: %w", r.ID, i, err)
 		}
 		if err := item.Value(func(v []byte) error {
 			r.Body = append(r.Body, v...)
 			return nil
 		}); err != nil {
-			return nil, fmt.Errorf("read body %s segment %d: %w", id, i, err)
+			return fmt.Errorf("read body %s segment %d: %w", r.ID, i, err)
 		}
 	}
 	if len(r.Body) != bodyLen {
-		return nil, fmt.Errorf("read body %s: %d bytes, want %d: %w", id, len(r.Body), bodyLen, errCorrupt)
+		return fmt.Errorf("read body %s: %d bytes, want %d: %w", r.ID, len(r.Body), bodyLen, errCorrupt)
 	}
-	return r, nil
+	return nil
 }
 
 // Quarantined returns the ids of records set aside at Open because their metadata did not
