@@ -47,19 +47,6 @@ func (s *Store) openBodies() error {
 	return syncDir(s.opts.Dir)
 }
 
-// syncDir fsyncs a directory, so that the names created in it outlive a power loss.
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
-
 // fileErr maps a body file's write error: no space is ErrDiskFull.
 func fileErr(err error) error {
 	if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
