@@ -40,14 +40,15 @@ const (
 // BodyWriter stages one body in parts (see above). Write it, then hand it to AppendBody, or
 // Abort it. Not safe for concurrent use.
 type BodyWriter struct {
-	s   *Store
-	ref string
-	buf []byte   // not yet written; a body that never fills it is stored inline by AppendBody
-	f   *os.File // the body's file, from its first flush until it is synced
-	seg int      // flushes written to the file
-	n   int64    // bytes taken
-	err error    // sticks
-	end bool     // appended or aborted
+	s       *Store
+	ref     string
+	buf     []byte   // not yet written; a body that never fills it is stored inline by AppendBody
+	f       *os.File // the body's file, from its first flush until it is synced
+	seg     int      // flushes written to the file
+	written int64    // bytes written to the file
+	n       int64    // bytes taken
+	err     error    // sticks
+	end     bool     // appended or aborted
 }
 
 // NewBody starts staging a body. It fails with ErrClosed, or ErrDiskFull below MinFree.
@@ -128,6 +129,8 @@ func (w *BodyWriter) flush() error {
 		w.err = fmt.Errorf("stage body: %w", fileErr(err))
 		return w.err
 	}
+	startWriteback(w.f, w.written, int64(len(w.buf)))
+	w.written += int64(len(w.buf))
 	w.seg++
 	w.buf = w.buf[:0]
 	return nil
