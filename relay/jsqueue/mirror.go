@@ -16,6 +16,7 @@ type entry struct {
 	meta  meta
 	slots map[string]slot // by group; a missing group is fresh (ready, never attempted)
 	open  bool            // in the mirror's open list (mirror_open.go)
+	dead  bool            // finished, dead in some group: counted in the mirror's dead
 	body  []byte          // while open, within bodyCache; nil: not held (read it from the stream)
 }
 
@@ -49,6 +50,7 @@ type mirror struct {
 	byEp      map[string][]*entry        // stream order
 	open      map[string][]*entry        // by endpoint, those unfinished in some group, stream order
 	openBytes map[string]int64           // by endpoint, the sizes of those in open
+	dead      map[string]int             // by endpoint, the finished ones dead in some group
 	early     map[string]map[string]slot // id → group → state seen before the webhook itself
 	wake      map[string]chan struct{}   // by endpoint, closed on any change there
 	reserved  map[string]int64           // bytes of appends in flight, by endpoint (quota)
@@ -64,7 +66,7 @@ type mirror struct {
 
 func newMirror(groups []string) *mirror {
 	return &mirror{groups: groups, byID: map[string]*entry{}, byEp: map[string][]*entry{},
-		open: map[string][]*entry{}, openBytes: map[string]int64{},
+		open: map[string][]*entry{}, openBytes: map[string]int64{}, dead: map[string]int{},
 		early: map[string]map[string]slot{}, wake: map[string]chan struct{}{}, reserved: map[string]int64{}}
 }
 
@@ -171,6 +173,7 @@ func (m *mirror) set(id, group string, s slot) {
 func (m *mirror) removeLocked(e *entry) {
 	delete(m.byID, e.meta.ID)
 	m.closeLocked(e)
+	m.setDeadLocked(e, false)
 	list := m.byEp[e.meta.Queue]
 	if i, ok := slices.BinarySearchFunc(list, e.seq, bySeq); ok && list[i] == e {
 		m.byEp[e.meta.Queue] = slices.Delete(list, i, i+1)

@@ -3,16 +3,47 @@ package jsqueue
 import (
 	"cmp"
 	"slices"
+
+	"github.com/hookrelay/hookrelay/persist"
 )
 
 // The mirror keeps, besides every webhook of an endpoint, the ones still open (unfinished in
-// some group) in stream order, and the bytes they hold. Leases, wake-ups and the quota look
-// at these only: finished webhooks stay listed for keep_done, tens of thousands of them under
-// load, and scanning them at every lease and append was most of a busy relay's CPU.
+// some group) in stream order, and the bytes they hold, and counts the finished ones that are
+// dead. Leases, wake-ups, the quota and Stats look at these only: finished webhooks stay
+// listed for keep_done, tens of thousands of them under load, and scanning them at every lease
+// and append was most of a busy relay's CPU. Stats (every scrape, and every 5 s for the admin
+// UI's charts) scanned them all, building a record of each, under the mirror's lock.
 
-// reindexLocked moves e into or out of its endpoint's open list after its state changed.
+// reindexLocked moves e into or out of its endpoint's open list, and its dead count, after its
+// state changed.
 func (m *mirror) reindexLocked(e *entry) {
-	m.setOpenLocked(e, m.unfinishedLocked(e))
+	u := m.unfinishedLocked(e)
+	m.setOpenLocked(e, u)
+	m.setDeadLocked(e, !u && m.anyDeadLocked(e))
+}
+
+// anyDeadLocked says whether a group e was accepted for has it dead: a finished webhook then
+// shows as dead (dead ranks below delivered).
+func (m *mirror) anyDeadLocked(e *entry) bool {
+	for _, g := range m.groupsLocked(e) {
+		if s := e.slot(g); !s.g.Deleted && s.g.State == persist.StateDead {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *mirror) setDeadLocked(e *entry, d bool) {
+	if d == e.dead {
+		return
+	}
+	ep := e.meta.Queue
+	if d {
+		m.dead[ep]++
+	} else if m.dead[ep]--; m.dead[ep] <= 0 {
+		delete(m.dead, ep)
+	}
+	e.dead = d
 }
 
 func (m *mirror) setOpenLocked(e *entry, u bool) {

@@ -114,24 +114,20 @@ func (q *Queue) Stats(context.Context) ([]persist.QueueStats, error) {
 	if err := q.check(); err != nil {
 		return nil, fmt.Errorf("stats: %w", err)
 	}
-	now := time.Now()
 	m := q.m
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []persist.QueueStats
-	for ep, list := range m.byEp {
-		st := persist.QueueStats{Queue: ep}
-		for _, e := range list {
-			switch {
-			case m.unfinishedLocked(e):
-				st.Pending++
-				st.Bytes += e.meta.Size
-				if at := time.Unix(0, e.meta.At); st.Oldest.IsZero() || at.Before(st.Oldest) {
-					st.Oldest = at
-				}
-			case m.recordLocked(e, now).State == persist.StateDead:
-				st.Dead++
+	for ep := range m.byEp {
+		st := persist.QueueStats{Queue: ep, Pending: len(m.open[ep]), Bytes: m.openBytes[ep], Dead: m.dead[ep]}
+		var oldest int64
+		for _, e := range m.open[ep] { // in stream order, which other relays' clocks may not follow
+			if oldest == 0 || e.meta.At < oldest {
+				oldest = e.meta.At
 			}
+		}
+		if oldest != 0 {
+			st.Oldest = time.Unix(0, oldest)
 		}
 		out = append(out, st)
 	}
