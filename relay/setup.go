@@ -70,7 +70,8 @@ func (s *Server) openQueue() (Queue, error) {
 	if n := cfg.Store.NATS; n != nil {
 		o := jsqueue.Options{URLs: n.URLs, Replicas: n.Replicas, Creds: n.Creds, NodeID: cfg.NodeID,
 			Groups: s.live.Load().allGroups(), GroupsOf: s.groupsOf, Logger: s.log.With("component", "store"), Quota: quota,
-			KeepDone: cfg.KeepDone, KeepDead: cfg.KeepDead, GCInterval: cfg.RetentionInterval}
+			KeepDone: cfg.KeepDone, KeepDead: cfg.KeepDead, GCInterval: cfg.RetentionInterval,
+			KeepDoneMax: cfg.KeepDoneMax, KeepDeadMax: cfg.KeepDeadMax}
 		if n.TLS != nil {
 			o.TLSCA, o.TLSCert, o.TLSKey = n.TLS.CA, n.TLS.Cert, n.TLS.Key
 		}

@@ -1,9 +1,11 @@
 package jsqueue
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
+	"slices"
 	"time"
 
 	"github.com/hookrelay/hookrelay/persist"
@@ -11,7 +13,8 @@ import (
 )
 
 // Retention. Finished webhooks are deleted once keep_done (delivered) or keep_dead (dead in a
-// group) has passed, by one relay of the cluster at a time: the sweeper, which holds the
+// group) has passed, or when more are kept than keep_done_max or keep_dead_max (the ones
+// finished first go), by one relay of the cluster at a time: the sweeper, which holds the
 // bucket's key x.sweep (its node and token, until when; taken over with a revision-checked
 // write once it ran out). When every relay swept, every relay deleted every expired webhook:
 // three delete markers per state key, three message deletes.
@@ -64,7 +67,7 @@ func (q *Queue) sweep(ctx context.Context) {
 	if took, ok := q.takeSweep(ctx, now); ok {
 		// Each delete is a round trip per group and one for the message: maxInFlight at once,
 		// or a sweep of a busy cluster's day would take longer than the minute between sweeps.
-		ids := q.m.expired(now, q.opts.KeepDone, q.opts.KeepDead)
+		ids := q.m.expired(now, keep{q.opts.KeepDone, q.opts.KeepDead, q.opts.KeepDoneMax, q.opts.KeepDeadMax})
 		inParallel(len(ids), func(i int) {
 			if err := q.Delete(ctx, "", ids[i]); err != nil && !errors.Is(err, persist.ErrNotFound) && ctx.Err() == nil {
 				q.log.Warn("jetstream queue: retention sweep", "id", ids[i], "err", err)
@@ -170,32 +173,56 @@ func (q *Queue) purgeMarkers(ctx context.Context, now time.Time) {
 // kvSubject is the subject of key in the state bucket's stream.
 func (q *Queue) kvSubject(key string) string { return "$KV." + q.opts.Name + "_STATE." + key }
 
-// expired lists the webhooks finished in every group longer ago than keepDone, or keepDead
-// when dead in one.
-func (m *mirror) expired(now time.Time, keepDone, keepDead time.Duration) []string {
+// keep is what retention keeps: finished webhooks for done (delivered) or dead (dead in a
+// group), at most doneMax and deadMax of them (0: no bound).
+type keep struct {
+	done, dead       time.Duration
+	doneMax, deadMax int
+}
+
+// expired lists the webhooks finished in every group longer ago than k.done, or k.dead when
+// dead in one, and beyond the newest k.doneMax delivered and k.deadMax dead ones.
+func (m *mirror) expired(now time.Time, k keep) []string {
+	type fin struct {
+		id string
+		at int64
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []string
+	var done, dead []fin // kept by time
 	for _, list := range m.byEp {
 		for _, e := range list {
-			if m.unfinishedLocked(e) {
+			if e.open {
 				continue
 			}
-			var fin int64
-			keep := keepDone
+			var at int64
 			for _, g := range m.groupsLocked(e) {
-				s := e.slot(g)
-				if s.g.Deleted {
-					continue
-				}
-				fin = max(fin, s.g.Finished)
-				if s.g.State == persist.StateDead {
-					keep = keepDead
+				if s := e.slot(g); !s.g.Deleted {
+					at = max(at, s.g.Finished)
 				}
 			}
-			if fin < now.Add(-keep).UnixNano() {
+			keep, kept := k.done, &done
+			if e.dead {
+				keep, kept = k.dead, &dead
+			}
+			if at < now.Add(-keep).UnixNano() {
 				out = append(out, e.meta.ID)
+			} else {
+				*kept = append(*kept, fin{e.meta.ID, at})
 			}
+		}
+	}
+	for _, c := range []struct {
+		kept []fin
+		max  int
+	}{{done, k.doneMax}, {dead, k.deadMax}} {
+		if c.max <= 0 || len(c.kept) <= c.max {
+			continue
+		}
+		slices.SortFunc(c.kept, func(a, b fin) int { return cmp.Or(cmp.Compare(a.at, b.at), cmp.Compare(a.id, b.id)) })
+		for _, f := range c.kept[:len(c.kept)-c.max] {
+			out = append(out, f.id)
 		}
 	}
 	return out

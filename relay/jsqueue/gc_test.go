@@ -191,3 +191,63 @@ func TestSweeperHandsOverAtClose(t *testing.T) {
 		t.Fatalf("the other relay took over after %v: the closed one kept the key", d)
 	}
 }
+
+// keep_done_max and keep_dead_max bound the finished webhooks a cluster keeps, as they do on
+// the Badger store: the sweep deletes the ones finished first beyond them, delivered and dead
+// counted apart, however young. Without the bounds every relay's mirror held every webhook
+// of the last keep_done (24 h) in memory.
+func TestSweepKeepsAtMostMax(t *testing.T) {
+	c := natstest.Start(t, 1)
+	q, err := jsqueue.Open(t.Context(), jsqueue.Options{URLs: c.URLs(), Replicas: 1, Name: "KEEPMAX",
+		NodeID: "a", KeepDone: time.Hour, KeepDead: time.Hour, KeepDoneMax: 5, KeepDeadMax: 3,
+		GCInterval: 300 * time.Millisecond})
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	t.Cleanup(func() { q.Close() })
+	const n = 12
+	var ids []string
+	for range n {
+		r := &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}
+		if err := q.Append(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	leaseAll(t, q, n, time.Minute)
+	for i, id := range ids { // one at a time: each finishes after the one before
+		st := persist.StateDelivered
+		if i >= 8 {
+			st = persist.StateDead
+		}
+		for _, err := range q.Apply(t.Context(), "default", []persist.Change{{ID: id, State: st, Reason: "test"}}) {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	kept := func(id string) bool {
+		_, err := q.Get(t.Context(), id)
+		if err != nil && !errors.Is(err, persist.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return err == nil
+	}
+	// Delivered: 0..7, the newest 5 stay; dead: 8..11, the newest 3 stay.
+	want := func(i int) bool { return (i >= 3 && i < 8) || i >= 9 }
+	testutil.WaitFor(t, 10*time.Second, "the oldest finished beyond the bounds swept", func() bool {
+		for i, id := range ids {
+			if !want(i) && kept(id) {
+				return false
+			}
+		}
+		return true
+	})
+	time.Sleep(time.Second) // more sweeps: they keep what is within the bounds
+	for i, id := range ids {
+		if kept(id) != want(i) {
+			t.Errorf("webhook %d (%s): kept %v, want %v", i, id, kept(id), want(i))
+		}
+	}
+}

@@ -62,6 +62,11 @@ type Options struct {
 	// KeepDone and KeepDead are how long delivered and dead webhooks stay listable; defaults
 	// 24h and 7 days. GCInterval is how often the sweep runs; default 1m.
 	KeepDone, KeepDead, GCInterval time.Duration
+	// KeepDoneMax and KeepDeadMax bound how many delivered and dead webhooks the cluster keeps
+	// (the relay's keep_done_max, keep_dead_max): beyond them the sweep deletes the ones
+	// finished first. Every relay holds every kept webhook in its mirror, so they bound its
+	// memory too. 0 = no bound but the times.
+	KeepDoneMax, KeepDeadMax int
 }
 
 // Queue is the JetStream queue. It implements relay.Queue.
