@@ -79,8 +79,11 @@ func TestRoutesFanOutBurst(t *testing.T) {
 		wg.Go(func() {
 			for i := w; i < n; i += 8 {
 				size := 100 + i*50 // up to ~10 KB, binary
-				if i%50 == 7 {
-					size = 600<<10 + i // streamed through the store in parts, then copied
+				switch {
+				case i%100 == 7:
+					size = 1<<20 + 3*i // streamed into a body file, then copied into another
+				case i%50 == 7:
+					size = 600<<10 + i // streamed through the store, stored inline, then copied
 				}
 				body := make([]byte, size)
 				rand.Read(body)
