@@ -216,7 +216,11 @@ func (s *Store) runBatch(reqs []*request) {
 	}
 	b.commit()
 	b.rtxn.Discard()
-	s.adviseLogs(time.Now())
+	wrote := 0
+	for _, r := range taken {
+		wrote += r.bytes
+	}
+	s.adviseLogs(time.Now(), wrote)
 	s.expect = min(len(taken)+len(s.reqs), maxBatchRequests)
 	s.lastTook = b.took
 
