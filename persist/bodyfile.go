@@ -128,8 +128,8 @@ func (s *Store) removeOrphanFiles(named map[string]bool) error {
 	}
 	removed := 0
 	for _, e := range ents {
-		if named[string(fileMark)+e.Name()] {
-			continue
+		if named[string(fileMark)+e.Name()] || !isBodyName(e.Name()) || e.IsDir() {
+			continue // named, or not a body file of ours: left alone
 		}
 		if err := os.Remove(filepath.Join(s.bodies, e.Name())); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("remove unfinished body: %w", err)
@@ -140,6 +140,19 @@ func (s *Store) removeOrphanFiles(named map[string]bool) error {
 		s.log.Info("persist: removed unfinished body files", "files", removed)
 	}
 	return nil
+}
+
+// isBodyName says whether name is what NewBody names a body file: 24 lowercase hex digits.
+func isBodyName(name string) bool {
+	if len(name) != 24 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // fileDrop is a body file to remove once the transaction numbered txn committed.

@@ -92,13 +92,17 @@ func TestOrphanBodyFilesRemoved(t *testing.T) {
 	stageT(t, s, randomBody(1<<20+1)) // never appended
 	stray := filepath.Join(s.bodies, "0123456789abcdef01234567")
 	mustOK(t, os.WriteFile(stray, []byte("left by a crash"), 0o600))
-	if n := countFiles(t, s); n != 3 {
-		t.Fatalf("%d files before the reopen, want 3", n)
+	// Not ours: an operator's note and a directory are left alone (and do not fail Open).
+	mustOK(t, os.WriteFile(filepath.Join(s.bodies, "README"), []byte("hands off"), 0o600))
+	mustOK(t, os.Mkdir(filepath.Join(s.bodies, "0123456789abcdef0123abcd"), 0o700))
+	mustOK(t, os.WriteFile(filepath.Join(s.bodies, "0123456789abcdef0123abcd", "x"), nil, 0o600))
+	if n := countFiles(t, s); n != 5 {
+		t.Fatalf("%d files before the reopen, want 5", n)
 	}
 	mustOK(t, s.Close())
 	s = openT(t, dir, nil)
-	if n := countFiles(t, s); n != 1 {
-		t.Fatalf("%d files after the reopen, want the appended body's alone", n)
+	if n := countFiles(t, s); n != 3 {
+		t.Fatalf("%d files after the reopen, want the appended body's and the two not ours", n)
 	}
 	if got := readAllBody(t, s, r.ID); !bytes.Equal(got, body) {
 		t.Fatal("the appended body changed")
