@@ -55,7 +55,7 @@ func (s *Store) AppendBodyCopies(ctx context.Context, r *Record, w *BodyWriter, 
 			return errors.New("append: every copy needs its own staged body, of the same length")
 		}
 	}
-	if w.seg == 0 { // small: stored inline, the copies too
+	if !w.created { // small: stored inline, the copies too
 		cs := make([]Copy, len(copies))
 		for i, c := range copies {
 			c.Body.Abort()

@@ -44,7 +44,7 @@ type BodyWriter struct {
 	ref     string
 	buf     []byte   // not yet written; a body that never fills it is stored inline by AppendBody
 	f       *os.File // the body's file, from its first flush until it is synced
-	seg     int      // flushes written to the file
+	created bool     // the file exists (from the first flush on, written to or not)
 	written int64    // bytes written to the file
 	n       int64    // bytes taken
 	err     error    // sticks
@@ -123,7 +123,7 @@ func (w *BodyWriter) flush() error {
 			w.err = fmt.Errorf("stage body: %w", err)
 			return w.err
 		}
-		w.f = f
+		w.f, w.created = f, true
 	}
 	if _, err := w.f.Write(w.buf); err != nil {
 		w.err = fmt.Errorf("stage body: %w", fileErr(err))
@@ -131,7 +131,6 @@ func (w *BodyWriter) flush() error {
 	}
 	startWriteback(w.f, w.written, int64(len(w.buf)))
 	w.written += int64(len(w.buf))
-	w.seg++
 	w.buf = w.buf[:0]
 	return nil
 }
@@ -174,7 +173,7 @@ func (w *BodyWriter) Abort() {
 		w.f.Close()
 		w.f = nil
 	}
-	if w.seg > 0 {
+	if w.created {
 		w.s.removeBody(w.ref)
 	}
 }
@@ -196,7 +195,7 @@ func (s *Store) appendBody(ctx context.Context, r *Record, w *BodyWriter, copies
 		w.Abort()
 		return fmt.Errorf("append: %w", w.err)
 	}
-	if w.seg == 0 {
+	if !w.created {
 		w.end = true
 		r.Body = w.buf
 		if r.Body == nil {
