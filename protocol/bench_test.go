@@ -11,18 +11,26 @@ import (
 // batches of benchAckBatch, as a session does. cpu-ns/msg is the process's CPU time (both
 // sides) per webhook, steadier than msgs/s on a shared machine.
 func BenchmarkTunnel(b *testing.B) {
+	onTransports(b, benchTunnel, true)
+}
+
+// onTransports runs bench on a relay and agent tunnel pair of each transport (QUIC with one
+// data stream too, with oneStream).
+func onTransports(b *testing.B, bench func(b *testing.B, relay, agent Tunnel), oneStream bool) {
 	b.Run("websocket", func(b *testing.B) {
 		agent, relay := wsPair(b, WSConfig{})
-		benchTunnel(b, relay, agent)
+		bench(b, relay, agent)
 	})
 	b.Run("quic", func(b *testing.B) {
 		agent, relay := newQUICEnv(b, QUICConfig{}).pair(b, "")
-		benchTunnel(b, relay, agent)
+		bench(b, relay, agent)
 	})
-	b.Run("quic-1stream", func(b *testing.B) {
-		agent, relay := newQUICEnv(b, QUICConfig{Streams: 1}).pair(b, "")
-		benchTunnel(b, relay, agent)
-	})
+	if oneStream {
+		b.Run("quic-1stream", func(b *testing.B) {
+			agent, relay := newQUICEnv(b, QUICConfig{Streams: 1}).pair(b, "")
+			bench(b, relay, agent)
+		})
+	}
 }
 
 const (
@@ -107,14 +115,7 @@ func benchTunnel(b *testing.B, relay, agent Tunnel) {
 //
 //	go test -bench=LargeTransfer -run='^$' -benchtime=20x ./protocol
 func BenchmarkLargeTransfer(b *testing.B) {
-	b.Run("websocket", func(b *testing.B) {
-		agent, relay := wsPair(b, WSConfig{})
-		benchLarge(b, relay, agent)
-	})
-	b.Run("quic", func(b *testing.B) {
-		agent, relay := newQUICEnv(b, QUICConfig{}).pair(b, "")
-		benchLarge(b, relay, agent)
-	})
+	onTransports(b, benchLarge, false)
 }
 
 func benchLarge(b *testing.B, relay, agent Tunnel) {
