@@ -116,6 +116,11 @@ type Config struct {
 
 	// Version is reported by GET /v1/info; set by main, never read from YAML.
 	Version string `yaml:"-"`
+
+	// holdMax and holdYoung, when set, replace the bound on what an agent holds without an
+	// outcome (holding.go); tests only.
+	holdMax   int
+	holdYoung time.Duration
 }
 
 // TLSConfig names a PEM certificate (chain) and its key.

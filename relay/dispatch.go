@@ -13,19 +13,39 @@ import (
 )
 
 // dispatchLoop leases ready webhooks of the session's endpoints while the window has room
-// and Sends them on the Conn; it waits for new webhooks, a due retry or window room. Ordered
+// (and the agent holds fewer than holdMax young webhooks without an outcome, holding.go) and
+// Sends them on the Conn; it waits for new webhooks, a due retry or window room. Ordered
 // endpoints go head by head (order.go); the others in windows.
 func (s *session) dispatchLoop() {
+	var ages *time.Timer // while the agent holds holdMax: when the oldest stops counting
+	defer func() {
+		if ages != nil {
+			ages.Stop()
+		}
+	}()
 	for {
+		held, agesAt := s.holds.held(time.Now())
 		s.mu.Lock()
-		free := s.window - len(s.inflight)
+		// What is in flight is held once acked: a report makes room too, and signals.
+		free := min(s.window, s.holdMax-held) - len(s.inflight)
 		if s.inBytes >= maxInflightBytes {
 			free = 0 // an ack makes room, and signals
 		}
 		s.mu.Unlock()
 		if free <= 0 {
+			var aged <-chan time.Time
+			if held >= s.holdMax && !agesAt.IsZero() {
+				if ages == nil {
+					ages = time.NewTimer(time.Until(agesAt))
+				} else {
+					ages.Reset(time.Until(agesAt))
+				}
+				aged = ages.C
+			}
 			select {
 			case <-s.wake:
+				continue
+			case <-aged:
 				continue
 			case <-s.conn.Done():
 				return

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"errors"
@@ -62,6 +63,7 @@ type session struct {
 	log         *slog.Logger
 	connectedAt time.Time
 	window      int // webhooks the session may have in flight
+	holdMax     int // young webhooks its agent may hold without an outcome (holding.go)
 	leaseTTL    time.Duration
 	wake        chan struct{}   // cap 1: the window may have room again
 	ctx         context.Context // the Conn's: cancelled once it closes, for the session's queue calls
@@ -78,8 +80,7 @@ type session struct {
 	next int // round-robin start among endpoints
 
 	// owned by the reader
-	acked     map[string]bool // recently acked ids (of granted endpoints)
-	ackedRing []string
+	holds *holdings // acked ids without an outcome yet (holding.go)
 
 	// guarded by mu
 	mu       sync.Mutex
@@ -133,7 +134,8 @@ func newSession(q Queue, m *metrics, cfg *Config, t protocol.Tunnel, version uin
 		leaseTTL:    cfg.LeaseTTL,
 		wake:        make(chan struct{}, 1),
 		ctx:         conn.Context(),
-		acked:       map[string]bool{},
+		holds:       newHoldings(cmp.Or(cfg.holdYoung, holdYoung)),
+		holdMax:     cmp.Or(cfg.holdMax, holdMax),
 		inflight:    map[string]flight{},
 		heads:       map[string]string{},
 	}
@@ -349,19 +351,11 @@ func (s *session) handleAck(ids []string) {
 		return
 	}
 	s.signal()
+	now := time.Now()
 	for _, id := range mine {
-		s.rememberAcked(id)
+		s.holds.add(id, now)
 	}
 	s.rec.ack(mine)
-}
-
-func (s *session) rememberAcked(id string) {
-	if len(s.ackedRing) >= recentAcked {
-		delete(s.acked, s.ackedRing[0])
-		s.ackedRing = s.ackedRing[1:]
-	}
-	s.acked[id] = true
-	s.ackedRing = append(s.ackedRing, id)
 }
 
 // handleNack offers a webhook again after the agent's retry-after, counting no attempt.
@@ -384,7 +378,7 @@ func (s *session) handleReport(r *protocol.Report) {
 	}
 	if len(s.takeInflight(nil, r.ID)) > 0 {
 		s.signal() // reported before its ack arrived (the ack was lost)
-	} else if !s.acked[r.ID] {
+	} else if !s.holds.has(r.ID) {
 		rec, err := metaOf(s.ctx, s.queue, r.ID)
 		if err != nil || !s.grants(rec.Queue) {
 			s.log.Debug("report for an unknown id ignored", "id", r.ID)
@@ -427,7 +421,9 @@ func (s *session) handleReport(r *protocol.Report) {
 		}
 	}
 	s.rec.outcome(r.ID, st, del, reason)
-	delete(s.acked, r.ID) // the ring entry ages out by itself
+	if s.holds.reported(r.ID) {
+		s.signal() // the agent holds one fewer
+	}
 }
 
 func (s *session) grants(endpoint string) bool {
