@@ -74,8 +74,9 @@ Machine: %s.
   keepalives, and the GC, which a fixed memory limit once kept running back to back). The goal
   is for 10,000 (`+"`-idle 10000`"+`).
 - **backlog** (WebSocket only): the agent is stopped, 16 senders post the backlog (relay peak
-  RSS over the accept), then the agent starts and the drain is timed until the last arrival, with
-  the CPU time relay and agent spent on it per webhook. The goal is for 1,000,000
+  RSS over the accept), then the agent starts and the drain is timed until the last arrival (the
+  relay's peak RSS over the drain too: the goal holds throughout), with the CPU time relay and
+  agent spent on it per webhook. The goal is for 1,000,000
   (`+"`-backlog 1000000`"+`).
 - **sustained** (ws): after the ws column's shapes, the 1 KiB burst again (`+"`-sustained`"+` times,
   2 s apart) on the same relay and agent, with their CPU per webhook. Both keep what they

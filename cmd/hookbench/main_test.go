@@ -34,7 +34,7 @@ func TestSmoke(t *testing.T) {
 		"| peak RSS over the 64 KiB burst, relay / agent MiB |",
 		"| agent RSS idle / peak over every shape, MiB |",
 		"| 20 idle agents: relay RSS KiB each; all connected in s; relay CPU idle |",
-		"| backlog 200 × 1 KiB: accepted/s; relay peak MiB; drained/s; CPU per webhook drained, relay / agent µs |",
+		"| backlog 200 × 1 KiB: accepted/s; relay peak MiB, accepting / draining; drained/s; CPU per webhook drained, relay / agent µs |",
 		"Stripped hookagent binary:",
 	} {
 		if !strings.Contains(table, row) {

@@ -29,6 +29,7 @@ type backlogResult struct {
 	n            int
 	acceptRate   float64 // accepted/s with no agent
 	relayPeakMiB float64 // during the accept
+	drainPeakMiB float64 // the relay's, during the drain
 	drainRate    float64 // delivered/s once the agent connected
 	drainCPU     cpuUse  // per webhook, over the drain
 }
@@ -247,7 +248,7 @@ func shapes(r *results, col string, tg *target, url string, w *world) error {
 }
 
 // backlog stops the agent (if any), has the relay accept n 1 KiB webhooks (its peak RSS over the
-// accept is recorded), then starts the agent and times the drain.
+// accept is recorded), then starts the agent and times the drain (and the relay's peak over it).
 func backlog(w *world, n int) (backlogResult, error) {
 	w.agent.stop()
 	w.relay.resetPeak()
@@ -258,6 +259,7 @@ func backlog(w *world, n int) (backlogResult, error) {
 		return backlogResult{}, err
 	}
 	res := backlogResult{n: n, acceptRate: float64(n) / time.Since(start).Seconds(), relayPeakMiB: w.relay.peakMiB()}
+	w.relay.resetPeak()
 	drain := time.Now()
 	relayCPU := w.relay.cpu()
 	if err := w.startAgent(); err != nil {
@@ -268,6 +270,7 @@ func backlog(w *world, n int) (backlogResult, error) {
 		return backlogResult{}, err
 	}
 	res.drainRate = float64(n) / last.Sub(drain).Seconds()
+	res.drainPeakMiB = w.relay.peakMiB()
 	res.drainCPU = cpuUse{(w.relay.cpu() - relayCPU) / time.Duration(n), w.agent.cpu() / time.Duration(n)}
 	return res, nil
 }

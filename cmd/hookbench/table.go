@@ -137,14 +137,15 @@ func (r *results) table() string {
 		return fmt.Sprintf("%.1f %s; %.2f %s; %.0f%%", v.perAgentKB, mark(v.perAgentKB <= goalIdleKiB),
 			v.connect.Seconds(), mark(v.connect.Seconds() <= goalIdleSecs), v.cpuPct)
 	})
-	row(fmt.Sprintf("backlog %d × 1 KiB: accepted/s; relay peak MiB; drained/s; CPU per webhook drained, relay / agent µs", r.opts.backlog), func(c string) string {
+	row(fmt.Sprintf("backlog %d × 1 KiB: accepted/s; relay peak MiB, accepting / draining; drained/s; CPU per webhook drained, relay / agent µs", r.opts.backlog), func(c string) string {
 		v, ok := r.backlog[c]
 		if !ok {
 			return ""
 		}
 		x := ratio(v.drainRate, d1k.rate)
-		return fmt.Sprintf("%s; %.0f %s; %s (%.2f×) %s; %d / %d", rate(v.acceptRate), v.relayPeakMiB,
-			mark(v.relayPeakMiB <= goalBacklogMiB), rate(v.drainRate), x, mark(x >= goalDrainX),
+		return fmt.Sprintf("%s; %.0f %s / %.0f %s; %s (%.2f×) %s; %d / %d", rate(v.acceptRate),
+			v.relayPeakMiB, mark(v.relayPeakMiB <= goalBacklogMiB), v.drainPeakMiB,
+			mark(v.drainPeakMiB <= goalBacklogMiB), rate(v.drainRate), x, mark(x >= goalDrainX),
 			v.drainCPU.relay.Microseconds(), v.drainCPU.agent.Microseconds())
 	})
 	sb.WriteString(r.sustainedLine())
