@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -55,6 +56,45 @@ func TestDropMappedGivesBackPages(t *testing.T) {
 		if err != nil || len(r.Body) != len(body) || r.Body[12345] != body[12345] {
 			t.Fatalf("get %s after the drop: %v", id, err)
 		}
+	}
+}
+
+// Pages read through Badger's mappings between two periodic drops (a compaction reads its
+// tables so) are dropped at the next commit once they add fileSlack to the file-backed RSS,
+// not only at dropEvery.
+func TestDropWhenFilePagesGrow(t *testing.T) {
+	s := openT(t, "", func(o *Options) { o.dropEvery = time.Hour })
+	appendT(t, s, rec("q", "first"))
+	// A table-like file under the store's directory, read through a mapping of its own.
+	f, err := os.Create(filepath.Join(s.mapsDir, "999999.sst"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	const size = 24 << 20
+	if _, err := f.Write(make([]byte, size)); err != nil {
+		t.Fatal(err)
+	}
+	m, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(m)
+	sum := 0
+	for i := 0; i < size; i += os.Getpagesize() {
+		sum += int(m[i])
+	}
+	before := rssFileKiB(t)
+	time.Sleep(adviseEvery + 20*time.Millisecond)
+	appendT(t, s, rec("q", "next"))
+	after := rssFileKiB(t)
+	for end := time.Now().Add(2 * time.Second); before-after < 16<<10 && time.Now().Before(end); {
+		time.Sleep(10 * time.Millisecond) // the committer advises after answering
+		after = rssFileKiB(t)
+	}
+	t.Logf("RssFile %d KiB before the commit, %d KiB after (sum %d)", before, after, sum)
+	if before-after < 16<<10 {
+		t.Errorf("RssFile %d KiB before, %d KiB after a commit: want the 24 MiB read dropped", before, after)
 	}
 }
 
