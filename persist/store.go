@@ -39,7 +39,6 @@ type Store struct {
 	sweptAt   time.Time     // when the committer last asked for an early sweep
 	advisedAt time.Time     // when the logs' mappings were last advised (see adviseLogs)
 	droppedAt time.Time     // when the mapped files' pages were last dropped (see adviseLogs)
-	fileFloor int64         // file-backed RSS right after that drop (fileResident)
 	wroteBody int64         // body bytes committed since the value logs' pages were last dropped
 	mapsDir   string        // opts.Dir as the kernel names it in /proc/self/maps
 	bodies    string        // the directory of body files (bodyfile.go)
@@ -122,6 +121,7 @@ func Open(opts Options) (*Store, error) {
 	s.start(s.commitLoop)
 	s.start(s.reapLoop)
 	s.start(s.gcLoop)
+	s.start(s.pageLoop)
 	return s, nil
 }
 
@@ -353,17 +353,22 @@ const dropEvery = time.Second
 const dropAfter = 2 << 20
 
 // fileSlack is how far the file-backed RSS may grow past where the last drop left it before
-// the next adviseEvery drops every mapped page at once, not waiting for dropEvery. A
-// compaction reads its tables through their mappings, tens of MiB in well under a second: over
-// a backlog of 1,000,000 the relay's file-backed RSS reached 72–76 MiB between drops, its
-// total 175–181 MiB against 128 for the goal.
-const fileSlack = 8 << 20
+// pageLoop drops every mapped page at once, not waiting for dropEvery. Compactions and the
+// value-log GC read through the mappings, tens of MiB in a quarter of a second: over a backlog
+// of 1,000,000 the relay's file-backed RSS reached 72–76 MiB between the one-second drops, its
+// total 175–181 MiB against 128 for the goal; checked every 100 ms by the committer, still 75.
+// pageEvery and pageIdle are how often pageLoop reads /proc/self/statm (a few µs).
+const (
+	fileSlack = 8 << 20
+	pageEvery = 20 * time.Millisecond
+	pageIdle  = 250 * time.Millisecond
+)
 
 // adviseLogs marks the mappings of Badger's logs MADV_RANDOM (advise_linux.go) and drops the
 // value-log pages that commits left mapped (bodies) when adviseEvery has passed since it last
 // did or dropAfter body bytes were committed since (wrote: the bytes of the commit just
-// made), and drops the pages of all of Badger's mapped files every dropEvery, or sooner once
-// they hold fileSlack more than the last drop left.
+// made), and drops the pages of all of Badger's mapped files every dropEvery (and pageLoop
+// sooner, once they hold fileSlack more than its last drop left).
 func (s *Store) adviseLogs(now time.Time, wrote int) {
 	every := dropEvery
 	if s.opts.dropEvery != 0 {
@@ -383,10 +388,44 @@ func (s *Store) adviseLogs(now time.Time, wrote int) {
 		s.wroteBody = 0
 		dropBodyPages(s.mapsDir)
 	}
-	if every > 0 && (now.Sub(s.droppedAt) >= every || fileResident() > s.fileFloor+fileSlack) {
+	if every > 0 && now.Sub(s.droppedAt) >= every {
 		s.droppedAt = now
 		dropMapped(s.mapsDir)
-		s.fileFloor = fileResident()
+	}
+}
+
+// pageLoop drops the pages of Badger's mapped files (dropMapped) whenever they add fileSlack
+// to the process's file-backed RSS, checked every pageEvery while the store committed in the
+// last second and every pageIdle otherwise (compactions go on after the last commit).
+func (s *Store) pageLoop() {
+	if s.opts.dropEvery < 0 || fileResident() == 0 {
+		return // dropping is off, or not on this system
+	}
+	floor := fileResident()
+	t := time.NewTimer(pageEvery)
+	defer t.Stop()
+	txns, busyAt := s.txns.Load(), time.Now()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		if n := s.txns.Load(); n != txns {
+			txns, busyAt = n, now
+		}
+		if res := fileResident(); res > floor+fileSlack {
+			dropMapped(s.mapsDir)
+			floor = fileResident()
+		} else if res < floor {
+			floor = res
+		}
+		if now.Sub(busyAt) < time.Second {
+			t.Reset(pageEvery)
+		} else {
+			t.Reset(pageIdle)
+		}
 	}
 }
 
