@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/hookrelay/hookrelay/internal/testutil"
+	"github.com/hookrelay/hookrelay/protocol"
 )
 
 // holdings counts acked ids without an outcome, while they are young; reports, ageing, acks
@@ -46,5 +49,42 @@ func TestHoldingsCount(t *testing.T) {
 	check(t0, recentAcked)
 	if h.has("0") || !h.has(fmt.Sprint(recentAcked+9)) {
 		t.Fatal("the ring kept the oldest or lost the newest")
+	}
+}
+
+// An agent that stores webhooks faster than it delivers them holds at most holdMax of those it
+// acked recently without an outcome: the rest wait on the relay. A report makes room at once;
+// a held webhook stops counting after holdYoung (its delivery retries), so an agent whose
+// target is down still receives, slowly.
+func TestTunnelAgentHoldsBounded(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.Window, c.holdMax, c.holdYoung = 4, 6, 2*time.Second })
+	for i := range 20 {
+		accept(t, s, "/h/ep", []byte(fmt.Sprint(i)))
+	}
+	a := dial(t, s, tokenA, "edge-1")
+	var got []string
+	take := func() { // acks each webhook as it comes; reports none
+		for _, w := range a.sync() {
+			got = append(got, w.ID)
+			a.send(&protocol.Ack{IDs: []string{w.ID}})
+		}
+	}
+	start := time.Now()
+	testutil.WaitFor(t, 10*time.Second, "holdMax webhooks", func() bool { take(); return len(got) >= 6 })
+	time.Sleep(300 * time.Millisecond)
+	take()
+	if len(got) != 6 || time.Since(start) >= 2*time.Second {
+		t.Fatalf("an agent that acks and never reports got %d webhooks in %v, want holdMax 6", len(got), time.Since(start))
+	}
+	a.send(&protocol.Report{ID: got[0], Outcome: protocol.OutcomeDelivered, Status: 200, Attempts: 1, At: time.Now()})
+	testutil.WaitFor(t, 10*time.Second, "one more after a report", func() bool { take(); return len(got) > 6 })
+	time.Sleep(300 * time.Millisecond)
+	take()
+	if len(got) != 7 || time.Since(start) >= 2*time.Second {
+		t.Fatalf("after one report: %d webhooks in %v, want 7 before holdYoung", len(got), time.Since(start))
+	}
+	testutil.WaitFor(t, 10*time.Second, "more once the held ones age", func() bool { take(); return len(got) > 7 })
+	if d := time.Since(start); d < 2*time.Second {
+		t.Errorf("more webhooks after %v, before the held ones were %v old", d, 2*time.Second)
 	}
 }
