@@ -28,6 +28,11 @@ func (s *session) dispatchLoop() {
 		s.mu.Lock()
 		// What is in flight is held once acked: a report makes room too, and signals.
 		free := min(s.window, s.holdMax-held) - len(s.inflight)
+		if room := s.window - len(s.inflight); free < room && free < s.holdMax/16 {
+			// Held back by what the agent holds: wait for a few reports to lease a batch, not
+			// one webhook per report.
+			free = 0
+		}
 		if s.inBytes >= maxInflightBytes {
 			free = 0 // an ack makes room, and signals
 		}
