@@ -54,14 +54,7 @@ func TestSweepOnceThenPurgeMarkers(t *testing.T) {
 	defer sub.Unsubscribe()
 
 	const n = 20
-	var ids []string
-	for range n {
-		r := &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}
-		if err := a.Append(t.Context(), r); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.ID)
-	}
+	ids := appendN(t, a, n)
 	recs := leaseAll(t, a, n, time.Minute)
 	var changes []persist.Change
 	for _, r := range recs {
@@ -109,11 +102,7 @@ func TestCloseHandsBackLeases(t *testing.T) {
 	c := natstest.Start(t, 1)
 	a, b := openOne(t, c.URLs(), "HANDBACK"), openOne(t, c.URLs(), "HANDBACK")
 	const n = 100
-	for range n {
-		if err := a.Append(t.Context(), &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	appendN(t, a, n)
 	leaseAll(t, a, n, time.Hour)
 	start := time.Now()
 	if err := a.Close(); err != nil {
@@ -121,6 +110,20 @@ func TestCloseHandsBackLeases(t *testing.T) {
 	}
 	t.Logf("close handed back %d leases in %v", n, time.Since(start))
 	leaseAll(t, b, n, time.Hour) // within its 10 s, not the hour a holds them for
+}
+
+// appendN appends n small webhooks to endpoint ep of q and returns their ids.
+func appendN(t *testing.T, q *jsqueue.Queue, n int) []string {
+	t.Helper()
+	var ids []string
+	for range n {
+		r := &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}
+		if err := q.Append(t.Context(), r); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, r.ID)
+	}
+	return ids
 }
 
 // leaseAll leases n webhooks of endpoint ep from q for ttl, waiting up to 10 s for the mirror
@@ -206,14 +209,7 @@ func TestSweepKeepsAtMostMax(t *testing.T) {
 	}
 	t.Cleanup(func() { q.Close() })
 	const n = 12
-	var ids []string
-	for range n {
-		r := &persist.Record{Queue: "ep", Method: "POST", Body: []byte("x")}
-		if err := q.Append(t.Context(), r); err != nil {
-			t.Fatal(err)
-		}
-		ids = append(ids, r.ID)
-	}
+	ids := appendN(t, q, n)
 	leaseAll(t, q, n, time.Minute)
 	for i, id := range ids { // one at a time: each finishes after the one before
 		st := persist.StateDelivered
