@@ -26,11 +26,14 @@ func (s *session) dispatchLoop() {
 	for {
 		held, agesAt := s.holds.held(time.Now())
 		s.mu.Lock()
-		// What is in flight is held once acked: a report makes room too, and signals.
-		free := min(s.window, s.holdMax-held) - len(s.inflight)
-		if room := s.window - len(s.inflight); free < room && free < s.holdMax/16 {
-			// Held back by what the agent holds: wait for a few reports to lease a batch, not
-			// one webhook per report.
+		// What is in flight is held once acked: a report makes room too, and signals; so
+		// does a held webhook ageing, at agesAt. Held back, the dispatcher waits for room for
+		// a few (holdMax/16) to lease a batch, not one webhook per report.
+		free := s.window - len(s.inflight)
+		holdRoom := s.holdMax - held - len(s.inflight)
+		heldBack := holdRoom < free && holdRoom < max(s.holdMax/16, 1)
+		free = min(free, holdRoom)
+		if heldBack {
 			free = 0
 		}
 		if s.inBytes >= maxInflightBytes {
@@ -39,7 +42,7 @@ func (s *session) dispatchLoop() {
 		s.mu.Unlock()
 		if free <= 0 {
 			var aged <-chan time.Time
-			if held >= s.holdMax && !agesAt.IsZero() {
+			if heldBack && !agesAt.IsZero() {
 				if ages == nil {
 					ages = time.NewTimer(time.Until(agesAt))
 				} else {

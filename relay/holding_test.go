@@ -53,12 +53,14 @@ func TestHoldingsCount(t *testing.T) {
 }
 
 // An agent that stores webhooks faster than it delivers them holds at most holdMax of those it
-// acked recently without an outcome: the rest wait on the relay. A report makes room at once;
-// a held webhook stops counting after holdYoung (its delivery retries), so an agent whose
-// target is down still receives, slowly.
+// acked recently without an outcome: the rest wait on the relay. Once held back, the relay
+// leases again when reports made room for holdMax/16; a held webhook stops counting after
+// holdYoung (its delivery retries), so an agent whose target is down still receives, slowly,
+// also when the room left is under holdMax/16.
 func TestTunnelAgentHoldsBounded(t *testing.T) {
-	s := startServer(t, func(c *Config) { c.Window, c.holdMax, c.holdYoung = 4, 6, 2*time.Second })
-	for i := range 20 {
+	const young = 3 * time.Second
+	s := startServer(t, func(c *Config) { c.Window, c.holdMax, c.holdYoung = 8, 32, young })
+	for i := range 60 {
 		accept(t, s, "/h/ep", []byte(fmt.Sprint(i)))
 	}
 	a := dial(t, s, tokenA, "edge-1")
@@ -69,22 +71,28 @@ func TestTunnelAgentHoldsBounded(t *testing.T) {
 			a.send(&protocol.Ack{IDs: []string{w.ID}})
 		}
 	}
+	report := func(id string) {
+		a.send(&protocol.Report{ID: id, Outcome: protocol.OutcomeDelivered, Status: 200, Attempts: 1, At: time.Now()})
+	}
 	start := time.Now()
-	testutil.WaitFor(t, 10*time.Second, "holdMax webhooks", func() bool { take(); return len(got) >= 6 })
-	time.Sleep(300 * time.Millisecond)
-	take()
-	if len(got) != 6 || time.Since(start) >= 2*time.Second {
-		t.Fatalf("an agent that acks and never reports got %d webhooks in %v, want holdMax 6", len(got), time.Since(start))
+	settled := func(what string, want int) {
+		t.Helper()
+		testutil.WaitFor(t, 10*time.Second, what, func() bool { take(); return len(got) >= want })
+		time.Sleep(300 * time.Millisecond)
+		take()
+		if len(got) != want || time.Since(start) >= young {
+			t.Fatalf("%s: %d webhooks in %v, want %d before holdYoung", what, len(got), time.Since(start), want)
+		}
 	}
-	a.send(&protocol.Report{ID: got[0], Outcome: protocol.OutcomeDelivered, Status: 200, Attempts: 1, At: time.Now()})
-	testutil.WaitFor(t, 10*time.Second, "one more after a report", func() bool { take(); return len(got) > 6 })
-	time.Sleep(300 * time.Millisecond)
-	take()
-	if len(got) != 7 || time.Since(start) >= 2*time.Second {
-		t.Fatalf("after one report: %d webhooks in %v, want 7 before holdYoung", len(got), time.Since(start))
-	}
-	testutil.WaitFor(t, 10*time.Second, "more once the held ones age", func() bool { take(); return len(got) > 7 })
-	if d := time.Since(start); d < 2*time.Second {
-		t.Errorf("more webhooks after %v, before the held ones were %v old", d, 2*time.Second)
+	settled("an agent that acks and never reports", 32)
+	report(got[0])
+	settled("one report: room for 1, under holdMax/16", 32)
+	report(got[1])
+	settled("two reports: room for 2", 34)
+	report(got[2])
+	settled("three reports: room for 1 again", 34)
+	testutil.WaitFor(t, 10*time.Second, "more once the held ones age", func() bool { take(); return len(got) > 34 })
+	if d := time.Since(start); d < young {
+		t.Errorf("more webhooks after %v, before the held ones were %v old", d, young)
 	}
 }

@@ -79,8 +79,7 @@ type session struct {
 	// owned by the dispatcher
 	next int // round-robin start among endpoints
 
-	// owned by the reader
-	holds *holdings // acked ids without an outcome yet (holding.go)
+	holds *holdings // acked ids without an outcome yet (holding.go; its own lock)
 
 	// guarded by mu
 	mu       sync.Mutex
